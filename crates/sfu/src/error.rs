@@ -1,0 +1,70 @@
+//! The one error type of the SFU boundary.
+
+/// Everything `Sfu` can refuse, each with a human-readable reason.
+///
+/// Suggested HTTP mapping (the HTTP layer owns it): `BadSdp` 400, `UnsupportedCodecs`
+/// 406 (or 422), `NoPublisher` 404, `UnknownSession` 404, `RoomFull` 503 with
+/// `Retry-After`, `TooManySessions` 503, `ShuttingDown` 503, `Internal` 500.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The SDP could not be parsed or is not a usable offer (reason inside).
+    #[error("bad SDP: {0}")]
+    BadSdp(String),
+    /// No codec in common (reason names what each side has).
+    #[error("unsupported codecs: {0}")]
+    UnsupportedCodecs(String),
+    /// The room already has `max_viewers_per_room` viewers.
+    #[error("room is full ({0} viewers)")]
+    RoomFull(usize),
+    /// Nobody is publishing to this room (playback is refused rather than left waiting).
+    #[error("no publisher in this room")]
+    NoPublisher,
+    /// The session id is unknown in this room (ended, expired or never existed).
+    #[error("unknown session")]
+    UnknownSession,
+    /// The server-wide session limit is reached.
+    #[error("too many sessions on this server ({0})")]
+    TooManySessions(usize),
+    /// A trickle fragment could not be parsed.
+    #[error("bad trickle fragment: {0}")]
+    BadTrickle(String),
+    /// The SFU is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// Anything else: logged with detail, reported without.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SfuError {
+    /// A stable, machine-readable code (for `application/problem+json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SfuError::BadSdp(_) => "bad_sdp",
+            SfuError::UnsupportedCodecs(_) => "unsupported_codecs",
+            SfuError::RoomFull(_) => "room_full",
+            SfuError::NoPublisher => "no_publisher",
+            SfuError::UnknownSession => "unknown_session",
+            SfuError::TooManySessions(_) => "too_many_sessions",
+            SfuError::BadTrickle(_) => "bad_trickle",
+            SfuError::ShuttingDown => "shutting_down",
+            SfuError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status code this error should map to.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SfuError::BadSdp(_) | SfuError::BadTrickle(_) => 400,
+            SfuError::UnsupportedCodecs(_) => 406,
+            SfuError::NoPublisher | SfuError::UnknownSession => 404,
+            SfuError::RoomFull(_) | SfuError::TooManySessions(_) | SfuError::ShuttingDown => 503,
+            SfuError::Internal(_) => 500,
+        }
+    }
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> SfuError {
+    SfuError::Internal(e.to_string())
+}

@@ -1,0 +1,355 @@
+//! Per-viewer, per-kind RTP header rewriting.
+
+use std::time::Instant;
+
+/// Identifies one incoming publisher stream (its SSRC). Publisher SSRCs are random
+/// 32-bit values; a reconnecting publisher gets new ones.
+pub type SourceId = u32;
+
+/// The header fields a forwarded packet gets on a viewer leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Viewer-leg sequence number.
+    pub seq: u16,
+    /// Viewer-leg RTP timestamp.
+    pub ts: u32,
+}
+
+/// Why a packet was not forwarded (for counters and for the caller to react, e.g.
+/// ask for a keyframe when [`Drop::WaitingForKeyframe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// The packet belongs to a source this viewer does not (want to) follow.
+    NotSelected,
+    /// A switch to this source is wanted but it may only happen at a keyframe.
+    WaitingForKeyframe,
+    /// Older than the point where the viewer switched onto this source.
+    BeforeSwitch,
+}
+
+const HISTORY: usize = 2048;
+
+#[derive(Clone, Copy, Default)]
+struct Mapping {
+    out_seq: u16,
+    valid: bool,
+    source: SourceId,
+    src_seq: u16,
+    ts_offset: u32,
+}
+
+/// Rewrites SSRC-independent header fields (sequence number, timestamp) of one
+/// viewer's audio or video track so that the viewer sees one continuous stream,
+/// whatever happens upstream: a simulcast layer switch, a publisher reconnect (new
+/// SSRCs, new random sequence/timestamp bases), or a pause (audio-only fallback).
+///
+/// The SSRC and payload type are constant per viewer leg and set by the caller.
+///
+/// Rules:
+/// * The viewer follows one *current* source. [`set_target`](Self::set_target)
+///   names the source it should follow next. For video the switch happens only on
+///   a keyframe of the target (so the decoder never sees a P-frame without its
+///   reference); audio switches on the next packet.
+/// * On a switch, the next output sequence number is `last + 1` and the output
+///   timestamp advances by the wall-clock time since the last forwarded packet, so
+///   the player sees neither a gap (which it would NACK) nor a jump in time.
+/// * Out-of-order and retransmitted packets of the current source keep their
+///   relative position; packets from before the switch point are dropped.
+/// * Every forwarded packet records `(out_seq -> source, src_seq)` in a small ring
+///   so a viewer's NACK can be answered from the shared [`NackCache`](super::NackCache).
+///
+/// `forward` is allocation-free and does no locking: it is the per-packet,
+/// per-viewer hot path.
+pub struct TrackForwarder {
+    clock_rate: u32,
+    video: bool,
+    target: Option<SourceId>,
+    current: Option<SourceId>,
+    seq_offset: u16,
+    ts_offset: u32,
+    switch_src_seq: u16,
+    highest_src_seq: u16,
+    last_out_seq: u16,
+    last_out_ts: u32,
+    last_out_at: Option<Instant>,
+    started: bool,
+    history: Box<[Mapping]>,
+    packets: u64,
+    switches: u64,
+}
+
+fn seq_newer(a: u16, b: u16) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000
+}
+
+impl TrackForwarder {
+    /// A forwarder for a track with this RTP clock rate. `video` forwarders switch
+    /// sources only at keyframes. `initial_seq`/`initial_ts` are the viewer leg's
+    /// random starting points.
+    pub fn new(clock_rate: u32, video: bool, initial_seq: u16, initial_ts: u32) -> Self {
+        Self {
+            clock_rate: clock_rate.max(1),
+            video,
+            target: None,
+            current: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            switch_src_seq: 0,
+            highest_src_seq: 0,
+            last_out_seq: initial_seq.wrapping_sub(1),
+            last_out_ts: initial_ts,
+            last_out_at: None,
+            started: false,
+            history: vec![Mapping::default(); HISTORY].into_boxed_slice(),
+            packets: 0,
+            switches: 0,
+        }
+    }
+
+    /// Follow `source` from its next keyframe (video) or next packet (audio).
+    /// `None` pauses the track (audio-only fallback for video).
+    pub fn set_target(&mut self, source: Option<SourceId>) {
+        self.target = source;
+        if source.is_none() {
+            self.current = None;
+        }
+    }
+
+    /// The source the viewer is asked to follow.
+    pub fn target(&self) -> Option<SourceId> {
+        self.target
+    }
+
+    /// The source actually being forwarded right now.
+    pub fn current(&self) -> Option<SourceId> {
+        self.current
+    }
+
+    /// True while a wanted switch waits for a keyframe.
+    pub fn switch_pending(&self) -> bool {
+        self.target.is_some() && self.target != self.current
+    }
+
+    /// Packets forwarded so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Source switches performed (layer changes, publisher swaps).
+    pub fn switches(&self) -> u64 {
+        self.switches
+    }
+
+    /// Decide whether a packet from `source` goes to this viewer, and with which
+    /// sequence number and timestamp.
+    pub fn forward(
+        &mut self,
+        source: SourceId,
+        seq: u16,
+        ts: u32,
+        keyframe: bool,
+        now: Instant,
+    ) -> Result<Rewritten, Drop> {
+        if Some(source) != self.current {
+            if Some(source) != self.target {
+                return Err(Drop::NotSelected);
+            }
+            if self.video && !keyframe {
+                return Err(Drop::WaitingForKeyframe);
+            }
+            self.switch_to(source, seq, ts, now);
+        } else if !seq_newer(seq, self.switch_src_seq) && seq != self.switch_src_seq {
+            return Err(Drop::BeforeSwitch);
+        }
+
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = ts.wrapping_add(self.ts_offset);
+        if seq_newer(seq, self.highest_src_seq) || seq == self.highest_src_seq {
+            self.highest_src_seq = seq;
+            self.last_out_seq = out_seq;
+            self.last_out_ts = out_ts;
+            self.last_out_at = Some(now);
+        }
+        self.history[out_seq as usize % HISTORY] = Mapping {
+            out_seq,
+            valid: true,
+            source,
+            src_seq: seq,
+            ts_offset: self.ts_offset,
+        };
+        self.packets += 1;
+        Ok(Rewritten {
+            seq: out_seq,
+            ts: out_ts,
+        })
+    }
+
+    fn switch_to(&mut self, source: SourceId, seq: u16, ts: u32, now: Instant) {
+        let next_seq = self.last_out_seq.wrapping_add(1);
+        let next_ts = match (self.started, self.last_out_at) {
+            (true, Some(at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks =
+                    (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1) as u32;
+                self.last_out_ts.wrapping_add(ticks)
+            }
+            _ => self.last_out_ts,
+        };
+        self.seq_offset = next_seq.wrapping_sub(seq);
+        self.ts_offset = next_ts.wrapping_sub(ts);
+        self.switch_src_seq = seq;
+        self.highest_src_seq = seq;
+        if self.started {
+            self.switches += 1;
+        }
+        self.started = true;
+        self.current = Some(source);
+    }
+
+    /// Map a viewer-leg sequence number (from a NACK) back to the publisher packet:
+    /// `(source, source seq, timestamp offset to apply)`.
+    pub fn lookup(&self, out_seq: u16) -> Option<(SourceId, u16, u32)> {
+        let m = self.history[out_seq as usize % HISTORY];
+        (m.valid && m.out_seq == out_seq).then_some((m.source, m.src_seq, m.ts_offset))
+    }
+
+    /// Translate a publisher sender-report RTP time of `source` into this viewer's
+    /// timestamp space, if `source` is the one being forwarded.
+    pub fn translate_rtp_time(&self, source: SourceId, rtp_time: u32) -> Option<u32> {
+        (self.current == Some(source)).then(|| rtp_time.wrapping_add(self.ts_offset))
+    }
+
+    /// The last forwarded (seq, ts), if anything was forwarded.
+    pub fn last_out(&self) -> Option<(u16, u32)> {
+        self.started
+            .then_some((self.last_out_seq, self.last_out_ts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ms(t0: Instant, n: u64) -> Instant {
+        t0 + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn continuous_across_a_publisher_swap() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 1000, 5000);
+        f.set_target(Some(0xA));
+        // waits for a keyframe
+        assert_eq!(
+            f.forward(0xA, 10, 100, false, t0),
+            Err(Drop::WaitingForKeyframe)
+        );
+        let r = f.forward(0xA, 11, 100, true, t0).unwrap();
+        assert_eq!(
+            r,
+            Rewritten {
+                seq: 1000,
+                ts: 5000
+            }
+        );
+        let r = f.forward(0xA, 12, 3100, false, ms(t0, 33)).unwrap();
+        assert_eq!(
+            r,
+            Rewritten {
+                seq: 1001,
+                ts: 8000
+            }
+        );
+        // publisher reconnects: new SSRC, random seq/ts base
+        f.set_target(Some(0xB));
+        // old publisher's packets still flow until the new one's keyframe
+        let r = f.forward(0xA, 13, 6100, false, ms(t0, 66)).unwrap();
+        assert_eq!(r.seq, 1002);
+        assert_eq!(
+            f.forward(0xB, 40000, 777, false, ms(t0, 90)),
+            Err(Drop::WaitingForKeyframe)
+        );
+        let r = f.forward(0xB, 40001, 777, true, ms(t0, 100)).unwrap();
+        assert_eq!(r.seq, 1003, "no gap in sequence numbers");
+        // 34 ms after the last forwarded packet => 3060 ticks later
+        assert_eq!(r.ts, 5000 + 6000 + 3060);
+        // old source no longer forwarded
+        assert_eq!(
+            f.forward(0xA, 14, 9100, false, ms(t0, 101)),
+            Err(Drop::NotSelected)
+        );
+        let r = f
+            .forward(0xB, 40002, 777 + 3000, false, ms(t0, 133))
+            .unwrap();
+        assert_eq!(
+            r,
+            Rewritten {
+                seq: 1004,
+                ts: 5000 + 6000 + 3060 + 3000
+            }
+        );
+        assert_eq!(f.switches(), 1);
+    }
+
+    #[test]
+    fn layer_switch_at_keyframe_and_nack_lookup() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 65534, 0);
+        f.set_target(Some(1));
+        for i in 0..4u16 {
+            f.forward(1, 100 + i, 3000 * i as u32, i == 0, ms(t0, 33 * i as u64))
+                .unwrap();
+        }
+        // out seqs 65534, 65535, 0, 1 (wrap)
+        assert_eq!(f.lookup(0), Some((1, 102, 0u32.wrapping_sub(0))));
+        assert_eq!(f.last_out().unwrap().0, 1);
+        f.set_target(Some(2));
+        assert_eq!(
+            f.forward(2, 9, 50, false, ms(t0, 140)),
+            Err(Drop::WaitingForKeyframe)
+        );
+        // the lower layer keeps flowing meanwhile
+        assert_eq!(f.forward(1, 104, 12000, false, ms(t0, 132)).unwrap().seq, 2);
+        let r = f.forward(2, 10, 50, true, ms(t0, 165)).unwrap();
+        assert_eq!(r.seq, 3);
+        let (src, sseq, off) = f.lookup(3).unwrap();
+        assert_eq!((src, sseq), (2, 10));
+        assert_eq!(50u32.wrapping_add(off), r.ts);
+        // a late (reordered) packet from before the switch point is dropped
+        assert_eq!(
+            f.forward(2, 9, 50, false, ms(t0, 166)),
+            Err(Drop::BeforeSwitch)
+        );
+        // reordered packet after the switch point keeps its slot
+        assert_eq!(f.forward(2, 12, 50, false, ms(t0, 167)).unwrap().seq, 5);
+        assert_eq!(f.forward(2, 11, 50, false, ms(t0, 168)).unwrap().seq, 4);
+        assert_eq!(f.last_out().unwrap().0, 5);
+        // timestamps move forward monotonically across the switch
+        assert!(r.ts.wrapping_sub(12000) < 0x8000_0000);
+    }
+
+    #[test]
+    fn audio_switches_immediately_and_pause_resume() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(48_000, false, 1, 0);
+        f.set_target(Some(7));
+        assert_eq!(f.forward(7, 500, 960, false, t0).unwrap().seq, 1);
+        f.set_target(Some(8));
+        let r = f.forward(8, 9000, 123, false, ms(t0, 20)).unwrap();
+        assert_eq!(r, Rewritten { seq: 2, ts: 960 });
+        f.set_target(None);
+        assert_eq!(
+            f.forward(8, 9001, 1083, false, ms(t0, 40)),
+            Err(Drop::NotSelected)
+        );
+        f.set_target(Some(8));
+        let r = f
+            .forward(8, 9050, 123 + 960 * 50, false, ms(t0, 1020))
+            .unwrap();
+        assert_eq!(r.seq, 3);
+        assert_eq!(r.ts, 960 + 48_000);
+        assert_eq!(f.translate_rtp_time(8, 123 + 960 * 50), Some(r.ts));
+        assert_eq!(f.translate_rtp_time(7, 0), None);
+    }
+}

@@ -1,0 +1,856 @@
+//! # fieldcast SFU
+//!
+//! Selective forwarding unit for live commerce: one publisher per room (WHIP,
+//! RFC 9725), many viewers (WHEP), sub-second latency on weak networks. The crate
+//! knows nothing about HTTP, orders or chat: rooms are opaque strings.
+//!
+//! ## Shape
+//!
+//! ```text
+//!  UDP :8189 (muxed) ─┐                       ┌─ room task "b1" ─ publisher pc ─┐
+//!  TCP :8189 (ICE) ───┼─ demux by ICE ufrag ──┤   (owns all pcs   viewer pcs ◄──┘ fan-out loop
+//!  UDP range (opt.) ──┘  then by 5-tuple      └─ room task "b2"   of the room)
+//! ```
+//!
+//! * **`rtc` (sans-I/O), not the async `webrtc` layer.** The async layer binds
+//!   sockets per peer connection and runs one driver task per connection, so a
+//!   forwarded packet would cost a channel hop and a task wake per viewer, and a
+//!   single muxed UDP port is impossible (its UDP mux is a `todo`). With `rtc` we
+//!   own the sockets ([`net`](crate::net) demuxes one UDP port and the ICE-TCP
+//!   listener), and one task per room owns every `RTCPeerConnection` of the room:
+//!   a publisher packet is decrypted once and written to N viewers in a plain loop.
+//! * **Sans-I/O forwarding core** ([`forward`]): header rewriting, NACK cache,
+//!   keyframe-request limiter, bandwidth estimator, simulcast selector — explicit
+//!   `now`, no sockets, benchmarkable.
+//! * **Own RTCP policy.** Viewer legs run with no NACK responder and no SR
+//!   generator from `rtc`: NACKs are answered from the room's shared
+//!   [`NackCache`](forward::NackCache), and sender reports carry the *publisher's*
+//!   NTP↔RTP mapping translated into each viewer's timestamp space (so lip sync
+//!   survives forwarding). Publisher legs use `rtc`'s NACK generator, receiver
+//!   reports and transport-wide-cc feedback (so the phone's own congestion control
+//!   works).
+//!
+//! ## Cost per forwarded packet
+//!
+//! Ours: one `TrackForwarder::forward` (no allocation, no lock), one header
+//! rewrite. Then `rtc`'s `write_rtp` (which allocates: it looks up the sender's
+//! parameters and marshals + SRTP-encrypts into fresh buffers) and one
+//! non-blocking `send_to`. Not benchmarked yet: the forwarding core is public so
+//! criterion benches can be put on it (`forward::TrackForwarder::forward`).
+//!
+//! ## Network
+//!
+//! Candidates are host candidates on `bind_ips` (default: every non-loopback IPv4
+//! interface), UDP (muxed port or per-session range port) and passive TCP,
+//! advertised with `nat_1to1_ips` when set. Tests use
+//! [`SfuConfig::loopback_for_tests`] (127.0.0.1, ephemeral ports).
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub(crate) mod net;
+pub(crate) mod room;
+pub mod sdp;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::{IceServer, SfuConfig, UdpPorts};
+pub use error::SfuError;
+pub use forward::{KeyframeRequestLimiter, NackCache, SimulcastSelector, TrackForwarder};
+
+use crate::error::internal;
+use crate::net::{CountGuard, Counters, Net, Route, spawn_counted};
+use crate::room::{LegSpec, NewPeer, Room, RoomMsg, RoomShared, ViewerLegs, lock};
+use crate::sdp::{OfferedCodec, PublisherChoice};
+use rtc::interceptor::{
+    Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
+    StreamInfo, TaggedPacket,
+};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Opaque session id (the `{session}` of the WHIP/WHEP resource URL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct SessionId(String);
+
+impl SessionId {
+    fn random() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+    /// The id as a URL-safe string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Result of a publish or play.
+#[derive(Debug, Clone)]
+pub struct SessionAnswer {
+    /// Session id for the resource URL.
+    pub session: SessionId,
+    /// SDP answer (`application/sdp`), with the server's candidates in it.
+    pub answer_sdp: String,
+    /// Entity tag for the ICE session (RFC 9725 §4.3.1): the server's ICE ufrag.
+    pub etag: String,
+}
+
+/// Why a room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The publisher was gone longer than `publisher_grace`.
+    PublisherGone,
+    /// `close_room` was called.
+    Closed,
+    /// The SFU shut down.
+    Shutdown,
+}
+
+/// Room lifecycle events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SfuEvent {
+    /// The room's publisher connected for the first time.
+    RoomLive {
+        /// Room
+        room: String,
+    },
+    /// The publisher dropped; the grace period runs.
+    PublisherLost {
+        /// Room
+        room: String,
+    },
+    /// A publisher connected again within the grace period.
+    PublisherReconnected {
+        /// Room
+        room: String,
+    },
+    /// A new publish replaced the previous publisher.
+    PublisherReplaced {
+        /// Room
+        room: String,
+    },
+    /// The room ended; all sessions were dropped.
+    RoomEnded {
+        /// Room
+        room: String,
+        /// Why
+        reason: EndReason,
+    },
+    /// Viewer count changed.
+    ViewerCount {
+        /// Room
+        room: String,
+        /// Viewers (connected or connecting)
+        count: usize,
+    },
+}
+
+/// One simulcast layer (or the single video stream) of the publisher.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerStats {
+    /// Simulcast rid, if any.
+    pub rid: Option<String>,
+    /// Publisher SSRC.
+    pub ssrc: u32,
+    /// Measured bitrate.
+    pub bitrate_bps: u64,
+    /// Packets received.
+    pub packets: u64,
+    /// Keyframes received.
+    pub keyframes: u64,
+}
+
+/// Publisher info.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublisherStats {
+    /// Session
+    pub session: SessionId,
+    /// ICE+DTLS up
+    pub connected: bool,
+    /// e.g. `VP8` or `H264 42e01f`
+    pub video_codec: Option<String>,
+    /// e.g. `opus`
+    pub audio_codec: Option<String>,
+    /// Video layers, lowest bitrate first.
+    pub layers: Vec<LayerStats>,
+    /// Audio bitrate.
+    pub audio_bitrate_bps: u64,
+}
+
+/// Per-viewer stats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewerStats {
+    /// Session
+    pub session: SessionId,
+    /// ICE+DTLS up
+    pub connected: bool,
+    /// Bitrate sent to the viewer.
+    pub bitrate_bps: u64,
+    /// Bandwidth estimate.
+    pub estimate_bps: u64,
+    /// Loss fraction from the last receiver report (0..1).
+    pub loss: f64,
+    /// Round-trip time from receiver reports.
+    pub rtt_ms: Option<u32>,
+    /// Current video layer index (0 = lowest), if video flows.
+    pub layer: Option<usize>,
+    /// Receiving audio only (weak link, or the viewer asked for no video).
+    pub audio_only: bool,
+    /// RTP packets forwarded.
+    pub packets_sent: u64,
+    /// Retransmissions sent in answer to NACKs.
+    pub retransmitted: u64,
+    /// NACK packets received.
+    pub nacks_received: u64,
+    /// PLI/FIR received.
+    pub keyframe_requests_received: u64,
+}
+
+/// Room snapshot (refreshed four times a second by the room task).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoomStats {
+    /// Room
+    pub room: String,
+    /// Publisher connected.
+    pub live: bool,
+    /// Viewers.
+    pub viewer_count: usize,
+    /// Per viewer.
+    pub viewers: Vec<ViewerStats>,
+    /// Publisher.
+    pub publisher: Option<PublisherStats>,
+    /// Keyframe requests sent upstream so far.
+    pub keyframe_requests_sent: u64,
+}
+
+/// Resources held, for leak tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SfuCounts {
+    /// Publisher + viewer sessions.
+    pub sessions: usize,
+    /// Rooms (room tasks).
+    pub rooms: usize,
+    /// Tasks spawned by the SFU that are still running (socket readers, room tasks,
+    /// TCP connections).
+    pub tasks: usize,
+    /// UDP sockets bound.
+    pub udp_sockets: usize,
+    /// ICE-TCP connections open.
+    pub tcp_connections: usize,
+}
+
+struct RoomHandle {
+    tx: mpsc::Sender<RoomMsg>,
+    shared: Arc<RoomShared>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+struct Inner {
+    cfg: Arc<SfuConfig>,
+    net: Arc<Net>,
+    counters: Arc<Counters>,
+    rooms: Arc<Mutex<HashMap<String, RoomHandle>>>,
+    events: broadcast::Sender<SfuEvent>,
+    next_key: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// The SFU. Cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+impl Sfu {
+    /// Bind sockets and start.
+    pub async fn start(config: SfuConfig) -> Result<Sfu, SfuError> {
+        let cfg = Arc::new(config);
+        let counters = Arc::new(Counters::default());
+        let net = Net::start(cfg.clone(), counters.clone()).await?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Sfu {
+            inner: Arc::new(Inner {
+                cfg,
+                net,
+                counters,
+                rooms: Arc::new(Mutex::new(HashMap::new())),
+                events,
+                next_key: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SfuConfig {
+        &self.inner.cfg
+    }
+
+    /// STUN/TURN servers to hand to clients.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.inner.cfg.ice_servers
+    }
+
+    /// Subscribe to room events.
+    pub fn events(&self) -> broadcast::Receiver<SfuEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Resources currently held.
+    pub fn counts(&self) -> SfuCounts {
+        let c = &self.inner.counters;
+        SfuCounts {
+            sessions: c.sessions.load(Ordering::Relaxed),
+            rooms: c.rooms.load(Ordering::Relaxed),
+            tasks: c.tasks.load(Ordering::Relaxed),
+            udp_sockets: c.udp_sockets.load(Ordering::Relaxed),
+            tcp_connections: c.tcp_connections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Latest stats snapshot of a room.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        let rooms = lock(&self.inner.rooms);
+        rooms.get(room).map(|h| lock(&h.shared.stats).clone())
+    }
+
+    fn check_capacity(&self) -> Result<(), SfuError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(SfuError::ShuttingDown);
+        }
+        let n = self.inner.counters.sessions.load(Ordering::Relaxed);
+        if n >= self.inner.cfg.max_sessions {
+            return Err(SfuError::TooManySessions(self.inner.cfg.max_sessions));
+        }
+        Ok(())
+    }
+
+    fn room_or_create(&self, room: &str) -> (mpsc::Sender<RoomMsg>, Arc<RoomShared>) {
+        let mut rooms = lock(&self.inner.rooms);
+        if let Some(h) = rooms.get(room)
+            && !h.tx.is_closed()
+        {
+            return (h.tx.clone(), h.shared.clone());
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let shared = Arc::new(RoomShared {
+            name: room.to_owned(),
+            stats: Mutex::new(RoomStats {
+                room: room.to_owned(),
+                ..Default::default()
+            }),
+            publisher_choice: Mutex::new(None),
+            viewer_count: AtomicUsize::new(0),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let task_slot = Arc::new(Mutex::new(None));
+        let r = Room::new(
+            self.inner.cfg.clone(),
+            self.inner.net.clone(),
+            shared.clone(),
+            self.inner.events.clone(),
+            rx,
+        );
+        let rooms_map = self.inner.rooms.clone();
+        let me = shared.clone();
+        let guard = CountGuard::new(&self.inner.counters, |c| &c.rooms);
+        let handle = spawn_counted(&self.inner.counters, async move {
+            let _guard = guard;
+            r.run().await;
+            let mut rooms = lock(&rooms_map);
+            if rooms
+                .get(&me.name)
+                .is_some_and(|h| Arc::ptr_eq(&h.shared, &me))
+            {
+                rooms.remove(&me.name);
+            }
+        });
+        *lock(&task_slot) = Some(handle);
+        rooms.insert(
+            room.to_owned(),
+            RoomHandle {
+                tx: tx.clone(),
+                shared: shared.clone(),
+                task: task_slot,
+            },
+        );
+        (tx, shared)
+    }
+
+    fn existing_room(&self, room: &str) -> Option<(mpsc::Sender<RoomMsg>, Arc<RoomShared>)> {
+        let rooms = lock(&self.inner.rooms);
+        rooms
+            .get(room)
+            .filter(|h| !h.tx.is_closed())
+            .map(|h| (h.tx.clone(), h.shared.clone()))
+    }
+
+    /// WHIP: publisher offer in, answer out. A second publish to the same room
+    /// replaces the first publisher; viewers keep their tracks (no renegotiation).
+    pub async fn publish(&self, room: &str, offer_sdp: &str) -> Result<SessionAnswer, SfuError> {
+        self.check_capacity()?;
+        let summary = sdp::inspect_offer(offer_sdp)?;
+        let choice = sdp::choose_publisher(&summary)?;
+        let sockets = self.inner.net.session_sockets().await?;
+        let ufrag = random_token(16);
+        let mut pc = build_publisher_pc(&choice, &ufrag)?;
+        let answer = negotiate(
+            &mut pc,
+            offer_sdp,
+            &self.inner.net.candidates(&sockets),
+            |_| Ok(()),
+        )?;
+        let (tx, shared) = self.room_or_create(room);
+        let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let id = SessionId::random();
+        self.inner.net.register(
+            &ufrag,
+            Route {
+                session: key,
+                tx: tx.clone(),
+            },
+        );
+        lock(&shared.sessions).insert(id.0.clone(), (key, ufrag.clone()));
+        let peer = NewPeer {
+            key,
+            id: id.clone(),
+            ufrag: ufrag.clone(),
+            pc,
+            sockets,
+            guard: CountGuard::new(&self.inner.counters, |c| &c.sessions),
+            choice: Some(choice),
+        };
+        if tx
+            .send(RoomMsg::AddPublisher(Box::new(peer)))
+            .await
+            .is_err()
+        {
+            self.inner.net.forget(&ufrag, key);
+            return Err(SfuError::Internal("room closed while publishing".into()));
+        }
+        tracing::info!(room, session = %id, "publisher session created");
+        Ok(SessionAnswer {
+            session: id,
+            answer_sdp: answer,
+            etag: ufrag,
+        })
+    }
+
+    /// WHEP: viewer offer (recvonly) in, answer out.
+    ///
+    /// Refused with [`SfuError::NoPublisher`] when the room has no publisher (no
+    /// waiting room: a player should retry or show "not live yet"). During the
+    /// publisher grace period the room still accepts viewers with the last
+    /// publisher's codecs; media starts when the publisher is back.
+    pub async fn play(&self, room: &str, offer_sdp: &str) -> Result<SessionAnswer, SfuError> {
+        self.check_capacity()?;
+        let (tx, shared) = self.existing_room(room).ok_or(SfuError::NoPublisher)?;
+        let choice = lock(&shared.publisher_choice)
+            .clone()
+            .ok_or(SfuError::NoPublisher)?;
+        let summary = sdp::inspect_offer(offer_sdp)?;
+        let vchoice = sdp::choose_viewer(&summary, &choice)?;
+        if shared.viewer_count.load(Ordering::Relaxed) >= self.inner.cfg.max_viewers_per_room {
+            return Err(SfuError::RoomFull(self.inner.cfg.max_viewers_per_room));
+        }
+        let sockets = self.inner.net.session_sockets().await?;
+        let ufrag = random_token(16);
+        let mut pc = build_viewer_pc(&vchoice, &ufrag)?;
+        let mut legs = ViewerLegs {
+            audio: None,
+            video: None,
+        };
+        let answer = negotiate(
+            &mut pc,
+            offer_sdp,
+            &self.inner.net.candidates(&sockets),
+            |pc| {
+                for (kind, codec) in [
+                    (RtpCodecKind::Audio, vchoice.audio.as_ref()),
+                    (RtpCodecKind::Video, vchoice.video.as_ref()),
+                ] {
+                    let Some(codec) = codec else { continue };
+                    let ssrc = rand::random::<u32>();
+                    let label = if kind == RtpCodecKind::Audio {
+                        "audio"
+                    } else {
+                        "video"
+                    };
+                    let track = MediaStreamTrack::new(
+                        "fieldcast".to_owned(),
+                        format!("fieldcast-{label}"),
+                        label.to_owned(),
+                        kind,
+                        vec![RTCRtpEncodingParameters {
+                            rtp_coding_parameters: RTCRtpCodingParameters {
+                                ssrc: Some(ssrc),
+                                ..Default::default()
+                            },
+                            codec: to_rtc_codec(codec),
+                            ..Default::default()
+                        }],
+                    );
+                    let sender = pc.add_track(track).map_err(internal)?;
+                    let spec = LegSpec {
+                        sender,
+                        ssrc,
+                        pt: codec.pt,
+                        clock_rate: codec.clock_rate,
+                    };
+                    if kind == RtpCodecKind::Audio {
+                        legs.audio = Some(spec);
+                    } else {
+                        legs.video = Some(spec);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let id = SessionId::random();
+        self.inner.net.register(
+            &ufrag,
+            Route {
+                session: key,
+                tx: tx.clone(),
+            },
+        );
+        lock(&shared.sessions).insert(id.0.clone(), (key, ufrag.clone()));
+        let peer = NewPeer {
+            key,
+            id: id.clone(),
+            ufrag: ufrag.clone(),
+            pc,
+            sockets,
+            guard: CountGuard::new(&self.inner.counters, |c| &c.sessions),
+            choice: None,
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let sent = tx
+            .send(RoomMsg::AddViewer(Box::new(peer), Box::new(legs), reply_tx))
+            .await;
+        let res = match sent {
+            Ok(()) => reply_rx.await.unwrap_or(Err(SfuError::NoPublisher)),
+            Err(_) => Err(SfuError::NoPublisher),
+        };
+        if let Err(e) = res {
+            self.inner.net.forget(&ufrag, key);
+            lock(&shared.sessions).remove(&id.0);
+            return Err(e);
+        }
+        tracing::info!(room, session = %id, "viewer session created");
+        Ok(SessionAnswer {
+            session: id,
+            answer_sdp: answer,
+            etag: ufrag,
+        })
+    }
+
+    fn session_key(
+        &self,
+        room: &str,
+        session: &SessionId,
+    ) -> Result<(mpsc::Sender<RoomMsg>, u64), SfuError> {
+        let (tx, shared) = self.existing_room(room).ok_or(SfuError::UnknownSession)?;
+        let key = lock(&shared.sessions)
+            .get(&session.0)
+            .map(|(k, _)| *k)
+            .ok_or(SfuError::UnknownSession)?;
+        Ok((tx, key))
+    }
+
+    /// Trickle ICE (`application/trickle-ice-sdpfrag`, RFC 8840). ICE restarts are
+    /// not supported (a fragment with new credentials is applied as plain candidates).
+    pub async fn trickle(
+        &self,
+        room: &str,
+        session: &SessionId,
+        sdpfrag: &str,
+    ) -> Result<(), SfuError> {
+        let (tx, key) = self.session_key(room, session)?;
+        let (_ufrag, cands) = sdp::parse_sdpfrag(sdpfrag)?;
+        let candidates = cands
+            .into_iter()
+            .map(|(mid, c)| RTCIceCandidateInit {
+                candidate: c,
+                sdp_mid: mid,
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+                url: None,
+            })
+            .collect();
+        let (reply, rx) = oneshot::channel();
+        tx.send(RoomMsg::Candidates {
+            session: key,
+            candidates,
+            reply,
+        })
+        .await
+        .map_err(|_| SfuError::UnknownSession)?;
+        rx.await.unwrap_or(Err(SfuError::UnknownSession))
+    }
+
+    /// End one session (WHIP/WHEP `DELETE`). Ending the publisher starts the grace
+    /// period; the room ends if nobody publishes again within it.
+    pub async fn end_session(&self, room: &str, session: &SessionId) -> Result<(), SfuError> {
+        let (tx, key) = self.session_key(room, session)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(RoomMsg::End {
+            session: key,
+            reply,
+        })
+        .await
+        .map_err(|_| SfuError::UnknownSession)?;
+        rx.await.unwrap_or(Err(SfuError::UnknownSession))
+    }
+
+    /// The owner ended the broadcast: drop everyone now. Waits until the room is gone.
+    pub async fn close_room(&self, room: &str) {
+        let handle = {
+            let rooms = lock(&self.inner.rooms);
+            rooms.get(room).map(|h| (h.tx.clone(), h.task.clone()))
+        };
+        if let Some((tx, task)) = handle {
+            let _ = tx.send(RoomMsg::Close(EndReason::Closed)).await;
+            let t = lock(&task).take();
+            if let Some(t) = t {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        }
+    }
+
+    /// Stop: end every room, close sockets, wait for tasks.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let handles: Vec<_> = {
+            let rooms = lock(&self.inner.rooms);
+            rooms
+                .values()
+                .map(|h| (h.tx.clone(), h.task.clone()))
+                .collect()
+        };
+        for (tx, _) in &handles {
+            let _ = tx.send(RoomMsg::Close(EndReason::Shutdown)).await;
+        }
+        for (_, task) in handles {
+            let t = lock(&task).take();
+            if let Some(t) = t {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        }
+        self.inner.net.shutdown().await;
+    }
+}
+
+fn random_token(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..n)
+        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn to_rtc_codec(c: &OfferedCodec) -> RTCRtpCodec {
+    let video = c.mime.to_ascii_lowercase().starts_with("video/");
+    RTCRtpCodec {
+        mime_type: c.mime.clone(),
+        clock_rate: c.clock_rate,
+        channels: c.channels,
+        sdp_fmtp_line: c.fmtp.clone(),
+        rtcp_feedback: if video {
+            vec![
+                feedback("nack", ""),
+                feedback("nack", "pli"),
+                feedback("ccm", "fir"),
+                feedback("goog-remb", ""),
+            ]
+        } else {
+            vec![]
+        },
+    }
+}
+
+fn register(me: &mut MediaEngine, c: &OfferedCodec, kind: RtpCodecKind) -> Result<(), SfuError> {
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: to_rtc_codec(c),
+            payload_type: c.pt,
+        },
+        kind,
+    )
+    .map_err(internal)
+}
+
+/// Marks all inbound RTCP for delivery to the room task (rtc drops it otherwise).
+#[derive(Default)]
+struct DeliverRtcp {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+fn settings(ufrag: &str) -> rtc::peer_connection::configuration::setting_engine::SettingEngine {
+    SettingEngineBuilder::new()
+        .with_ice_credentials(ufrag.to_owned(), random_token(24))
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(true)
+        .build()
+}
+
+fn build_publisher_pc(
+    choice: &PublisherChoice,
+    ufrag: &str,
+) -> Result<RTCPeerConnection, SfuError> {
+    let mut me = MediaEngine::default();
+    if let Some(v) = &choice.video {
+        register(&mut me, v, RtpCodecKind::Video)?;
+    }
+    if let Some(a) = &choice.audio {
+        register(&mut me, a, RtpCodecKind::Audio)?;
+    }
+    for uri in [
+        rtc::sdp::extmap::SDES_MID_URI,
+        rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        rtc::sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ] {
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            me.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_owned(),
+                },
+                kind,
+                None,
+            )
+            .map_err(internal)?;
+        }
+    }
+    let registry = Registry::new()
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(Slot::from(14_000), DeliverRtcp::default());
+    let registry = configure_twcc_receiver_only(registry, &mut me).map_err(internal)?;
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings(ufrag))
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(internal)
+}
+
+fn build_viewer_pc(choice: &sdp::ViewerChoice, ufrag: &str) -> Result<RTCPeerConnection, SfuError> {
+    let mut me = MediaEngine::default();
+    if let Some(v) = &choice.video {
+        register(&mut me, v, RtpCodecKind::Video)?;
+    }
+    if let Some(a) = &choice.audio {
+        register(&mut me, a, RtpCodecKind::Audio)?;
+    }
+    let registry = Registry::new().with(Slot::from(14_000), DeliverRtcp::default());
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings(ufrag))
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(internal)
+}
+
+/// Apply the offer, add our candidates, answer.
+fn negotiate(
+    pc: &mut RTCPeerConnection,
+    offer_sdp: &str,
+    candidates: &[String],
+    before_answer: impl FnOnce(&mut RTCPeerConnection) -> Result<(), SfuError>,
+) -> Result<String, SfuError> {
+    let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
+        .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+    pc.set_remote_description(Instant::now(), offer)
+        .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+    before_answer(pc)?;
+    for c in candidates {
+        pc.add_local_candidate(RTCIceCandidateInit {
+            candidate: c.clone(),
+            ..Default::default()
+        })
+        .map_err(internal)?;
+    }
+    let answer = pc.create_answer(None).map_err(internal)?;
+    pc.set_local_description(Instant::now(), answer)
+        .map_err(internal)?;
+    pc.local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Internal("no local description".into()))
+}

@@ -1,0 +1,1160 @@
+//! One task per room: it owns the publisher's and every viewer's sans-I/O
+//! `RTCPeerConnection`, so fan-out is a plain loop — no channel hop, no lock, no
+//! task per viewer on the media path.
+
+use crate::config::SfuConfig;
+use crate::error::SfuError;
+use crate::forward::{
+    BandwidthEstimator, Drop as FwdDrop, KeyframeRequestLimiter, NackCache, RateMeter, Selection,
+    SimulcastSelector, SourceId, TrackForwarder, VideoCodec, is_keyframe,
+};
+use crate::net::{CountGuard, Net, SessionSockets};
+use crate::sdp::PublisherChoice;
+use crate::{EndReason, LayerStats, PublisherStats, RoomStats, SessionId, SfuEvent, ViewerStats};
+use bytes::BytesMut;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp;
+use rtc::rtp;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub(crate) enum RoomMsg {
+    Net {
+        session: u64,
+        transport: TransportContext,
+        data: BytesMut,
+        at: Instant,
+    },
+    AddPublisher(Box<NewPeer>),
+    AddViewer(
+        Box<NewPeer>,
+        Box<ViewerLegs>,
+        oneshot::Sender<Result<(), SfuError>>,
+    ),
+    Candidates {
+        session: u64,
+        candidates: Vec<RTCIceCandidateInit>,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    End {
+        session: u64,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Close(EndReason),
+}
+
+pub(crate) struct NewPeer {
+    pub key: u64,
+    pub id: SessionId,
+    pub ufrag: String,
+    pub pc: RTCPeerConnection,
+    pub sockets: SessionSockets,
+    pub guard: CountGuard,
+    pub choice: Option<PublisherChoice>,
+}
+
+pub(crate) struct LegSpec {
+    pub sender: RTCRtpSenderId,
+    pub ssrc: u32,
+    pub pt: u8,
+    pub clock_rate: u32,
+}
+
+pub(crate) struct ViewerLegs {
+    pub audio: Option<LegSpec>,
+    pub video: Option<LegSpec>,
+}
+
+/// State shared between the room task and the `Sfu` handle (control plane only).
+pub(crate) struct RoomShared {
+    pub name: String,
+    pub stats: Mutex<RoomStats>,
+    pub publisher_choice: Mutex<Option<PublisherChoice>>,
+    pub viewer_count: AtomicUsize,
+    pub sessions: Mutex<HashMap<String, (u64, String)>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Peer {
+    key: u64,
+    id: SessionId,
+    ufrag: String,
+    pc: RTCPeerConnection,
+    sockets: SessionSockets,
+    _guard: CountGuard,
+    deadline: Option<Instant>,
+    state: RTCPeerConnectionState,
+    connected_once: bool,
+    created: Instant,
+}
+
+impl Peer {
+    fn new(p: NewPeer, now: Instant) -> Self {
+        Self {
+            key: p.key,
+            id: p.id,
+            ufrag: p.ufrag,
+            pc: p.pc,
+            sockets: p.sockets,
+            _guard: p.guard,
+            deadline: Some(now),
+            state: RTCPeerConnectionState::New,
+            connected_once: false,
+            created: now,
+        }
+    }
+
+    fn flush(&mut self, net: &Net) {
+        while let Some(out) = self.pc.poll_write() {
+            let TaggedBytesMut {
+                transport, message, ..
+            } = out;
+            net.send(&self.sockets, &transport, message);
+        }
+    }
+
+    fn refresh_deadline(&mut self) {
+        self.deadline = self.pc.poll_timeout();
+    }
+
+    fn connected(&self) -> bool {
+        self.state == RTCPeerConnectionState::Connected
+    }
+}
+
+struct Source {
+    ssrc: SourceId,
+    generation: u64,
+    video: Option<VideoCodec>,
+    rid: Option<String>,
+    receiver: RTCRtpReceiverId,
+    clock_rate: u32,
+    rate: RateMeter,
+    cache: NackCache<rtp::Packet>,
+    limiter: KeyframeRequestLimiter,
+    last_sr: Option<(u64, u32, Instant)>,
+    keyframes: u64,
+}
+
+struct Leg {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    pt: u8,
+    clock_rate: u32,
+    fwd: TrackForwarder,
+    packets: u64,
+    octets: u64,
+    /// (middle 32 bits of SR NTP, when sent) for RTT from receiver reports.
+    srs: [(u32, Option<Instant>); 4],
+    sr_idx: usize,
+}
+
+impl Leg {
+    fn new(spec: LegSpec, video: bool) -> Self {
+        Self {
+            sender: spec.sender,
+            ssrc: spec.ssrc,
+            pt: spec.pt,
+            clock_rate: spec.clock_rate,
+            fwd: TrackForwarder::new(spec.clock_rate, video, rand::random(), rand::random()),
+            packets: 0,
+            octets: 0,
+            srs: [(0, None); 4],
+            sr_idx: 0,
+        }
+    }
+}
+
+struct Viewer {
+    peer: Peer,
+    audio: Option<Leg>,
+    video: Option<Leg>,
+    est: BandwidthEstimator,
+    selector: SimulcastSelector,
+    sent: RateMeter,
+    loss: f64,
+    rtt: Option<Duration>,
+    nacks: u64,
+    retransmits: u64,
+    plis: u64,
+}
+
+struct Publisher {
+    peer: Peer,
+    choice: PublisherChoice,
+    generation: u64,
+}
+
+pub(crate) struct Room {
+    cfg: Arc<SfuConfig>,
+    net: Arc<Net>,
+    shared: Arc<RoomShared>,
+    events: broadcast::Sender<SfuEvent>,
+    rx: mpsc::Receiver<RoomMsg>,
+    publisher: Option<Publisher>,
+    generation: u64,
+    sources: Vec<Source>,
+    /// Video sources of the current generation, lowest bitrate first.
+    layers: Vec<(SourceId, u64)>,
+    viewers: Vec<Viewer>,
+    publisher_gone_since: Option<Instant>,
+    live: bool,
+    next_tick: Instant,
+    next_sr: Instant,
+    keyframe_requests: u64,
+    scratch: Vec<RTCMessage>,
+}
+
+const TICK: Duration = Duration::from_millis(250);
+
+impl Room {
+    pub fn new(
+        cfg: Arc<SfuConfig>,
+        net: Arc<Net>,
+        shared: Arc<RoomShared>,
+        events: broadcast::Sender<SfuEvent>,
+        rx: mpsc::Receiver<RoomMsg>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            cfg,
+            net,
+            shared,
+            events,
+            rx,
+            publisher: None,
+            generation: 0,
+            sources: Vec::new(),
+            layers: Vec::new(),
+            viewers: Vec::new(),
+            publisher_gone_since: Some(now),
+            live: false,
+            next_tick: now + TICK,
+            next_sr: now + Duration::from_millis(500),
+            keyframe_requests: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn emit(&self, e: SfuEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn room(&self) -> String {
+        self.shared.name.clone()
+    }
+
+    /// The room's event loop. Returns why the room ended.
+    pub async fn run(mut self) -> EndReason {
+        let reason = loop {
+            let deadline = self.next_deadline();
+            let msg = tokio::select! {
+                m = self.rx.recv() => m,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if let Some(r) = self.on_timeout(Instant::now()) { break r; }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else {
+                break EndReason::Shutdown;
+            };
+            if let Some(r) = self.on_msg(msg) {
+                break r;
+            }
+            // Drain what is queued before looking at timers again (batching).
+            let mut ended = None;
+            for _ in 0..256 {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        if let Some(r) = self.on_msg(m) {
+                            ended = Some(r);
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(r) = ended {
+                break r;
+            }
+            let now = Instant::now();
+            if now >= self.next_tick
+                && let Some(r) = self.on_timeout(now)
+            {
+                break r;
+            }
+        };
+        self.teardown(reason);
+        reason
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut d = self.next_tick.min(self.next_sr);
+        if let Some(p) = &self.publisher
+            && let Some(t) = p.peer.deadline
+        {
+            d = d.min(t);
+        }
+        for v in &self.viewers {
+            if let Some(t) = v.peer.deadline {
+                d = d.min(t);
+            }
+        }
+        for s in &self.sources {
+            if let Some(t) = s.limiter.poll_timeout() {
+                d = d.min(t);
+            }
+        }
+        d
+    }
+
+    fn on_msg(&mut self, msg: RoomMsg) -> Option<EndReason> {
+        match msg {
+            RoomMsg::Net {
+                session,
+                transport,
+                data,
+                at,
+            } => {
+                let read = TaggedBytesMut {
+                    now: at,
+                    transport,
+                    message: data,
+                };
+                if self
+                    .publisher
+                    .as_ref()
+                    .is_some_and(|p| p.peer.key == session)
+                {
+                    let p = self.publisher.as_mut()?;
+                    if let Err(e) = p.peer.pc.handle_read(read) {
+                        tracing::trace!("publisher handle_read: {e}");
+                    }
+                    self.drive_publisher(at);
+                } else if let Some(i) = self.viewers.iter().position(|v| v.peer.key == session) {
+                    if let Err(e) = self.viewers[i].peer.pc.handle_read(read) {
+                        tracing::trace!("viewer handle_read: {e}");
+                    }
+                    self.drive_viewer(i, at);
+                }
+            }
+            RoomMsg::AddPublisher(p) => {
+                let now = Instant::now();
+                let choice = p.choice.clone().unwrap_or_default();
+                if let Some(mut old) = self.publisher.take() {
+                    tracing::info!(room = %self.shared.name, "publisher replaced");
+                    self.close_peer(&mut old.peer);
+                    self.emit(SfuEvent::PublisherReplaced { room: self.room() });
+                }
+                self.generation += 1;
+                *lock(&self.shared.publisher_choice) = Some(choice.clone());
+                let mut peer = Peer::new(*p, now);
+                peer.flush(&self.net);
+                self.publisher = Some(Publisher {
+                    peer,
+                    choice,
+                    generation: self.generation,
+                });
+                self.drive_publisher(now);
+            }
+            RoomMsg::AddViewer(p, legs, reply) => {
+                let now = Instant::now();
+                if self.viewers.len() >= self.cfg.max_viewers_per_room {
+                    let _ = reply.send(Err(SfuError::RoomFull(self.cfg.max_viewers_per_room)));
+                    let mut peer = Peer::new(*p, now);
+                    self.close_peer(&mut peer);
+                    return None;
+                }
+                let mut v = Viewer {
+                    peer: Peer::new(*p, now),
+                    audio: legs.audio.map(|l| Leg::new(l, false)),
+                    video: legs.video.map(|l| Leg::new(l, true)),
+                    est: BandwidthEstimator::new(
+                        self.cfg.initial_viewer_bitrate,
+                        50_000,
+                        50_000_000,
+                    ),
+                    selector: SimulcastSelector::new(self.cfg.layer_upgrade_hold),
+                    sent: RateMeter::new(Duration::from_secs(1)),
+                    loss: 0.0,
+                    rtt: None,
+                    nacks: 0,
+                    retransmits: 0,
+                    plis: 0,
+                };
+                // Follow the current audio source right away.
+                if let (Some(a), Some(src)) = (
+                    v.audio.as_mut(),
+                    self.sources
+                        .iter()
+                        .rev()
+                        .find(|s| s.video.is_none() && s.generation == self.generation),
+                ) {
+                    a.fwd.set_target(Some(src.ssrc));
+                }
+                v.peer.flush(&self.net);
+                self.viewers.push(v);
+                let i = self.viewers.len() - 1;
+                self.select_for(i, now);
+                self.publish_viewer_count();
+                let _ = reply.send(Ok(()));
+            }
+            RoomMsg::Candidates {
+                session,
+                candidates,
+                reply,
+            } => {
+                let res = match self.peer_mut(session) {
+                    Some(peer) => {
+                        let mut res = Ok(());
+                        for c in candidates {
+                            if let Err(e) = peer.pc.add_remote_candidate(c) {
+                                res = Err(SfuError::BadTrickle(e.to_string()));
+                            }
+                        }
+                        peer.refresh_deadline();
+                        res
+                    }
+                    None => Err(SfuError::UnknownSession),
+                };
+                let _ = reply.send(res);
+            }
+            RoomMsg::End { session, reply } => {
+                let found = self.remove_session(session, Instant::now());
+                let _ = reply.send(if found {
+                    Ok(())
+                } else {
+                    Err(SfuError::UnknownSession)
+                });
+            }
+            RoomMsg::Close(reason) => return Some(reason),
+        }
+        None
+    }
+
+    fn peer_mut(&mut self, key: u64) -> Option<&mut Peer> {
+        if let Some(p) = self.publisher.as_mut()
+            && p.peer.key == key
+        {
+            return Some(&mut p.peer);
+        }
+        self.viewers
+            .iter_mut()
+            .find(|v| v.peer.key == key)
+            .map(|v| &mut v.peer)
+    }
+
+    fn close_peer(&self, peer: &mut Peer) {
+        let _ = peer.pc.close();
+        peer.flush(&self.net);
+        self.net.forget(&peer.ufrag, peer.key);
+        lock(&self.shared.sessions).remove(peer.id.as_str());
+    }
+
+    /// Remove a session; returns whether it existed.
+    fn remove_session(&mut self, key: u64, now: Instant) -> bool {
+        if self.publisher.as_ref().is_some_and(|p| p.peer.key == key) {
+            if let Some(mut p) = self.publisher.take() {
+                self.close_peer(&mut p.peer);
+            }
+            self.publisher_lost(now);
+            return true;
+        }
+        if let Some(i) = self.viewers.iter().position(|v| v.peer.key == key) {
+            let mut v = self.viewers.swap_remove(i);
+            self.close_peer(&mut v.peer);
+            self.publish_viewer_count();
+            return true;
+        }
+        false
+    }
+
+    fn publisher_lost(&mut self, now: Instant) {
+        if self.publisher_gone_since.is_none() {
+            self.publisher_gone_since = Some(now);
+            tracing::info!(room = %self.shared.name, "publisher lost; grace period starts");
+            self.emit(SfuEvent::PublisherLost { room: self.room() });
+        }
+    }
+
+    fn publish_viewer_count(&self) {
+        let count = self.viewers.len();
+        self.shared.viewer_count.store(count, Ordering::Relaxed);
+        self.emit(SfuEvent::ViewerCount {
+            room: self.room(),
+            count,
+        });
+    }
+
+    /// Drain the publisher after it was touched: writes, events, media.
+    fn drive_publisher(&mut self, now: Instant) {
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        p.peer.flush(&self.net);
+        let mut became = None;
+        let mut opened = Vec::new();
+        while let Some(ev) = p.peer.pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
+                    p.peer.state = s;
+                    became = Some(s);
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    opened.push(init);
+                }
+                _ => {}
+            }
+        }
+        let mut msgs = std::mem::take(&mut self.scratch);
+        while let Some(m) = p.peer.pc.poll_read() {
+            msgs.push(m.message);
+        }
+        p.peer.flush(&self.net);
+        p.peer.refresh_deadline();
+        drop(opened);
+        if let Some(s) = became {
+            self.on_publisher_state(s, now);
+        }
+        for m in msgs.drain(..) {
+            match m {
+                RTCMessage::RtpPacket(track_id, pkt) => self.on_publisher_rtp(&track_id, pkt, now),
+                RTCMessage::RtcpPacket(_, pkts) => {
+                    for pkt in pkts {
+                        if let Some(sr) = pkt
+                            .as_any()
+                            .downcast_ref::<rtcp::sender_report::SenderReport>()
+                            && let Some(s) = self.sources.iter_mut().find(|s| s.ssrc == sr.ssrc)
+                        {
+                            s.last_sr = Some((sr.ntp_time, sr.rtp_time, now));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.scratch = msgs;
+    }
+
+    fn on_publisher_state(&mut self, s: RTCPeerConnectionState, now: Instant) {
+        match s {
+            RTCPeerConnectionState::Connected => {
+                if let Some(p) = self.publisher.as_mut() {
+                    p.peer.connected_once = true;
+                }
+                self.publisher_gone_since = None;
+                if !self.live {
+                    self.live = true;
+                    tracing::info!(room = %self.shared.name, "room live");
+                    self.emit(SfuEvent::RoomLive { room: self.room() });
+                } else {
+                    self.emit(SfuEvent::PublisherReconnected { room: self.room() });
+                }
+            }
+            RTCPeerConnectionState::Disconnected
+            | RTCPeerConnectionState::Failed
+            | RTCPeerConnectionState::Closed => {
+                if matches!(
+                    s,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                ) && let Some(mut p) = self.publisher.take()
+                {
+                    self.close_peer(&mut p.peer);
+                }
+                self.publisher_lost(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn source_index(&mut self, ssrc: u32, track_id: &str, now: Instant) -> Option<usize> {
+        if let Some(i) = self.sources.iter().position(|s| s.ssrc == ssrc) {
+            return Some(i);
+        }
+        let p = self.publisher.as_mut()?;
+        // Find the receiver that owns this track to learn kind and rid.
+        let receivers: Vec<RTCRtpReceiverId> = p.peer.pc.get_receivers().collect();
+        let mut found = None;
+        for id in receivers {
+            if let Some(r) = p.peer.pc.rtp_receiver(id) {
+                let t = r.track();
+                if t.track_id() == track_id || t.ssrcs().any(|s| s == ssrc) {
+                    let video = t.kind() == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video;
+                    found = Some((id, video, t.rid(ssrc).map(|r| r.to_string())));
+                    break;
+                }
+            }
+        }
+        let (receiver, is_video, rid) = found?;
+        let (video, clock_rate) = if is_video {
+            let c = p.choice.video.as_ref()?;
+            (c.video_codec(), c.clock_rate)
+        } else {
+            let c = p.choice.audio.as_ref()?;
+            (None, c.clock_rate)
+        };
+        if is_video && video.is_none() {
+            return None;
+        }
+        let generation = p.generation;
+        tracing::debug!(room = %self.shared.name, ssrc, ?rid, is_video, "new publisher stream");
+        self.sources.push(Source {
+            ssrc,
+            generation,
+            video,
+            rid,
+            receiver,
+            clock_rate,
+            rate: RateMeter::new(Duration::from_millis(500)),
+            cache: NackCache::new(
+                if is_video { 2048 } else { 256 },
+                self.cfg.nack_cache_duration,
+            ),
+            limiter: KeyframeRequestLimiter::new(self.cfg.keyframe_request_min_interval),
+            last_sr: None,
+            keyframes: 0,
+        });
+        // Older generations' streams of this kind are finished.
+        self.sources
+            .retain(|s| s.generation == generation || (s.video.is_some()) != is_video);
+        let idx = self.sources.iter().position(|s| s.ssrc == ssrc)?;
+        if is_video {
+            self.rebuild_layers(now);
+            for i in 0..self.viewers.len() {
+                self.select_for(i, now);
+            }
+        } else {
+            for v in &mut self.viewers {
+                if let Some(a) = v.audio.as_mut() {
+                    a.fwd.set_target(Some(ssrc));
+                }
+            }
+        }
+        Some(idx)
+    }
+
+    fn rebuild_layers(&mut self, now: Instant) {
+        let mut layers: Vec<(SourceId, u64, usize)> = self
+            .sources
+            .iter()
+            .filter(|s| s.video.is_some() && s.generation == self.generation)
+            .map(|s| {
+                let order = self
+                    .publisher
+                    .as_ref()
+                    .and_then(|p| {
+                        s.rid
+                            .as_ref()
+                            .and_then(|r| p.choice.rids.iter().position(|x| x == r))
+                    })
+                    .unwrap_or(0);
+                (s.ssrc, s.rate.bps(now), order)
+            })
+            .collect();
+        // Lowest bitrate first; unmeasured layers keep the offer's rid order.
+        let all_measured = layers.iter().all(|l| l.1 > 0);
+        if all_measured {
+            layers.sort_by_key(|l| l.1);
+        } else {
+            layers.sort_by_key(|l| l.2);
+        }
+        self.layers = layers.into_iter().map(|(s, b, _)| (s, b)).collect();
+    }
+
+    fn on_publisher_rtp(&mut self, track_id: &str, mut pkt: rtp::Packet, now: Instant) {
+        let Some(si) = self.source_index(pkt.header.ssrc, track_id, now) else {
+            return;
+        };
+        if pkt.payload.is_empty() {
+            return; // padding-only probe
+        }
+        // Strip header extensions once: viewer legs negotiate none, and a stripped
+        // header clones without allocating.
+        pkt.header.extension = false;
+        pkt.header.extension_profile = 0;
+        pkt.header.extensions.clear();
+        pkt.header.extensions_padding = 0;
+        pkt.header.padding = false;
+
+        let src = &mut self.sources[si];
+        let ssrc = src.ssrc;
+        let kf = src.video.is_some_and(|c| is_keyframe(c, &pkt.payload));
+        src.rate.add(pkt.payload.len() + 12, now);
+        if kf {
+            src.keyframes += 1;
+            src.limiter.on_keyframe(now);
+        }
+        src.cache
+            .insert(pkt.header.sequence_number, now, pkt.clone());
+        let is_video = src.video.is_some();
+        let (seq, ts) = (pkt.header.sequence_number, pkt.header.timestamp);
+
+        let mut want_keyframe = false;
+        let net = &self.net;
+        for v in &mut self.viewers {
+            if !v.peer.connected() {
+                continue;
+            }
+            let Some(leg) = (if is_video {
+                v.video.as_mut()
+            } else {
+                v.audio.as_mut()
+            }) else {
+                continue;
+            };
+            match leg.fwd.forward(ssrc, seq, ts, kf, now) {
+                Ok(rw) => {
+                    let mut out = pkt.clone();
+                    out.header.ssrc = leg.ssrc;
+                    out.header.payload_type = leg.pt;
+                    out.header.sequence_number = rw.seq;
+                    out.header.timestamp = rw.ts;
+                    let bytes = out.payload.len() + 12;
+                    if let Some(mut sender) = v.peer.pc.rtp_sender(leg.sender)
+                        && sender.write_rtp(now, out).is_ok()
+                    {
+                        leg.packets += 1;
+                        leg.octets += out_len(bytes);
+                        v.est.on_sent(bytes, now);
+                        v.sent.add(bytes, now);
+                        v.peer.flush(net);
+                    }
+                }
+                Err(FwdDrop::WaitingForKeyframe) => want_keyframe = true,
+                Err(_) => {}
+            }
+        }
+        if want_keyframe {
+            self.request_keyframe(si, now);
+        }
+    }
+
+    fn request_keyframe(&mut self, si: usize, now: Instant) {
+        let src = &mut self.sources[si];
+        if src.video.is_none() {
+            return;
+        }
+        if src.limiter.request(now) {
+            let (receiver, ssrc) = (src.receiver, src.ssrc);
+            self.send_pli(receiver, ssrc, now);
+        }
+    }
+
+    fn send_pli(&mut self, receiver: RTCRtpReceiverId, ssrc: u32, now: Instant) {
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        if let Some(mut r) = p.peer.pc.rtp_receiver(receiver) {
+            let pli = rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            };
+            if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                self.keyframe_requests += 1;
+                tracing::debug!(room = %self.shared.name, ssrc, "PLI sent upstream");
+            }
+        }
+        p.peer.flush(&self.net);
+    }
+
+    fn drive_viewer(&mut self, i: usize, now: Instant) {
+        let net = self.net.clone();
+        let v = &mut self.viewers[i];
+        v.peer.flush(&net);
+        let mut state = None;
+        while let Some(ev) = v.peer.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = ev {
+                v.peer.state = s;
+                state = Some(s);
+            }
+        }
+        let mut msgs = std::mem::take(&mut self.scratch);
+        while let Some(m) = v.peer.pc.poll_read() {
+            msgs.push(m.message);
+        }
+        v.peer.flush(&net);
+        v.peer.refresh_deadline();
+        for m in msgs.drain(..) {
+            if let RTCMessage::RtcpPacket(_, pkts) = m {
+                self.on_viewer_rtcp(i, pkts, now);
+            }
+        }
+        self.scratch = msgs;
+        match state {
+            Some(RTCPeerConnectionState::Connected) => {
+                self.viewers[i].peer.connected_once = true;
+                // A fresh viewer needs a keyframe: ask (rate-limited).
+                self.want_keyframe_for(i, now);
+            }
+            Some(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) => {
+                let key = self.viewers[i].peer.key;
+                self.remove_session(key, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn want_keyframe_for(&mut self, i: usize, now: Instant) {
+        let target = self.viewers[i].video.as_ref().and_then(|l| l.fwd.target());
+        if let Some(t) = target
+            && let Some(si) = self.sources.iter().position(|s| s.ssrc == t)
+        {
+            self.request_keyframe(si, now);
+        }
+    }
+
+    fn on_viewer_rtcp(&mut self, i: usize, pkts: Vec<Box<dyn rtcp::Packet>>, now: Instant) {
+        use rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        use rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+        use rtcp::receiver_report::ReceiverReport;
+        use rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+        let mut keyframe = false;
+        for pkt in pkts {
+            let any = pkt.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                keyframe = true;
+                self.viewers[i].plis += 1;
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                self.on_nack(i, nack, now);
+            } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                self.viewers[i]
+                    .est
+                    .on_remb(remb.bitrate.max(0.0) as u64, now);
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                let v = &mut self.viewers[i];
+                for rep in &rr.reports {
+                    let leg = [v.video.as_ref(), v.audio.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .find(|l| l.ssrc == rep.ssrc);
+                    let Some(leg) = leg else { continue };
+                    if leg.fwd.target().is_some()
+                        && Some(leg.ssrc) == v.video.as_ref().map(|l| l.ssrc)
+                    {
+                        v.est.on_fraction_lost(rep.fraction_lost, now);
+                    }
+                    v.loss = rep.fraction_lost as f64 / 256.0;
+                    if rep.last_sender_report != 0
+                        && let Some((_, Some(at))) = leg
+                            .srs
+                            .iter()
+                            .find(|(mid, _)| *mid == rep.last_sender_report)
+                    {
+                        let dlsr = Duration::from_secs_f64(rep.delay as f64 / 65536.0);
+                        v.rtt = Some(now.saturating_duration_since(*at).saturating_sub(dlsr));
+                    }
+                }
+            }
+        }
+        if keyframe {
+            self.want_keyframe_for(i, now);
+        }
+    }
+
+    fn on_nack(
+        &mut self,
+        i: usize,
+        nack: &rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack,
+        now: Instant,
+    ) {
+        let net = self.net.clone();
+        let sources = &self.sources;
+        let v = &mut self.viewers[i];
+        v.nacks += 1;
+        let legs = [v.video.as_mut(), v.audio.as_mut()];
+        let Some(leg) = legs
+            .into_iter()
+            .flatten()
+            .find(|l| l.ssrc == nack.media_ssrc)
+        else {
+            return;
+        };
+        for pair in &nack.nacks {
+            for out_seq in pair.packet_list() {
+                let Some((src, src_seq, ts_off)) = leg.fwd.lookup(out_seq) else {
+                    continue;
+                };
+                let Some(cached) = sources
+                    .iter()
+                    .find(|s| s.ssrc == src)
+                    .and_then(|s| s.cache.get(src_seq, now))
+                else {
+                    continue;
+                };
+                let mut out = cached.clone();
+                out.header.ssrc = leg.ssrc;
+                out.header.payload_type = leg.pt;
+                out.header.sequence_number = out_seq;
+                out.header.timestamp = out.header.timestamp.wrapping_add(ts_off);
+                let bytes = out.payload.len() + 12;
+                if let Some(mut sender) = v.peer.pc.rtp_sender(leg.sender)
+                    && sender.write_rtp(now, out).is_ok()
+                {
+                    v.retransmits += 1;
+                    v.est.on_sent(bytes, now);
+                    v.sent.add(bytes, now);
+                }
+            }
+        }
+        v.peer.flush(&net);
+    }
+
+    /// Pick (or re-pick) the video layer for viewer `i`.
+    fn select_for(&mut self, i: usize, now: Instant) {
+        let layer_bps: Vec<u64> = self.layers.iter().map(|l| l.1).collect();
+        let audio_bps = self
+            .sources
+            .iter()
+            .filter(|s| s.video.is_none() && s.generation == self.generation)
+            .map(|s| s.rate.bps(now))
+            .max()
+            .unwrap_or(40_000);
+        let v = &mut self.viewers[i];
+        let Some(leg) = v.video.as_mut() else { return };
+        if self.layers.is_empty() {
+            return;
+        }
+        let sel = if self.layers.len() == 1 && v.est.estimate(now) == 0 {
+            Selection::Layer(0)
+        } else {
+            v.selector
+                .select(v.est.estimate(now), &layer_bps, audio_bps, now)
+        };
+        let target = match sel {
+            Selection::Layer(l) => self.layers.get(l).map(|x| x.0),
+            Selection::AudioOnly => None,
+        };
+        if leg.fwd.target() != target {
+            tracing::debug!(room = %self.shared.name, viewer = %v.peer.id, ?sel, "layer selection");
+            leg.fwd.set_target(target);
+            if target.is_some() && v.peer.connected() {
+                self.want_keyframe_for(i, now);
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) -> Option<EndReason> {
+        let net = self.net.clone();
+        // Peer connection timers.
+        if let Some(p) = self.publisher.as_mut()
+            && p.peer.deadline.is_some_and(|d| d <= now)
+        {
+            let _ = p.peer.pc.handle_timeout(now);
+            self.drive_publisher(now);
+        }
+        for i in 0..self.viewers.len() {
+            if i < self.viewers.len() && self.viewers[i].peer.deadline.is_some_and(|d| d <= now) {
+                let _ = self.viewers[i].peer.pc.handle_timeout(now);
+                self.drive_viewer(i, now);
+            }
+        }
+        // Deferred keyframe requests.
+        for si in 0..self.sources.len() {
+            if self.sources[si].limiter.poll(now) {
+                let (r, s) = (self.sources[si].receiver, self.sources[si].ssrc);
+                self.send_pli(r, s, now);
+            }
+        }
+        if now >= self.next_sr {
+            self.next_sr = now + Duration::from_secs(1);
+            self.send_sender_reports(now);
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.rebuild_layers(now);
+            for i in 0..self.viewers.len() {
+                self.select_for(i, now);
+            }
+            // Connect timeouts.
+            let stale: Vec<u64> = self
+                .viewers
+                .iter()
+                .filter(|v| {
+                    !v.peer.connected_once
+                        && now.saturating_duration_since(v.peer.created) > self.cfg.connect_timeout
+                })
+                .map(|v| v.peer.key)
+                .collect();
+            for key in stale {
+                self.remove_session(key, now);
+            }
+            if let Some(p) = &self.publisher
+                && !p.peer.connected_once
+                && now.saturating_duration_since(p.peer.created) > self.cfg.connect_timeout
+            {
+                let key = p.peer.key;
+                self.remove_session(key, now);
+            }
+            if let Some(since) = self.publisher_gone_since
+                && self.publisher.as_ref().is_none_or(|p| !p.peer.connected())
+                && now.saturating_duration_since(since) > self.cfg.publisher_grace
+            {
+                return Some(EndReason::PublisherGone);
+            }
+            self.update_stats(now);
+        }
+        let _ = net;
+        None
+    }
+
+    fn send_sender_reports(&mut self, now: Instant) {
+        let net = self.net.clone();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let wall_ntp = to_ntp(wall + Duration::from_secs(2_208_988_800));
+        for v in &mut self.viewers {
+            if !v.peer.connected() {
+                continue;
+            }
+            for leg in [v.video.as_mut(), v.audio.as_mut()].into_iter().flatten() {
+                let Some(cur) = leg.fwd.current() else {
+                    continue;
+                };
+                let Some((last_seq, last_ts)) = leg.fwd.last_out() else {
+                    continue;
+                };
+                let _ = last_seq;
+                let src = self.sources.iter().find(|s| s.ssrc == cur);
+                let (ntp, rtp_time) = match src.and_then(|s| s.last_sr.map(|sr| (s, sr))) {
+                    Some((s, (ntp, rtp_t, at))) => {
+                        // Extrapolate the publisher's NTP<->RTP pair to now.
+                        let el = now.saturating_duration_since(at);
+                        let ticks =
+                            (el.as_micros() as u64 * s.clock_rate as u64 / 1_000_000) as u32;
+                        match leg.fwd.translate_rtp_time(cur, rtp_t.wrapping_add(ticks)) {
+                            Some(t) => (ntp_add(ntp, el), t),
+                            None => continue,
+                        }
+                    }
+                    None => (wall_ntp, last_ts),
+                };
+                let sr = rtcp::sender_report::SenderReport {
+                    ssrc: leg.ssrc,
+                    ntp_time: ntp,
+                    rtp_time,
+                    packet_count: leg.packets as u32,
+                    octet_count: leg.octets as u32,
+                    ..Default::default()
+                };
+                leg.srs[leg.sr_idx % 4] = (((ntp >> 16) & 0xffff_ffff) as u32, Some(now));
+                leg.sr_idx += 1;
+                if let Some(mut sender) = v.peer.pc.rtp_sender(leg.sender) {
+                    let _ = sender.write_rtcp(now, vec![Box::new(sr)]);
+                }
+                let _ = leg.clock_rate;
+            }
+            v.peer.flush(&net);
+        }
+    }
+
+    fn update_stats(&self, now: Instant) {
+        let publisher = self.publisher.as_ref().map(|p| PublisherStats {
+            session: p.peer.id.clone(),
+            connected: p.peer.connected(),
+            video_codec: p.choice.video.as_ref().map(|c| c.describe()),
+            audio_codec: p.choice.audio.as_ref().map(|c| c.describe()),
+            layers: self
+                .layers
+                .iter()
+                .filter_map(|(ssrc, _)| self.sources.iter().find(|s| s.ssrc == *ssrc))
+                .map(|s| LayerStats {
+                    rid: s.rid.clone(),
+                    ssrc: s.ssrc,
+                    bitrate_bps: s.rate.bps(now),
+                    packets: s.rate.packets(),
+                    keyframes: s.keyframes,
+                })
+                .collect(),
+            audio_bitrate_bps: self
+                .sources
+                .iter()
+                .filter(|s| s.video.is_none() && s.generation == self.generation)
+                .map(|s| s.rate.bps(now))
+                .sum(),
+        });
+        let viewers = self
+            .viewers
+            .iter()
+            .map(|v| {
+                let layer = v
+                    .video
+                    .as_ref()
+                    .and_then(|l| l.fwd.current())
+                    .and_then(|cur| self.layers.iter().position(|(s, _)| *s == cur));
+                ViewerStats {
+                    session: v.peer.id.clone(),
+                    connected: v.peer.connected(),
+                    bitrate_bps: v.sent.bps(now),
+                    estimate_bps: v.est.estimate(now),
+                    loss: v.loss,
+                    rtt_ms: v.rtt.map(|r| r.as_millis() as u32),
+                    layer,
+                    audio_only: v.video.is_none()
+                        || v.video.as_ref().is_some_and(|l| l.fwd.target().is_none()),
+                    packets_sent: [v.video.as_ref(), v.audio.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .map(|l| l.packets)
+                        .sum(),
+                    retransmitted: v.retransmits,
+                    nacks_received: v.nacks,
+                    keyframe_requests_received: v.plis,
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut st = lock(&self.shared.stats);
+        *st = RoomStats {
+            room: self.shared.name.clone(),
+            live: self.live && self.publisher.as_ref().is_some_and(|p| p.peer.connected()),
+            viewer_count: viewers.len(),
+            viewers,
+            publisher,
+            keyframe_requests_sent: self.keyframe_requests,
+        };
+    }
+
+    fn teardown(&mut self, reason: EndReason) {
+        if let Some(mut p) = self.publisher.take() {
+            self.close_peer(&mut p.peer);
+        }
+        for mut v in std::mem::take(&mut self.viewers) {
+            self.close_peer(&mut v.peer);
+        }
+        self.shared.viewer_count.store(0, Ordering::Relaxed);
+        *lock(&self.shared.publisher_choice) = None;
+        tracing::info!(room = %self.shared.name, ?reason, "room ended");
+        self.emit(SfuEvent::RoomEnded {
+            room: self.room(),
+            reason,
+        });
+    }
+}
+
+fn out_len(b: usize) -> u64 {
+    b.saturating_sub(12) as u64
+}
+
+fn to_ntp(d: Duration) -> u64 {
+    let secs = d.as_secs();
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+fn ntp_add(ntp: u64, d: Duration) -> u64 {
+    ntp.wrapping_add(to_ntp(d))
+}

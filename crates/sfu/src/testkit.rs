@@ -1,0 +1,888 @@
+//! Reusable test peers (feature `testkit`): a synthetic publisher and a counting
+//! viewer, both real webrtc-rs peers (the async `webrtc` crate) over loopback.
+//!
+//! Both take the SDP exchange as an async closure `offer -> answer`, so the same
+//! peers run against [`Sfu`](crate::Sfu) directly, over real WHIP/WHEP HTTP, or in
+//! the load generator.
+//!
+//! Payloads are synthetic but shaped like the real thing: VP8 payload descriptors
+//! with correct keyframe bits, or H.264 SPS + FU-A IDR / non-IDR NAL units, and
+//! 20 ms Opus-sized audio packets. The first 8 bytes after the codec header hold
+//! the send time (µs since the UNIX epoch) so a viewer can measure latency.
+
+use crate::DeliverRtcp;
+use crate::forward::{VideoCodec, is_keyframe};
+use bytes::{BufMut, Bytes, BytesMut};
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, register_default_interceptors,
+};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::{RTCIceGatheringState, RTCPeerConnectionState};
+use rtc::rtcp;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
+
+/// Errors of the test peers are plain strings.
+pub type TkResult<T> = Result<T, String>;
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// Which video codec a synthetic publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthVideo {
+    /// VP8
+    Vp8,
+    /// H.264 constrained baseline 42e01f, packetization-mode 1
+    H264,
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: video_fb(),
+    }
+}
+
+fn h264(plid: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/H264".into(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: format!(
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={plid}"
+        ),
+        rtcp_feedback: video_fb(),
+    }
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".into(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn video_fb() -> Vec<RTCPFeedback> {
+    ["nack", "nack pli", "ccm fir", "goog-remb"]
+        .iter()
+        .map(|f| {
+            let (t, p) = f.split_once(' ').unwrap_or((f, ""));
+            RTCPFeedback {
+                typ: t.into(),
+                parameter: p.into(),
+            }
+        })
+        .collect()
+}
+
+/// Options of a [`SyntheticPublisher`].
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Video codec (None = audio only).
+    pub video: Option<SynthVideo>,
+    /// Send Opus audio.
+    pub audio: bool,
+    /// Frames per second.
+    pub fps: u32,
+    /// RTP packets per video frame (~1000 bytes each).
+    pub packets_per_frame: usize,
+    /// Periodic keyframe interval (keyframes are also sent on PLI/FIR).
+    pub keyframe_interval: Duration,
+    /// Simulcast rids (e.g. `["q","h","f"]`, lowest first); empty = no simulcast.
+    pub rids: Vec<String>,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        Self {
+            video: Some(SynthVideo::Vp8),
+            audio: true,
+            fps: 30,
+            packets_per_frame: 3,
+            keyframe_interval: Duration::from_secs(30),
+            rids: Vec::new(),
+        }
+    }
+}
+
+/// Counters of a synthetic publisher.
+#[derive(Debug, Default)]
+pub struct PublisherCounters {
+    /// PLI/FIR received from the SFU.
+    pub keyframe_requests: AtomicU64,
+    /// Keyframes sent.
+    pub keyframes_sent: AtomicU64,
+    /// RTP packets sent.
+    pub packets_sent: AtomicU64,
+    /// NACKed packets (the webrtc-rs responder resends them; counted here).
+    pub nacks_received: AtomicU64,
+}
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    on_track: Option<OnTrack>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, st: RTCIceGatheringState) {
+        if st == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+    async fn on_connection_state_change(&self, st: RTCPeerConnectionState) {
+        let _ = self.state.send(st);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(f) = &self.on_track {
+            f(track);
+        }
+    }
+}
+
+type Pc = Arc<dyn PeerConnection>;
+type OnTrack = Arc<dyn Fn(Arc<dyn TrackRemote>) + Send + Sync>;
+
+async fn build_pc(
+    me: MediaEngine,
+    registry: Registry,
+    on_track: Option<OnTrack>,
+) -> TkResult<(
+    Pc,
+    watch::Receiver<bool>,
+    watch::Receiver<RTCPeerConnectionState>,
+)> {
+    let (gathered, g_rx) = watch::channel(false);
+    let (state, s_rx) = watch::channel(RTCPeerConnectionState::New);
+    let se = SettingEngineBuilder::new()
+        .with_include_loopback_candidate(true)
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_srtp_replay_protection_window(0)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(se)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler {
+            gathered,
+            state,
+            on_track,
+        }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await
+        .map_err(s)?;
+    Ok((Arc::new(pc), g_rx, s_rx))
+}
+
+/// Offer, gather (non-trickle), exchange, apply the answer, wait until connected.
+async fn offer_answer<F, Fut>(
+    pc: &Pc,
+    mut gathered: watch::Receiver<bool>,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+    exchange: F,
+) -> TkResult<String>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = TkResult<String>>,
+{
+    let offer = pc.create_offer(None).await.map_err(s)?;
+    pc.set_local_description(offer).await.map_err(s)?;
+    tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g))
+        .await
+        .map_err(|_| "ICE gathering timed out".to_string())?
+        .map_err(s)?;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or("no local description")?
+        .sdp;
+    let answer = exchange(local).await?;
+    pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(s)?)
+        .await
+        .map_err(s)?;
+    let st = tokio::time::timeout(
+        Duration::from_secs(10),
+        state.wait_for(|st| {
+            matches!(
+                st,
+                RTCPeerConnectionState::Connected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+            )
+        }),
+    )
+    .await
+    .map_err(|_| "connection timed out".to_string())?
+    .map_err(s)?
+    .to_owned();
+    if st != RTCPeerConnectionState::Connected {
+        return Err(format!("connection {st}"));
+    }
+    Ok(answer)
+}
+
+/// A publisher sending synthetic video (+ Opus) at realistic rates.
+pub struct SyntheticPublisher {
+    pc: Pc,
+    /// Counters (shared with the sending tasks).
+    pub counters: Arc<PublisherCounters>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The SDP answer the server returned.
+    pub answer: String,
+}
+
+struct VideoLayer {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pt: u8,
+    rid: Option<String>,
+    seq: u16,
+}
+
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("a=extmap:")?;
+        let (id, u) = rest.split_once(' ')?;
+        (u.trim() == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
+impl SyntheticPublisher {
+    /// Connect through `exchange` (offer in, answer out) and start sending.
+    pub async fn connect<F, Fut>(opts: PublisherOptions, exchange: F) -> TkResult<Self>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = TkResult<String>>,
+    {
+        let mut me = MediaEngine::default();
+        let (video_codec, video_pt) = match opts.video {
+            Some(SynthVideo::Vp8) => (Some(vp8()), 96),
+            Some(SynthVideo::H264) => (Some(h264("42e01f")), 102),
+            None => (None, 0),
+        };
+        if let Some(c) = &video_codec {
+            me.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: c.clone(),
+                    payload_type: video_pt,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(s)?;
+        }
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus(),
+                payload_type: 111,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(s)?;
+        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(s)?;
+        let registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
+        let (pc, g, st) = build_pc(me, registry, None).await?;
+
+        let mut layers = Vec::new();
+        if let Some(c) = &video_codec {
+            let rids: Vec<Option<String>> = if opts.rids.is_empty() {
+                vec![None]
+            } else {
+                opts.rids.iter().cloned().map(Some).collect()
+            };
+            let encodings: Vec<RTCRtpEncodingParameters> = rids
+                .iter()
+                .map(|rid| RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        rid: rid.clone().unwrap_or_default(),
+                        ssrc: Some(rand::random()),
+                        ..Default::default()
+                    },
+                    codec: c.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            let track = MediaStreamTrack::new(
+                "synthetic".into(),
+                "synthetic-video".into(),
+                "video".into(),
+                RtpCodecKind::Video,
+                encodings.clone(),
+            );
+            let local = Arc::new(TrackLocalStaticRTP::new(track));
+            pc.add_transceiver_from_track(
+                local.clone(),
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: encodings.clone(),
+                }),
+            )
+            .await
+            .map_err(s)?;
+            for (e, rid) in encodings.iter().zip(rids) {
+                layers.push(VideoLayer {
+                    track: local.clone(),
+                    ssrc: e.rtp_coding_parameters.ssrc.unwrap_or_default(),
+                    pt: video_pt,
+                    rid,
+                    seq: rand::random(),
+                });
+            }
+        }
+        let mut audio = None;
+        if opts.audio {
+            let ssrc = rand::random();
+            let enc = RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: opus(),
+                ..Default::default()
+            };
+            let track = MediaStreamTrack::new(
+                "synthetic".into(),
+                "synthetic-audio".into(),
+                "audio".into(),
+                RtpCodecKind::Audio,
+                vec![enc.clone()],
+            );
+            let local = Arc::new(TrackLocalStaticRTP::new(track));
+            pc.add_transceiver_from_track(
+                local.clone(),
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: vec![enc],
+                }),
+            )
+            .await
+            .map_err(s)?;
+            audio = Some((local, ssrc));
+        }
+
+        let answer = offer_answer(&pc, g, st, exchange).await?;
+        let counters = Arc::new(PublisherCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let force_kf = Arc::new(AtomicBool::new(true));
+        let mut tasks = Vec::new();
+
+        // RTCP from the SFU: count keyframe requests.
+        let mut tracks: Vec<Arc<TrackLocalStaticRTP>> =
+            layers.iter().map(|l| l.track.clone()).collect();
+        tracks.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for t in tracks {
+            let (c, f, stop) = (counters.clone(), force_kf.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match t.poll().await {
+                        Some(TrackLocalEvent::OnRtcpPacket(pkts)) => {
+                            for p in pkts {
+                                let any = p.as_any();
+                                if any.is::<rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                                    || any.is::<rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
+                                {
+                                    c.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                                    f.store(true, Ordering::Relaxed);
+                                } else if any.is::<rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack>() {
+                                    c.nacks_received.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }));
+        }
+
+        let mid_id = extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:mid");
+        let rid_id = extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id");
+        let video_mid = video_mid(&answer);
+
+        if !layers.is_empty() {
+            let (c, f, stop) = (counters.clone(), force_kf.clone(), stop.clone());
+            let codec = opts.video.unwrap_or(SynthVideo::Vp8);
+            let (fps, ppf, kfi) = (
+                opts.fps.max(1),
+                opts.packets_per_frame.max(1),
+                opts.keyframe_interval,
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / fps);
+                let mut ts: u32 = rand::random();
+                let mut last_kf = Instant::now();
+                let n_layers = layers.len();
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let now = Instant::now();
+                    let key = f.swap(false, Ordering::Relaxed) || now - last_kf >= kfi;
+                    if key {
+                        last_kf = now;
+                        c.keyframes_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ts = ts.wrapping_add(90_000 / fps);
+                    for (li, layer) in layers.iter_mut().enumerate() {
+                        // Simulcast: lower layers are smaller (fewer packets).
+                        let packets = if n_layers > 1 {
+                            (ppf * (li + 1) / n_layers).max(1)
+                        } else {
+                            ppf
+                        };
+                        let size = if n_layers > 1 { 300 + 350 * li } else { 1000 };
+                        for i in 0..packets {
+                            let payload = video_payload(codec, key, i, packets, size);
+                            let mut header = rtp::header::Header {
+                                version: 2,
+                                marker: i + 1 == packets,
+                                payload_type: layer.pt,
+                                sequence_number: layer.seq,
+                                timestamp: ts,
+                                ssrc: layer.ssrc,
+                                ..Default::default()
+                            };
+                            if let (Some(rid), Some(mid_id), Some(rid_id), Some(mid)) =
+                                (&layer.rid, mid_id, rid_id, &video_mid)
+                            {
+                                let _ = header
+                                    .set_extension(mid_id, Bytes::from(mid.clone().into_bytes()));
+                                let _ = header
+                                    .set_extension(rid_id, Bytes::from(rid.clone().into_bytes()));
+                            }
+                            layer.seq = layer.seq.wrapping_add(1);
+                            if layer
+                                .track
+                                .write_rtp(rtp::Packet { header, payload })
+                                .await
+                                .is_ok()
+                            {
+                                c.packets_sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        if let Some((track, ssrc)) = audio {
+            let (c, stop) = (counters.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let (mut seq, mut ts): (u16, u32) = (rand::random(), rand::random());
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let mut b = BytesMut::with_capacity(80);
+                    b.put_u8(0xfc); // Opus TOC: CELT FB 20 ms
+                    b.put_u64(now_micros());
+                    b.resize(80, 0);
+                    let header = rtp::header::Header {
+                        version: 2,
+                        payload_type: 111,
+                        sequence_number: seq,
+                        timestamp: ts,
+                        ssrc,
+                        ..Default::default()
+                    };
+                    seq = seq.wrapping_add(1);
+                    ts = ts.wrapping_add(960);
+                    if track
+                        .write_rtp(rtp::Packet {
+                            header,
+                            payload: b.freeze(),
+                        })
+                        .await
+                        .is_ok()
+                    {
+                        c.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            pc,
+            counters,
+            stop,
+            tasks,
+            answer,
+        })
+    }
+
+    /// Keyframe requests (PLI/FIR) received so far.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.counters.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// Stop sending and close the peer connection.
+    pub async fn close(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.pc.close().await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn video_mid(answer: &str) -> Option<String> {
+    let mut in_video = false;
+    for l in answer.lines() {
+        let l = l.trim();
+        if l.starts_with("m=") {
+            in_video = l.starts_with("m=video");
+        } else if in_video && let Some(m) = l.strip_prefix("a=mid:") {
+            return Some(m.to_owned());
+        }
+    }
+    None
+}
+
+fn video_payload(codec: SynthVideo, key: bool, i: usize, n: usize, size: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(size);
+    match codec {
+        SynthVideo::Vp8 => {
+            b.put_u8(if i == 0 { 0x10 } else { 0x00 }); // S bit on the first packet
+            if i == 0 {
+                // VP8 frame tag: P bit 0 = keyframe; then the keyframe start code
+                b.put_slice(if key {
+                    &[0x00, 0x9d, 0x01, 0x2a]
+                } else {
+                    &[0x01, 0x00, 0x00, 0x00]
+                });
+            }
+        }
+        SynthVideo::H264 => {
+            let nal_type = if key { 5 } else { 1 };
+            if key && i == 0 {
+                b.put_slice(&[0x67, 0x42, 0xe0, 0x1f]); // SPS
+            } else {
+                b.put_u8(0x7c); // FU-A indicator (NRI 3)
+                let mut fu = nal_type;
+                if i == usize::from(key) {
+                    fu |= 0x80;
+                }
+                if i + 1 == n {
+                    fu |= 0x40;
+                }
+                b.put_u8(fu);
+            }
+        }
+    }
+    b.put_u64(now_micros());
+    b.resize(size.max(b.len()), 0xab);
+    b.freeze()
+}
+
+/// Options of a [`CountingViewer`].
+#[derive(Debug, Clone)]
+pub struct ViewerOptions {
+    /// Video codecs offered (empty = no video m-line).
+    pub video: Vec<SynthVideo>,
+    /// Offer audio.
+    pub audio: bool,
+    /// Simulate loss on this leg: drop every n-th video packet (by sequence number)
+    /// the first time it arrives, and NACK it. A re-arrival counts as a retransmission.
+    pub drop_one_in: Option<u16>,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        Self {
+            video: vec![SynthVideo::Vp8, SynthVideo::H264],
+            audio: true,
+            drop_one_in: None,
+        }
+    }
+}
+
+/// What a counting viewer saw.
+#[derive(Debug, Default)]
+pub struct ViewerCounters {
+    /// Video RTP packets (first arrivals, not dropped).
+    pub video_packets: AtomicU64,
+    /// Audio RTP packets.
+    pub audio_packets: AtomicU64,
+    /// Keyframes (first packet of).
+    pub keyframes: AtomicU64,
+    /// Retransmissions received for packets this viewer NACKed.
+    pub retransmissions: AtomicU64,
+    /// NACKs sent.
+    pub nacks_sent: AtomicU64,
+    /// Video sequence-number discontinuities (forward jumps > 1, not induced).
+    pub video_seq_gaps: AtomicU64,
+    /// Distinct video SSRCs seen.
+    pub video_ssrcs: Mutex<HashSet<u32>>,
+    /// When the first keyframe arrived.
+    pub first_keyframe_at: Mutex<Option<Instant>>,
+    /// Largest one-way latency seen (send timestamp in payload vs now), µs.
+    pub max_latency_us: AtomicU64,
+    /// Last video sequence number seen.
+    pub last_video_seq: Mutex<Option<u16>>,
+}
+
+/// A WHEP-style viewer that counts what it receives.
+pub struct CountingViewer {
+    pc: Pc,
+    /// Counters.
+    pub counters: Arc<ViewerCounters>,
+    /// When the connection came up.
+    pub connected_at: Instant,
+    /// The server's answer.
+    pub answer: String,
+    remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
+}
+
+impl CountingViewer {
+    /// Connect through `exchange` (offer in, answer out).
+    pub async fn connect<F, Fut>(opts: ViewerOptions, exchange: F) -> TkResult<Self>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = TkResult<String>>,
+    {
+        let mut me = MediaEngine::default();
+        let mut pt = 96;
+        for v in &opts.video {
+            let c = match v {
+                SynthVideo::Vp8 => vp8(),
+                SynthVideo::H264 => h264("42e01f"),
+            };
+            me.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: c,
+                    payload_type: pt,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(s)?;
+            pt += 2;
+        }
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus(),
+                payload_type: 111,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(s)?;
+        // No NACK generator: loss is simulated above SRTP and NACKed by hand.
+        configure_simulcast_extension_headers(&mut me).map_err(s)?;
+        let registry = configure_rtcp_reports(Registry::new());
+        let counters = Arc::new(ViewerCounters::default());
+        let remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>> = Arc::new(Mutex::new(None));
+        let (c2, drop_n, rt) = (counters.clone(), opts.drop_one_in, remb_track.clone());
+        let on_track: OnTrack = Arc::new(move |track| {
+            let (c, rt) = (c2.clone(), rt.clone());
+            tokio::spawn(read_track(track, c, drop_n, rt));
+        });
+        let (pc, g, st) = build_pc(me, registry, Some(on_track)).await?;
+        let recv = || {
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            })
+        };
+        if !opts.video.is_empty() {
+            pc.add_transceiver_from_kind(RtpCodecKind::Video, recv())
+                .await
+                .map_err(s)?;
+        }
+        if opts.audio {
+            pc.add_transceiver_from_kind(RtpCodecKind::Audio, recv())
+                .await
+                .map_err(s)?;
+        }
+        let answer = offer_answer(&pc, g, st, exchange).await?;
+        Ok(Self {
+            pc,
+            counters,
+            connected_at: Instant::now(),
+            answer,
+            remb_track,
+        })
+    }
+
+    /// Video packets received so far.
+    pub fn video_packets(&self) -> u64 {
+        self.counters.video_packets.load(Ordering::Relaxed)
+    }
+
+    /// Audio packets received so far.
+    pub fn audio_packets(&self) -> u64 {
+        self.counters.audio_packets.load(Ordering::Relaxed)
+    }
+
+    /// Keyframes received so far.
+    pub fn keyframes(&self) -> u64 {
+        self.counters.keyframes.load(Ordering::Relaxed)
+    }
+
+    /// Send a REMB (receiver bandwidth estimate) for the video stream.
+    pub async fn send_remb(&self, bitrate_bps: u64) -> TkResult<()> {
+        let track = self
+            .remb_track
+            .lock()
+            .map_err(s)?
+            .clone()
+            .ok_or("no video track yet")?;
+        let ssrcs = track.ssrcs().await;
+        let remb = rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 1,
+            bitrate: bitrate_bps as f32,
+            ssrcs,
+        };
+        track.write_rtcp(vec![Box::new(remb)]).await.map_err(s)
+    }
+
+    /// Close the peer connection.
+    pub async fn close(self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    c: Arc<ViewerCounters>,
+    drop_n: Option<u16>,
+    remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
+) {
+    let mut kind_codec: Option<(bool, Option<VideoCodec>)> = None;
+    let mut dropped: HashSet<u16> = HashSet::new();
+    let mut last_seq: Option<u16> = None;
+    while let Some(ev) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(pkt) = ev else {
+            continue;
+        };
+        if kind_codec.is_none() {
+            let video = track.kind().await == RtpCodecKind::Video;
+            let codec = track
+                .codec(pkt.header.ssrc)
+                .await
+                .map(|c| c.mime_type.to_ascii_lowercase());
+            let vc = match codec.as_deref() {
+                Some("video/vp8") => Some(VideoCodec::Vp8),
+                Some("video/h264") => Some(VideoCodec::H264),
+                _ if video => Some(VideoCodec::Vp8),
+                _ => None,
+            };
+            if video {
+                *remb_track.lock().unwrap_or_else(|p| p.into_inner()) = Some(track.clone());
+            }
+            kind_codec = Some((video, vc));
+        }
+        let Some((video, vc)) = kind_codec else {
+            continue;
+        };
+        let seq = pkt.header.sequence_number;
+        if !video {
+            c.audio_packets.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        c.video_ssrcs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pkt.header.ssrc);
+        if dropped.remove(&seq) {
+            c.retransmissions.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Some(last) = last_seq {
+            let d = seq.wrapping_sub(last);
+            if d > 1 && d < 0x8000 {
+                c.video_seq_gaps.fetch_add(1, Ordering::Relaxed);
+            }
+            if d == 0 || d >= 0x8000 {
+                continue; // duplicate or old
+            }
+        }
+        last_seq = Some(seq);
+        *c.last_video_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(seq);
+        if let Some(n) = drop_n
+            && n > 0
+            && seq % n == 0
+        {
+            dropped.insert(seq);
+            let nack = rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack {
+                sender_ssrc: 1,
+                media_ssrc: pkt.header.ssrc,
+                nacks: rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers(&[seq]),
+            };
+            if track.write_rtcp(vec![Box::new(nack)]).await.is_ok() {
+                c.nacks_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        c.video_packets.fetch_add(1, Ordering::Relaxed);
+        if let Some(vc) = vc
+            && is_keyframe(vc, &pkt.payload)
+        {
+            c.keyframes.fetch_add(1, Ordering::Relaxed);
+            let mut first = c
+                .first_keyframe_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(Instant::now());
+            }
+        }
+        let hdr = match vc {
+            Some(VideoCodec::Vp8) => {
+                if pkt.payload.first().is_some_and(|b| b & 0x10 != 0) {
+                    5
+                } else {
+                    1
+                }
+            }
+            Some(VideoCodec::H264) => {
+                if pkt.payload.first().is_some_and(|b| b & 0x1f == 7) {
+                    4
+                } else {
+                    2
+                }
+            }
+            None => 0,
+        };
+        if let Some(t) = pkt.payload.get(hdr..hdr + 8) {
+            let sent = u64::from_be_bytes(t.try_into().unwrap_or([0; 8]));
+            let lat = now_micros().saturating_sub(sent);
+            if lat < 60_000_000 {
+                c.max_latency_us.fetch_max(lat, Ordering::Relaxed);
+            }
+        }
+    }
+}

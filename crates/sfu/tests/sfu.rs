@@ -1,0 +1,562 @@
+//! End-to-end tests: real webrtc-rs peers over loopback, no HTTP, no database.
+//! Run with `cargo test -p sfu --features testkit`.
+
+use sfu::testkit::{
+    CountingViewer, PublisherOptions, SynthVideo, SyntheticPublisher, ViewerOptions,
+};
+use sfu::{SessionId, Sfu, SfuConfig, SfuError, SfuEvent};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn start(cfg: SfuConfig) -> Sfu {
+    Sfu::start(cfg).await.expect("sfu starts")
+}
+
+fn cfg() -> SfuConfig {
+    SfuConfig {
+        publisher_grace: Duration::from_secs(3),
+        ..SfuConfig::loopback_for_tests()
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds or `limit` passes.
+async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+async fn publish(sfu: &Sfu, room: &str, opts: PublisherOptions) -> (SyntheticPublisher, SessionId) {
+    let id = Arc::new(Mutex::new(None));
+    let (sfu2, room2, id2) = (sfu.clone(), room.to_owned(), id.clone());
+    let p = SyntheticPublisher::connect(opts, move |offer| async move {
+        let a = sfu2
+            .publish(&room2, &offer)
+            .await
+            .map_err(|e| e.to_string())?;
+        *id2.lock().unwrap() = Some(a.session.clone());
+        Ok(a.answer_sdp)
+    })
+    .await
+    .expect("publisher connects");
+    let id = id.lock().unwrap().clone().unwrap();
+    (p, id)
+}
+
+async fn try_view(
+    sfu: &Sfu,
+    room: &str,
+    opts: ViewerOptions,
+) -> Result<(CountingViewer, SessionId), String> {
+    let id = Arc::new(Mutex::new(None));
+    let (sfu2, room2, id2) = (sfu.clone(), room.to_owned(), id.clone());
+    let v = CountingViewer::connect(opts, move |offer| async move {
+        let a = sfu2.play(&room2, &offer).await.map_err(|e| e.to_string())?;
+        *id2.lock().unwrap() = Some(a.session.clone());
+        Ok(a.answer_sdp)
+    })
+    .await?;
+    let id = id.lock().unwrap().clone().unwrap();
+    Ok((v, id))
+}
+
+async fn view(sfu: &Sfu, room: &str, opts: ViewerOptions) -> (CountingViewer, SessionId) {
+    try_view(sfu, room, opts).await.expect("viewer connects")
+}
+
+/// An SDP offer as a viewer would send it, without connecting.
+async fn viewer_offer(opts: ViewerOptions) -> String {
+    let captured = Arc::new(Mutex::new(String::new()));
+    let c2 = captured.clone();
+    let _ = CountingViewer::connect(opts, move |offer| async move {
+        *c2.lock().unwrap() = offer;
+        Err::<String, String>("captured".into())
+    })
+    .await;
+    captured.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_and_opus_reach_several_viewers() {
+    let t = Instant::now();
+    let sfu = start(cfg()).await;
+    let mut events = sfu.events();
+    let (publisher, _) = publish(&sfu, "b1", PublisherOptions::default()).await;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(view(&sfu, "b1", ViewerOptions::default()).await.0);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || viewers.iter().all(|v| v
+            .video_packets()
+            > 60
+            && v.audio_packets() > 20
+            && v.keyframes() > 0))
+        .await,
+        "every viewer gets video, audio and a keyframe: {:?}",
+        viewers
+            .iter()
+            .map(|v| (v.video_packets(), v.audio_packets(), v.keyframes()))
+            .collect::<Vec<_>>()
+    );
+    let mut live = false;
+    while let Ok(e) = events.try_recv() {
+        live |= matches!(e, SfuEvent::RoomLive { ref room } if room == "b1");
+    }
+    assert!(live, "RoomLive was emitted");
+    let stats = sfu.room_stats("b1").expect("stats");
+    assert_eq!(stats.viewer_count, 3);
+    assert!(
+        stats
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.video_codec.as_deref() == Some("VP8"))
+    );
+    for v in &viewers {
+        let lat = v
+            .counters
+            .max_latency_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(lat < 500_000, "loopback latency stays low: {lat} µs");
+    }
+    for v in viewers {
+        v.close().await;
+    }
+    publisher.close().await;
+    sfu.shutdown().await;
+    eprintln!("vp8_and_opus_reach_several_viewers: {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_constrained_baseline_reaches_viewers() {
+    let sfu = start(cfg()).await;
+    let (publisher, _) = publish(
+        &sfu,
+        "h",
+        PublisherOptions {
+            video: Some(SynthVideo::H264),
+            ..Default::default()
+        },
+    )
+    .await;
+    // An iPhone-like viewer that only does H.264.
+    let (v, _) = view(
+        &sfu,
+        "h",
+        ViewerOptions {
+            video: vec![SynthVideo::H264],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(5), || v.video_packets() > 30
+            && v.keyframes() > 0)
+        .await
+    );
+    let stats = sfu.room_stats("h").unwrap();
+    assert_eq!(
+        stats.publisher.unwrap().video_codec.as_deref(),
+        Some("H264 42e01f")
+    );
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_a_keyframe_within_one_second() {
+    let sfu = start(cfg()).await;
+    // Periodic keyframes only every 30 s: a keyframe must come from a PLI.
+    let (publisher, _) = publish(&sfu, "late", PublisherOptions::default()).await;
+    let (first, _) = view(&sfu, "late", ViewerOptions::default()).await;
+    assert!(wait_until(Duration::from_secs(5), || first.keyframes() > 0).await);
+    // Let the keyframe-request interval of the first join pass, then join late.
+    let before = publisher.keyframe_requests();
+    tokio::time::sleep(sfu.config().keyframe_request_min_interval).await;
+    let asked = Instant::now();
+    let (late, _) = view(&sfu, "late", ViewerOptions::default()).await;
+    let connected = late.connected_at;
+    assert!(
+        wait_until(Duration::from_secs(3), || late.keyframes() > 0).await,
+        "late joiner got a keyframe"
+    );
+    let got = late.counters.first_keyframe_at.lock().unwrap().unwrap();
+    let since_connect = got.duration_since(connected);
+    eprintln!(
+        "late joiner: keyframe {:?} after connect ({:?} after play); PLIs upstream {}",
+        since_connect,
+        got.duration_since(asked),
+        publisher.keyframe_requests() - before
+    );
+    assert!(since_connect <= Duration::from_secs(1), "{since_connect:?}");
+    late.close().await;
+    first.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_nacks_are_answered_from_the_cache() {
+    let sfu = start(cfg()).await;
+    let (publisher, _) = publish(&sfu, "loss", PublisherOptions::default()).await;
+    let (v, _) = view(
+        &sfu,
+        "loss",
+        ViewerOptions {
+            drop_one_in: Some(10),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The viewer drops every 10th video packet above SRTP and NACKs it; the SFU must
+    // answer each NACK from its packet cache (same viewer-leg seq/ts/SSRC).
+    let retransmitted = || {
+        sfu.room_stats("loss")
+            .and_then(|s| {
+                s.viewers
+                    .first()
+                    .map(|x| (x.nacks_received, x.retransmitted))
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(6), || retransmitted().1 >= 10).await,
+        "retransmissions sent from the cache: {:?}, viewer nacked {}",
+        retransmitted(),
+        v.counters
+            .nacks_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let (nacks, rtx) = retransmitted();
+    assert!(
+        rtx * 10 >= nacks * 9,
+        "almost every NACK answered: {nacks} nacks, {rtx} resent"
+    );
+    // Known gap (see report): the webrtc-rs test viewer does not surface the
+    // re-sent packet on its track, so the receipt side is not asserted here.
+    eprintln!(
+        "nack test: viewer saw {} retransmissions",
+        v.counters
+            .retransmissions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reconnect_keeps_viewers_without_renegotiation() {
+    let sfu = start(cfg()).await;
+    let mut events = sfu.events();
+    let (p1, _) = publish(&sfu, "re", PublisherOptions::default()).await;
+    let (v, _) = view(&sfu, "re", ViewerOptions::default()).await;
+    assert!(wait_until(Duration::from_secs(5), || v.video_packets() > 30).await);
+    // The phone reconnects: a new WHIP session to the same room.
+    let (p2, _) = publish(&sfu, "re", PublisherOptions::default()).await;
+    p1.close().await;
+    let before = v.video_packets();
+    let audio_before = v.audio_packets();
+    assert!(
+        wait_until(Duration::from_secs(5), || v.video_packets() > before + 60
+            && v.audio_packets() > audio_before + 20)
+        .await,
+        "media continues from the new publisher"
+    );
+    let c = &v.counters;
+    assert_eq!(
+        c.video_ssrcs.lock().unwrap().len(),
+        1,
+        "viewer sees one SSRC throughout"
+    );
+    assert_eq!(
+        c.video_seq_gaps.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "sequence numbers are continuous across the switch"
+    );
+    let mut replaced = false;
+    let mut ended = false;
+    while let Ok(e) = events.try_recv() {
+        replaced |= matches!(e, SfuEvent::PublisherReplaced { .. });
+        ended |= matches!(e, SfuEvent::RoomEnded { .. });
+    }
+    assert!(replaced && !ended);
+    v.close().await;
+    p2.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_sessions_frees_resources() {
+    let sfu = start(cfg()).await;
+    let base = sfu.counts();
+    let (publisher, pid) = publish(&sfu, "free", PublisherOptions::default()).await;
+    let with_publisher = sfu.counts();
+    assert_eq!(with_publisher.sessions, 1);
+    assert_eq!(with_publisher.rooms, 1);
+    let (v, vid) = view(&sfu, "free", ViewerOptions::default()).await;
+    assert!(wait_until(Duration::from_secs(5), || v.video_packets() > 10).await);
+    assert_eq!(sfu.counts().sessions, 2);
+    sfu.end_session("free", &vid).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu.counts() == with_publisher).await,
+        "{:?} vs {:?}",
+        sfu.counts(),
+        with_publisher
+    );
+    assert_eq!(
+        sfu.end_session("free", &vid).await,
+        Err(SfuError::UnknownSession)
+    );
+    assert_eq!(
+        sfu.trickle(
+            "free",
+            &vid,
+            "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n"
+        )
+        .await,
+        Err(SfuError::UnknownSession)
+    );
+    v.close().await;
+    // Owner ends the broadcast: everything goes back to the baseline.
+    sfu.end_session("free", &pid).await.unwrap();
+    sfu.close_room("free").await;
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu.counts() == base).await,
+        "{:?} vs {:?}",
+        sfu.counts(),
+        base
+    );
+    publisher.close().await;
+    sfu.shutdown().await;
+    // Tasks stop on shutdown; the shared muxed socket is closed when the last `Sfu` handle drops.
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu.counts().tasks == 0
+            && sfu.counts().sessions == 0)
+        .await,
+        "{:?}",
+        sfu.counts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_gone_past_grace_ends_room() {
+    let sfu = start(SfuConfig {
+        publisher_grace: Duration::from_millis(500),
+        ..SfuConfig::loopback_for_tests()
+    })
+    .await;
+    let mut events = sfu.events();
+    let (publisher, pid) = publish(&sfu, "grace", PublisherOptions::default()).await;
+    let (v, _) = view(&sfu, "grace", ViewerOptions::default()).await;
+    sfu.end_session("grace", &pid).await.unwrap();
+    let t = Instant::now();
+    let mut ended = false;
+    while t.elapsed() < Duration::from_secs(5) && !ended {
+        if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            ended = matches!(e, SfuEvent::RoomEnded { .. });
+        }
+    }
+    assert!(ended, "RoomEnded after the grace period");
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu.counts().sessions == 0
+            && sfu.counts().rooms == 0)
+        .await
+    );
+    assert!(matches!(
+        sfu.play("grace", &viewer_offer(ViewerOptions::default()).await)
+            .await,
+        Err(SfuError::NoPublisher)
+    ));
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_joins_cause_no_pli_storm() {
+    let sfu = start(SfuConfig {
+        max_viewers_per_room: 100,
+        ..cfg()
+    })
+    .await;
+    let (publisher, _) = publish(&sfu, "storm", PublisherOptions::default()).await;
+    let t = Instant::now();
+    let joins = (0..50).map(|_| {
+        view(
+            &sfu,
+            "storm",
+            ViewerOptions {
+                audio: false,
+                ..Default::default()
+            },
+        )
+    });
+    let viewers: Vec<_> = futures::future::join_all(joins)
+        .await
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    let join_time = t.elapsed();
+    assert!(
+        wait_until(Duration::from_secs(10), || viewers
+            .iter()
+            .all(|v| v.keyframes() > 0))
+        .await,
+        "every viewer got a keyframe"
+    );
+    let elapsed = t.elapsed();
+    let plis = publisher.keyframe_requests();
+    eprintln!(
+        "50 joins took {join_time:?}; all had keyframes after {elapsed:?}; PLIs upstream: {plis}"
+    );
+    // One per keyframe-request interval at most (plus the first).
+    assert!(
+        plis <= elapsed.as_secs() + 2,
+        "PLI storm: {plis} in {elapsed:?}"
+    );
+    assert!(plis <= 12);
+    for v in viewers {
+        v.close().await;
+    }
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_errors_for_bad_input() {
+    let sfu = start(SfuConfig {
+        max_viewers_per_room: 1,
+        ..cfg()
+    })
+    .await;
+    // No publisher yet.
+    let offer = viewer_offer(ViewerOptions::default()).await;
+    assert_eq!(
+        sfu.play("e", &offer).await.unwrap_err(),
+        SfuError::NoPublisher
+    );
+    // Malformed / hostile SDP.
+    for bad in [
+        "",
+        "garbage",
+        "v=0\r\nm=video 0 X 1\r\n",
+        &"v=0\r\n".repeat(40_000),
+    ] {
+        assert!(
+            matches!(sfu.publish("e", bad).await, Err(SfuError::BadSdp(_))),
+            "{bad:.20}"
+        );
+    }
+    let (publisher, _) = publish(&sfu, "e", PublisherOptions::default()).await;
+    assert!(matches!(
+        sfu.play("e", "v=0\r\nnonsense").await,
+        Err(SfuError::BadSdp(_))
+    ));
+    // A viewer that can only decode H.264 while the broadcast is VP8.
+    let h264_only = viewer_offer(ViewerOptions {
+        video: vec![SynthVideo::H264],
+        ..Default::default()
+    })
+    .await;
+    match sfu.play("e", &h264_only).await {
+        Err(SfuError::UnsupportedCodecs(reason)) => {
+            assert!(
+                reason.contains("VP8") && reason.contains("H264"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected UnsupportedCodecs, got {other:?}"),
+    }
+    // Room full.
+    let (v, _) = view(&sfu, "e", ViewerOptions::default()).await;
+    assert_eq!(
+        sfu.play("e", &offer).await.unwrap_err(),
+        SfuError::RoomFull(1)
+    );
+    // Unknown session / trickle garbage.
+    let sid = SessionId::from("nope");
+    assert_eq!(
+        sfu.end_session("e", &sid).await,
+        Err(SfuError::UnknownSession)
+    );
+    assert_eq!(
+        sfu.end_session("nowhere", &sid).await,
+        Err(SfuError::UnknownSession)
+    );
+    let before = sfu.counts();
+    assert_eq!(before.sessions, 2);
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_viewer_drops_to_a_lower_layer_at_a_keyframe() {
+    let sfu = start(SfuConfig {
+        initial_viewer_bitrate: 3_000_000,
+        layer_upgrade_hold: Duration::from_millis(500),
+        ..cfg()
+    })
+    .await;
+    let (publisher, _) = publish(
+        &sfu,
+        "sim",
+        PublisherOptions {
+            rids: vec!["q".into(), "h".into(), "f".into()],
+            packets_per_frame: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (v, _) = view(&sfu, "sim", ViewerOptions::default()).await;
+    let layer = |sfu: &Sfu| {
+        sfu.room_stats("sim")
+            .and_then(|s| s.viewers.first().and_then(|v| v.layer))
+    };
+    assert!(
+        wait_until(Duration::from_secs(6), || v.video_packets() > 30
+            && sfu.room_stats("sim").is_some_and(|s| s
+                .publisher
+                .is_some_and(|p| p.layers.len() == 3)))
+        .await,
+        "three layers arrive: {:?}",
+        sfu.room_stats("sim")
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || layer(&sfu) == Some(2)).await,
+        "starts on the top layer: {:?}",
+        sfu.room_stats("sim")
+    );
+    // The viewer's link collapses: its REMB says 200 kbit/s.
+    let kf_before = v.keyframes();
+    for _ in 0..3 {
+        v.send_remb(200_000).await.unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(4), || layer(&sfu) == Some(0)).await,
+        "switched down: {:?}",
+        sfu.room_stats("sim")
+    );
+    let before = v.video_packets();
+    assert!(wait_until(Duration::from_secs(3), || v.video_packets() > before + 20).await);
+    assert!(
+        v.keyframes() > kf_before,
+        "the switch happened at a keyframe"
+    );
+    assert_eq!(
+        v.counters
+            .video_seq_gaps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
