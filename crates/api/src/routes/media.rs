@@ -1,0 +1,333 @@
+//! WHIP ingest (RFC 9725) and WHEP playback over the SFU.
+//!
+//! `POST …/whip` and `POST …/whep` take an `application/sdp` offer and answer
+//! `201 Created` with the SDP answer, a `Location` for the session resource,
+//! an `ETag` and the ICE servers as `Link` headers. The session resource
+//! takes trickle candidates (`PATCH`, `application/trickle-ice-sdpfrag`) and
+//! ends with `DELETE`. The session URL is an unguessable capability (128
+//! random bits), like the WHIP/WHEP drafts intend.
+
+use super::broadcasts::load_broadcast;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Path, RawBody};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderName;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::BroadcastState;
+use sfu::{SessionId, SfuError};
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(whip_publish, whip_options))
+        .routes(routes!(whep_play, whep_options))
+        .routes(routes!(trickle, end_session))
+        // Any web page may publish (with the stream key) or play: WHIP/WHEP
+        // clients are often hosted elsewhere. Cookies are never sent
+        // cross-origin (no allow-credentials), so this grants nothing a
+        // plain HTTP client does not already have.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::any())
+                .allow_methods([Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::IF_MATCH,
+                ])
+                .expose_headers([
+                    header::LOCATION,
+                    header::LINK,
+                    header::ETAG,
+                    HeaderName::from_static("accept-patch"),
+                ])
+                .max_age(Duration::from_secs(86_400)),
+        )
+}
+
+const SDP: &str = "application/sdp";
+const SDP_FRAG: &str = "application/trickle-ice-sdpfrag";
+
+fn require_content_type(headers: &HeaderMap, expected: &'static str) -> ApiResult<()> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected));
+    if ok {
+        Ok(())
+    } else if expected == SDP {
+        Err(ApiError::UnsupportedMediaType(
+            "send the offer as Content-Type: application/sdp",
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "send candidates as Content-Type: application/trickle-ice-sdpfrag",
+        ))
+    }
+}
+
+fn sdp_text(body: &Bytes) -> ApiResult<&str> {
+    std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("bad_sdp", "the SDP is not UTF-8 text"))
+}
+
+pub(crate) fn sfu_error(e: SfuError) -> ApiError {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let detail = match &e {
+        SfuError::NoPublisher => {
+            "the broadcast is not live right now; try again when the farmer goes live".to_owned()
+        }
+        SfuError::RoomFull(n) => {
+            format!("this broadcast already has its maximum of {n} viewers; try again later")
+        }
+        SfuError::Internal(_) => {
+            tracing::error!(error = %e, "SFU internal error");
+            "something went wrong on our side; please try again".to_owned()
+        }
+        other => other.to_string(),
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return ApiError::Busy {
+            code: e.code(),
+            detail,
+            retry_after_secs: 5,
+        };
+    }
+    ApiError::Other {
+        status,
+        code: e.code(),
+        detail,
+    }
+}
+
+/// ICE servers as RFC 9725 §4.6 `Link` headers.
+fn ice_link_headers(state: &AppState, headers: &mut HeaderMap) {
+    for server in state.sfu.ice_servers() {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if !server.username.is_empty() {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    server.username, server.credential
+                ));
+            }
+            if let Ok(value) = HeaderValue::from_str(&link) {
+                headers.append(header::LINK, value);
+            }
+        }
+    }
+}
+
+fn session_created(state: &AppState, broadcast: &str, answer: sfu::SessionAnswer) -> Response {
+    let location = format!("/api/v1/broadcasts/{broadcast}/sessions/{}", answer.session);
+    let mut response = (StatusCode::CREATED, answer.answer_sdp).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", answer.etag)) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(
+        HeaderName::from_static("accept-patch"),
+        HeaderValue::from_static(SDP_FRAG),
+    );
+    ice_link_headers(state, headers);
+    response
+}
+
+/// Constant-time comparison so the key cannot be guessed byte by byte from
+/// response timing.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Publish a broadcast (WHIP). Authorize with `Authorization: Bearer <stream key>`
+/// (apps) or the owner's session (the studio page). A second publish replaces
+/// the first without viewers reconnecting.
+#[utoipa::path(post, path = "/broadcasts/{broadcast_id}/whip", tag = "media",
+    params(("broadcast_id" = String, Path)),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    responses(
+        (status = 201, body = String, content_type = "application/sdp",
+         description = "SDP answer; `Location` names the session, `Link` carries ICE servers"),
+        (status = 400, body = crate::error::Problem, description = "`bad_sdp`"),
+        (status = 401, body = crate::error::Problem, description = "missing or wrong stream key"),
+        (status = 406, body = crate::error::Problem, description = "`unsupported_codecs`"),
+        (status = 409, body = crate::error::Problem, description = "`broadcast_ended`"),
+        (status = 415, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem, description = "server at capacity")))]
+async fn whip_publish(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(broadcast_id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
+    let by_key = bearer(&headers).is_some_and(|key| same_secret(key, &broadcast.stream_key));
+    let by_owner = caller
+        .as_ref()
+        .and_then(|c| c.identity.user())
+        .is_some_and(|user| *user == shop.owner_id);
+    if !by_key && !by_owner {
+        return Err(if bearer(&headers).is_some() {
+            ApiError::Other {
+                status: StatusCode::UNAUTHORIZED,
+                code: "wrong_stream_key",
+                detail: "the stream key is wrong; copy it again from the studio (it may have been rotated)".into(),
+            }
+        } else {
+            ApiError::Unauthenticated
+        });
+    }
+    if broadcast.state == BroadcastState::Ended {
+        return Err(ApiError::conflict(
+            "broadcast_ended",
+            "this broadcast has ended; schedule a new one in the studio to go live again",
+        ));
+    }
+    require_content_type(&headers, SDP)?;
+    let answer = state
+        .sfu
+        .publish(broadcast.id.as_str(), sdp_text(&body)?)
+        .await
+        .map_err(sfu_error)?;
+    tracing::info!(broadcast = %broadcast.id, session = %answer.session, via = if by_key { "stream key" } else { "studio" }, "publisher connected");
+    Ok(session_created(&state, broadcast.id.as_str(), answer))
+}
+
+/// Watch a broadcast (WHEP). No sign-in needed.
+#[utoipa::path(post, path = "/broadcasts/{broadcast_id}/whep", tag = "media",
+    params(("broadcast_id" = String, Path)),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer (recvonly)"),
+    responses(
+        (status = 201, body = String, content_type = "application/sdp", description = "SDP answer"),
+        (status = 400, body = crate::error::Problem, description = "`bad_sdp`"),
+        (status = 404, body = crate::error::Problem, description = "unknown broadcast, or `no_publisher` (not live)"),
+        (status = 406, body = crate::error::Problem,
+         description = "`unsupported_codecs`: this player cannot decode the broadcast's codec"),
+        (status = 415, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem, description = "`room_full`")))]
+async fn whep_play(
+    State(state): State<AppState>,
+    Path(broadcast_id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let (broadcast, _) = load_broadcast(&state, &broadcast_id).await?;
+    require_content_type(&headers, SDP)?;
+    let answer = state
+        .sfu
+        .play(broadcast.id.as_str(), sdp_text(&body)?)
+        .await
+        .map_err(sfu_error)?;
+    Ok(session_created(&state, broadcast.id.as_str(), answer))
+}
+
+fn options_response(state: &AppState) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("accept-post"),
+        HeaderValue::from_static(SDP),
+    );
+    ice_link_headers(state, headers);
+    response
+}
+
+/// WHIP endpoint discovery: accepted types and ICE servers (also CORS preflight).
+#[utoipa::path(options, path = "/broadcasts/{broadcast_id}/whip", tag = "media",
+    params(("broadcast_id" = String, Path)), responses((status = 204)))]
+async fn whip_options(State(state): State<AppState>) -> Response {
+    options_response(&state)
+}
+
+/// WHEP endpoint discovery: accepted types and ICE servers (also CORS preflight).
+#[utoipa::path(options, path = "/broadcasts/{broadcast_id}/whep", tag = "media",
+    params(("broadcast_id" = String, Path)), responses((status = 204)))]
+async fn whep_options(State(state): State<AppState>) -> Response {
+    options_response(&state)
+}
+
+/// Add ICE candidates to a publish or play session (trickle ICE).
+#[utoipa::path(patch, path = "/broadcasts/{broadcast_id}/sessions/{session_id}", tag = "media",
+    params(("broadcast_id" = String, Path), ("session_id" = String, Path)),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses((status = 204), (status = 400, body = crate::error::Problem, description = "`bad_trickle`"),
+              (status = 404, body = crate::error::Problem, description = "`unknown_session`"),
+              (status = 415, body = crate::error::Problem)))]
+async fn trickle(
+    State(state): State<AppState>,
+    Path((broadcast_id, session_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<StatusCode> {
+    require_content_type(&headers, SDP_FRAG)?;
+    let frag = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("bad_trickle", "not UTF-8 text"))?;
+    state
+        .sfu
+        .trickle(&broadcast_id, &SessionId::from(session_id.as_str()), frag)
+        .await
+        .map_err(sfu_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End a publish or play session.
+#[utoipa::path(delete, path = "/broadcasts/{broadcast_id}/sessions/{session_id}", tag = "media",
+    params(("broadcast_id" = String, Path), ("session_id" = String, Path)),
+    responses((status = 200), (status = 404, body = crate::error::Problem, description = "`unknown_session`")))]
+async fn end_session(
+    State(state): State<AppState>,
+    Path((broadcast_id, session_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .sfu
+        .end_session(&broadcast_id, &SessionId::from(session_id.as_str()))
+        .await
+        .map_err(sfu_error)?;
+    Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  k3y"),
+        );
+        assert_eq!(bearer(&h), Some("k3y"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+    }
+}

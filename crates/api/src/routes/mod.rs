@@ -1,0 +1,6 @@
+pub mod accounts;
+pub mod broadcasts;
+pub mod media;
+pub mod ops;
+pub mod products;
+pub mod shops;

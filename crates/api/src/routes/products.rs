@@ -1,0 +1,235 @@
+//! A shop's products: what the farmer sells, at what price, how many.
+
+use super::shops::{load_shop, owned_shop};
+use crate::auth::SignedIn;
+use crate::error::{ApiResult, not_found};
+use crate::extract::{Json, Path, parse_id};
+use crate::state::AppState;
+use crate::views::{Patch, Timestamp, ts};
+use axum::extract::State;
+use axum::http::StatusCode;
+use domain::{Description, Fen, Invalid, ProductId, ProductTitle, ShipDate, Unit, Validator};
+use serde::{Deserialize, Serialize};
+use store::ProductRecord;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product, remove_product))
+}
+
+/// The most one product can hold in stock; far above any farm's harvest,
+/// low enough that totals stay exact.
+const MAX_STOCK: i64 = 1_000_000;
+
+#[derive(Serialize, ToSchema)]
+pub struct ProductView {
+    pub id: String,
+    pub shop_id: String,
+    pub title: String,
+    pub description: String,
+    /// The selling unit, e.g. "20斤袋".
+    pub unit: String,
+    /// Price per unit in fen (1 yuan = 100 fen).
+    pub price_fen: i64,
+    pub stock: i64,
+    /// Presale: expected ship date `YYYY-MM-DD`, absent when in stock.
+    #[schema(value_type = Option<String>, example = "2026-10-08")]
+    pub ships_on: Option<ShipDate>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<ProductRecord> for ProductView {
+    fn from(p: ProductRecord) -> Self {
+        ProductView {
+            id: p.id.into_string(),
+            shop_id: p.shop_id.into_string(),
+            title: p.title.into_string(),
+            description: p.description.into_string(),
+            unit: p.unit.into_string(),
+            price_fen: p.price.get(),
+            stock: p.stock,
+            ships_on: p.ships_on,
+            created_at: ts(p.created_at),
+            updated_at: ts(p.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewProductBody {
+    #[schema(example = "羊粪小米 20斤")]
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[schema(example = "20斤袋")]
+    pub unit: String,
+    #[schema(example = 16800)]
+    pub price_fen: i64,
+    #[schema(example = 300)]
+    pub stock: i64,
+    #[serde(default)]
+    #[schema(example = "2026-10-08")]
+    pub ships_on: Option<String>,
+}
+
+/// Absent fields keep their value; `"ships_on": null` clears the presale date.
+#[derive(Deserialize, ToSchema)]
+pub struct ProductPatch {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub price_fen: Option<i64>,
+    #[serde(default)]
+    pub stock: Option<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ships_on: Patch<String>,
+}
+
+fn parse_stock(raw: i64) -> Result<u32, Invalid> {
+    if raw < 0 {
+        return Err(Invalid::new("too_small", "stock cannot be negative"));
+    }
+    if raw > MAX_STOCK {
+        return Err(Invalid::new(
+            "too_large",
+            format!("stock must be at most {MAX_STOCK}"),
+        ));
+    }
+    Ok(raw as u32)
+}
+
+/// A shop's products (public).
+#[utoipa::path(get, path = "/shops/{shop_id}/products", tag = "products", params(("shop_id" = String, Path)),
+    responses((status = 200, body = Vec<ProductView>), (status = 404, body = crate::error::Problem)))]
+async fn list_products(
+    State(state): State<AppState>,
+    Path(shop_id): Path<String>,
+) -> ApiResult<Json<Vec<ProductView>>> {
+    let shop = load_shop(&state, &shop_id).await?;
+    let products = state.store.products_of_shop(&shop.id).await?;
+    Ok(Json(products.into_iter().map(ProductView::from).collect()))
+}
+
+/// Add a product (owner only).
+#[utoipa::path(post, path = "/shops/{shop_id}/products", tag = "products", params(("shop_id" = String, Path)),
+    request_body = NewProductBody,
+    responses((status = 201, body = ProductView), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn create_product(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(shop_id): Path<String>,
+    Json(body): Json<NewProductBody>,
+) -> ApiResult<(StatusCode, Json<ProductView>)> {
+    let shop = owned_shop(&state, &shop_id, &me.user).await?;
+    let mut v = Validator::default();
+    let title = v.check("title", ProductTitle::parse(&body.title));
+    let description = v.check("description", Description::parse(&body.description));
+    let unit = v.check("unit", Unit::parse(&body.unit));
+    let price = v.check("price_fen", Fen::price(body.price_fen));
+    let stock = v.check("stock", parse_stock(body.stock));
+    let ships_on = v.check_opt("ships_on", body.ships_on.as_deref().map(ShipDate::parse));
+    v.finish()?;
+    let product = state
+        .store
+        .create_product(
+            store::NewProduct {
+                shop_id: shop.id,
+                title: title.unwrap(),
+                description: description.unwrap(),
+                unit: unit.unwrap(),
+                price: price.unwrap(),
+                stock: stock.unwrap(),
+                ships_on: ships_on.unwrap(),
+            },
+            store::now_millis(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+async fn load_product(state: &AppState, raw_id: &str) -> ApiResult<ProductRecord> {
+    let id = parse_id("product", raw_id, ProductId::parse)?;
+    state.store.product(&id).await.map_err(not_found("product"))
+}
+
+/// One product (public).
+#[utoipa::path(get, path = "/products/{product_id}", tag = "products", params(("product_id" = String, Path)),
+    responses((status = 200, body = ProductView), (status = 404, body = crate::error::Problem)))]
+async fn get_product(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+) -> ApiResult<Json<ProductView>> {
+    Ok(Json(load_product(&state, &product_id).await?.into()))
+}
+
+/// Edit a product: title, price, stock, presale date… (owner only).
+#[utoipa::path(patch, path = "/products/{product_id}", tag = "products", params(("product_id" = String, Path)),
+    request_body = ProductPatch,
+    responses((status = 200, body = ProductView), (status = 403, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+async fn update_product(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(product_id): Path<String>,
+    Json(body): Json<ProductPatch>,
+) -> ApiResult<Json<ProductView>> {
+    let product = load_product(&state, &product_id).await?;
+    owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
+    let mut v = Validator::default();
+    let update = store::ProductUpdate {
+        title: v
+            .check_opt("title", body.title.as_deref().map(ProductTitle::parse))
+            .flatten(),
+        description: v
+            .check_opt(
+                "description",
+                body.description.as_deref().map(Description::parse),
+            )
+            .flatten(),
+        unit: v
+            .check_opt("unit", body.unit.as_deref().map(Unit::parse))
+            .flatten(),
+        price: v
+            .check_opt("price_fen", body.price_fen.map(Fen::price))
+            .flatten(),
+        stock: v.check_opt("stock", body.stock.map(parse_stock)).flatten(),
+        ships_on: match body.ships_on {
+            Patch::Keep => None,
+            Patch::Clear => Some(None),
+            Patch::Set(raw) => v.check("ships_on", ShipDate::parse(&raw)).map(Some),
+        },
+    };
+    v.finish()?;
+    let product = state
+        .store
+        .update_product(&product.id, update, store::now_millis())
+        .await?;
+    Ok(Json(product.into()))
+}
+
+/// Remove a product from the shop (owner only). Past orders keep it.
+#[utoipa::path(delete, path = "/products/{product_id}", tag = "products", params(("product_id" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+async fn remove_product(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(product_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let product = load_product(&state, &product_id).await?;
+    owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
+    state
+        .store
+        .archive_product(&product.id, store::now_millis())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

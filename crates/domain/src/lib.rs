@@ -1,0 +1,31 @@
+//! The vocabulary every other crate speaks.
+//!
+//! Values here are *parsed, not validated*: once you hold a [`Mobile`] or a
+//! [`Fen`], it is known to be well formed, so no layer checks it twice. Nothing
+//! in this crate does I/O or knows about tokio, axum or sqlx.
+
+mod broadcast;
+mod date;
+mod ids;
+mod money;
+mod order;
+mod role;
+mod stock;
+mod text;
+mod validation;
+
+pub use broadcast::{BroadcastState, BroadcastTransitionError};
+pub use date::ShipDate;
+pub use ids::*;
+pub use money::Fen;
+#[allow(unused_imports)] // filled by the order-service work
+pub use order::*;
+pub use role::{Identity, Role};
+#[allow(unused_imports)] // filled by the order-service work
+pub use stock::*;
+pub use text::*;
+pub use validation::{FieldError, Invalid, Validator};
+
+/// Milliseconds since the Unix epoch, UTC. The one clock type shared by the
+/// storage layer (portable across SQLite and PostgreSQL) and the pure rules.
+pub type UnixMillis = i64;

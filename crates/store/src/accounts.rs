@@ -1,0 +1,297 @@
+//! Accounts, guests and sign-in sessions.
+
+use crate::{Store, StoreError};
+use domain::{DisplayName, GuestId, Identity, Mobile, SessionId, UserId};
+
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub mobile: Mobile,
+    pub display_name: DisplayName,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    mobile: String,
+    display_name: String,
+    password_hash: String,
+    created_at: i64,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        UserRecord {
+            id: UserId::from_trusted(r.id),
+            mobile: Mobile::from_trusted(r.mobile),
+            display_name: DisplayName::from_trusted(r.display_name),
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Whose session it is.
+#[derive(Clone, Debug)]
+pub enum SessionSubject {
+    User(UserId),
+    Guest(GuestId),
+}
+
+pub struct NewSession<'a> {
+    pub id: SessionId,
+    pub token_hash: &'a str,
+    pub subject: SessionSubject,
+    pub user_agent: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub identity: Identity,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    user_id: Option<String>,
+    guest_id: Option<String>,
+    name: String,
+    user_agent: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<SessionRow> for SessionRecord {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        let name = DisplayName::from_trusted(r.name);
+        let identity = match (r.user_id, r.guest_id) {
+            (Some(user), None) => Identity::Account {
+                user: UserId::from_trusted(user),
+                name,
+            },
+            (None, Some(guest)) => Identity::Guest {
+                guest: GuestId::from_trusted(guest),
+                name,
+            },
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "session {} has no single owner",
+                    r.id
+                )));
+            }
+        };
+        Ok(SessionRecord {
+            id: SessionId::from_trusted(r.id),
+            identity,
+            user_agent: r.user_agent,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+/// Column list shared by every query of this table (a macro so queries stay
+/// `&'static str`, which sqlx accepts as audited SQL).
+macro_rules! session_select {
+    () => {
+        "SELECT s.id, s.user_id, s.guest_id, \
+     COALESCE(u.display_name, g.display_name) AS name, \
+     s.user_agent, s.created_at, s.last_seen_at, s.expires_at \
+     FROM sessions s \
+     LEFT JOIN users u ON u.id = s.user_id \
+     LEFT JOIN guests g ON g.id = s.guest_id"
+    };
+}
+
+impl Store {
+    pub async fn create_user(
+        &self,
+        mobile: &Mobile,
+        display_name: &DisplayName,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<UserRecord, StoreError> {
+        let id = UserId::generate();
+        sqlx::query(
+            "INSERT INTO users (id, mobile, display_name, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.as_str())
+        .bind(mobile.as_str())
+        .bind(display_name.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::unique("mobile"))?;
+        Ok(UserRecord {
+            id,
+            mobile: mobile.clone(),
+            display_name: display_name.clone(),
+            password_hash: password_hash.to_owned(),
+            created_at: now,
+        })
+    }
+
+    pub async fn user_by_mobile(&self, mobile: &Mobile) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, mobile, display_name, password_hash, created_at FROM users WHERE mobile = $1",
+        )
+        .bind(mobile.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    pub async fn user(&self, id: &UserId) -> Result<UserRecord, StoreError> {
+        let row: UserRow = sqlx::query_as(
+            "SELECT id, mobile, display_name, password_hash, created_at FROM users WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.into())
+    }
+
+    pub async fn create_guest(&self, name: &DisplayName, now: i64) -> Result<GuestId, StoreError> {
+        let id = GuestId::generate();
+        sqlx::query("INSERT INTO guests (id, display_name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(name.as_str())
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn rename_guest(&self, id: &GuestId, name: &DisplayName) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE guests SET display_name = $1 WHERE id = $2")
+            .bind(name.as_str())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    pub async fn create_session(&self, s: NewSession<'_>) -> Result<(), StoreError> {
+        let (user, guest) = match &s.subject {
+            SessionSubject::User(u) => (Some(u.as_str()), None),
+            SessionSubject::Guest(g) => (None, Some(g.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, user_id, guest_id, user_agent, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.id.as_str())
+        .bind(s.token_hash)
+        .bind(user)
+        .bind(guest)
+        .bind(s.user_agent)
+        .bind(s.now)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked, not expired) session whose token hashes to
+    /// `token_hash`, with who it belongs to.
+    pub async fn active_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            "",
+            session_select!(),
+            " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(SessionRecord::try_from).transpose()
+    }
+
+    /// Records activity and slides the expiry forward. Callers throttle this
+    /// (it is a write) to at most once a minute or so per session.
+    pub async fn touch_session(
+        &self,
+        id: &SessionId,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(expires_at)
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn sessions_of_user(
+        &self,
+        user: &UserId,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+            "",
+            session_select!(),
+            " WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+             ORDER BY s.last_seen_at DESC"
+        ))
+        .bind(user.as_str())
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(SessionRecord::try_from).collect()
+    }
+
+    pub async fn revoke_session(&self, id: &SessionId, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes one of `user`'s sessions; NotFound if it is not theirs, so one
+    /// account can never end another's session by guessing ids.
+    pub async fn revoke_user_session(
+        &self,
+        user: &UserId,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .bind(user.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Storage: every SQL statement, the migrations runner and the mapping
+//! between rows and domain values.
+//!
+//! One code path serves both engines through sqlx's `Any` driver: the SQL is
+//! written once in the common dialect (`$1` placeholders, TEXT ids, BIGINT
+//! money and Unix-millisecond times), and the engine is picked from the
+//! database URL at run time. Nothing of sqlx leaks out of this crate: callers
+//! see domain values and [`StoreError`].
+
+mod accounts;
+mod broadcasts;
+mod chat;
+mod error;
+mod orders;
+mod products;
+mod shops;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use accounts::{NewSession, SessionRecord, SessionSubject, UserRecord};
+pub use broadcasts::{BroadcastRecord, BroadcastUpdate, NewBroadcast};
+#[allow(unused_imports)] // filled by the live-channel work
+pub use chat::*;
+pub use error::StoreError;
+#[allow(unused_imports)] // filled by the order-service work
+pub use orders::*;
+pub use products::{NewProduct, ProductRecord, ProductUpdate};
+pub use shops::{ModeratorRecord, NewShop, ShopRecord, ShopUpdate};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::time::Duration;
+
+/// Migrations in the repository's `migrations/` folder, compiled in so the
+/// binary migrates its own database on start.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database: cheap to clone, safe to share.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://path/to/file.db` (created if missing) or
+    /// `postgres://…`. Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme in {:?}: use sqlite:// or postgres://",
+                redact(url)
+            )));
+        };
+        let pool = match engine {
+            Engine::Sqlite => {
+                let url = sqlite_url_with_create(url);
+                if let Some(parent) = sqlite_path(&url)
+                    .and_then(|path| Path::new(path).parent())
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                AnyPoolOptions::new()
+                    // SQLite has one writer at a time; a few connections let
+                    // readers proceed alongside it (WAL), more only contend.
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL: readers never block the writer. FULL: a
+                            // commit is on disk before we acknowledge it (group
+                            // commit keeps that affordable). busy_timeout:
+                            // wait for the write lock instead of failing.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await
+            }
+            Engine::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+            }
+        }
+        .map_err(|e| StoreError::Config(format!("cannot open database {}: {e}", redact(url))))?;
+        Ok(Store { pool, engine })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Config(format!("migration failed: {e}")))
+    }
+
+    /// Cheap round trip for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// The current time as stored: Unix milliseconds, UTC.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `sqlite://file.db` → `sqlite://file.db?mode=rwc` so a first start creates
+/// the file instead of failing.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Database URLs may carry a password; never print it.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode_and_a_path() {
+        assert_eq!(
+            sqlite_url_with_create("sqlite://data/f.db"),
+            "sqlite://data/f.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_path("sqlite://data/f.db?mode=rwc"),
+            Some("data/f.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@db:5432/x"),
+            "postgres://***@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://data/f.db"), "sqlite://data/f.db");
+    }
+}

@@ -1,0 +1,409 @@
+//! Configuration: command-line flags, environment variables and an optional
+//! TOML file, in that order of precedence, over sane defaults.
+//!
+//! Every setting has all three spellings: `--public-url`, `FIELDCAST_PUBLIC_URL`
+//! and `public_url = "…"` in the file given by `--config`/`FIELDCAST_CONFIG`
+//! (nested settings use a table: `[media] udp_port = 8189` is
+//! `--media-udp-port` / `FIELDCAST_MEDIA_UDP_PORT`).
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fieldcast",
+    version,
+    about = "Live commerce for farmers: stream the field, sell directly."
+)]
+pub struct Cli {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, global = true, env = "FIELDCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (migrates the database first).
+    Serve {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// Seed a demo farmer, shop, products and broadcast, and print how to sign in.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Flags and environment variables. Every field is optional so the file
+/// and the defaults can fill what is missing.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SettingsArgs {
+    /// Address and port to listen on for HTTP(S).
+    #[arg(long, env = "FIELDCAST_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Public base URL people use to reach this server (links, cookies).
+    #[arg(long, env = "FIELDCAST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Database URL: sqlite://path or postgres://user@host/db.
+    #[arg(long, env = "FIELDCAST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and other state.
+    #[arg(long, env = "FIELDCAST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, env = "FIELDCAST_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// PEM certificate chain: serve HTTPS (a camera needs a secure context off localhost).
+    #[arg(long, env = "FIELDCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FIELDCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Media: one UDP port for all WebRTC traffic (simplest firewall rule).
+    #[arg(long, env = "FIELDCAST_MEDIA_UDP_PORT")]
+    pub media_udp_port: Option<u16>,
+    /// Media: UDP port range instead of one port, e.g. 50000-50199.
+    #[arg(
+        long,
+        env = "FIELDCAST_MEDIA_UDP_PORTS",
+        conflicts_with = "media_udp_port"
+    )]
+    pub media_udp_ports: Option<String>,
+    /// Media: TCP port for ICE-TCP, for networks that block UDP (0 = off).
+    #[arg(long, env = "FIELDCAST_MEDIA_TCP_PORT")]
+    pub media_tcp_port: Option<u16>,
+    /// Media: public IP to advertise when behind 1:1 NAT (repeatable, comma-separated in env).
+    #[arg(long, env = "FIELDCAST_MEDIA_PUBLIC_IP", value_delimiter = ',')]
+    pub media_public_ip: Vec<IpAddr>,
+    /// Media: most viewers per broadcast.
+    #[arg(long, env = "FIELDCAST_MEDIA_MAX_VIEWERS")]
+    pub media_max_viewers: Option<usize>,
+}
+
+/// The TOML file's shape.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub tls: FileTls,
+    #[serde(default)]
+    pub media: FileMedia,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileMedia {
+    pub udp_port: Option<u16>,
+    pub udp_ports: Option<String>,
+    pub tcp_port: Option<u16>,
+    #[serde(default)]
+    pub public_ips: Vec<IpAddr>,
+    pub max_viewers: Option<usize>,
+    #[serde(default)]
+    pub ice_servers: Vec<IceServerConfig>,
+    pub publisher_grace_secs: Option<u64>,
+    /// Interfaces to gather candidates on; empty = every non-loopback IPv4 interface.
+    #[serde(default)]
+    pub bind_ips: Vec<IpAddr>,
+    /// Also offer 127.0.0.1 candidates (same-machine testing).
+    #[serde(default)]
+    pub include_loopback: bool,
+}
+
+/// A STUN or TURN server handed to browsers and apps.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// Where WebRTC media flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UdpPorts {
+    /// One port shared by every session (default).
+    Single(u16),
+    Range(u16, u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    pub udp: UdpPorts,
+    /// `None` when ICE-TCP is off.
+    pub tcp_port: Option<u16>,
+    pub public_ips: Vec<IpAddr>,
+    pub max_viewers: usize,
+    pub ice_servers: Vec<IceServerConfig>,
+    pub publisher_grace: Duration,
+    pub bind_ips: Vec<IpAddr>,
+    pub include_loopback: bool,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub public_url: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub media: MediaSettings,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_MEDIA_UDP_PORT: u16 = 8189;
+pub const DEFAULT_MEDIA_TCP_PORT: u16 = 8189;
+
+impl MediaSettings {
+    pub fn sfu_config(&self) -> sfu::SfuConfig {
+        sfu::SfuConfig {
+            udp: match self.udp {
+                UdpPorts::Single(port) => sfu::UdpPorts::Single(port),
+                UdpPorts::Range(min, max) => sfu::UdpPorts::Range { min, max },
+            },
+            ice_tcp_port: self.tcp_port,
+            nat_1to1_ips: self.public_ips.clone(),
+            ice_servers: self
+                .ice_servers
+                .iter()
+                .map(|s| sfu::IceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone().unwrap_or_default(),
+                    credential: s.credential.clone().unwrap_or_default(),
+                })
+                .collect(),
+            bind_ips: self.bind_ips.clone(),
+            include_loopback: self.include_loopback,
+            max_viewers_per_room: self.max_viewers,
+            publisher_grace: self.publisher_grace,
+            ..sfu::SfuConfig::default()
+        }
+    }
+
+    /// Loopback only, ephemeral ports: for tests on one machine.
+    pub fn loopback_for_tests() -> MediaSettings {
+        MediaSettings {
+            udp: UdpPorts::Single(0),
+            tcp_port: None,
+            public_ips: Vec::new(),
+            max_viewers: 1000,
+            ice_servers: Vec::new(),
+            publisher_grace: Duration::from_secs(10),
+            bind_ips: vec![IpAddr::from([127, 0, 0, 1])],
+            include_loopback: true,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults for everything, as used by `fieldcast serve` with no settings.
+    pub fn defaults() -> Config {
+        Config::resolve(SettingsArgs::default(), FileConfig::default()).expect("defaults are valid")
+    }
+
+    pub fn load(config_path: Option<&Path>, args: SettingsArgs) -> anyhow::Result<Config> {
+        let file = match config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Config::resolve(args, file)
+    }
+
+    pub fn resolve(args: SettingsArgs, file: FileConfig) -> anyhow::Result<Config> {
+        let bind = args
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("fieldcast.db").display()));
+        let tls = match (
+            args.tls_cert.or(file.tls.cert),
+            args.tls_key.or(file.tls.key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate and a key"),
+        };
+        let public_url = args.public_url.or(file.public_url).unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let host = if bind.ip().is_unspecified() || bind.ip().is_loopback() {
+                "localhost".to_owned()
+            } else {
+                bind.ip().to_string()
+            };
+            format!("{scheme}://{host}:{}", bind.port())
+        });
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("public URL must start with http:// or https://, got {public_url:?}");
+        }
+        let udp = match (
+            args.media_udp_port,
+            args.media_udp_ports.or(file.media.udp_ports),
+            file.media.udp_port,
+        ) {
+            (Some(port), _, _) => UdpPorts::Single(port),
+            (None, Some(range), _) => parse_port_range(&range)?,
+            (None, None, Some(port)) => UdpPorts::Single(port),
+            (None, None, None) => UdpPorts::Single(DEFAULT_MEDIA_UDP_PORT),
+        };
+        let tcp_port = match args
+            .media_tcp_port
+            .or(file.media.tcp_port)
+            .unwrap_or(DEFAULT_MEDIA_TCP_PORT)
+        {
+            0 => None,
+            port => Some(port),
+        };
+        let public_ips = if args.media_public_ip.is_empty() {
+            file.media.public_ips
+        } else {
+            args.media_public_ip
+        };
+        let media = MediaSettings {
+            udp,
+            tcp_port,
+            public_ips,
+            max_viewers: args
+                .media_max_viewers
+                .or(file.media.max_viewers)
+                .unwrap_or(1000),
+            ice_servers: file.media.ice_servers,
+            publisher_grace: Duration::from_secs(file.media.publisher_grace_secs.unwrap_or(10)),
+            bind_ips: file.media.bind_ips,
+            include_loopback: file.media.include_loopback,
+        };
+        Ok(Config {
+            bind,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            database_url,
+            data_dir,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            tls,
+            media,
+            shutdown_grace: Duration::from_secs(10),
+        })
+    }
+}
+
+fn parse_port_range(raw: &str) -> anyhow::Result<UdpPorts> {
+    let (lo, hi) = raw
+        .split_once('-')
+        .with_context(|| format!("UDP port range must look like 50000-50199, got {raw:?}"))?;
+    let lo: u16 = lo.trim().parse().context("UDP port range start")?;
+    let hi: u16 = hi.trim().parse().context("UDP port range end")?;
+    if lo == 0 || lo > hi {
+        bail!("UDP port range {raw:?} is empty or starts at 0");
+    }
+    Ok(UdpPorts::Range(lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::defaults();
+        assert_eq!(c.bind.port(), DEFAULT_PORT);
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert_eq!(c.database_url, "sqlite://data/fieldcast.db");
+        assert_eq!(c.media.udp, UdpPorts::Single(DEFAULT_MEDIA_UDP_PORT));
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            bind = "0.0.0.0:9000"
+            public_url = "https://live.example.cn/"
+            data_dir = "/var/lib/fieldcast"
+            [media]
+            udp_ports = "50000-50099"
+            public_ips = ["203.0.113.7"]
+            [[media.ice_servers]]
+            urls = ["stun:stun.example.cn:3478"]
+            "#,
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            public_url: Some("https://other.example.cn".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args, file).unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.public_url, "https://other.example.cn");
+        assert_eq!(c.database_url, "sqlite:///var/lib/fieldcast/fieldcast.db");
+        assert_eq!(c.media.udp, UdpPorts::Range(50000, 50099));
+        assert_eq!(c.media.public_ips.len(), 1);
+        assert_eq!(c.media.ice_servers[0].urls[0], "stun:stun.example.cn:3478");
+    }
+
+    #[test]
+    fn the_example_deploy_file_is_valid() {
+        let file: FileConfig = toml::from_str(include_str!("../deploy/fieldcast.toml")).unwrap();
+        let c = Config::resolve(SettingsArgs::default(), file).unwrap();
+        assert_eq!(c.public_url, "https://live.example.cn");
+        assert_eq!(c.media.udp, UdpPorts::Single(8189));
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let file: Result<FileConfig, _> = toml::from_str("bnid = \"x\"");
+        assert!(file.unwrap_err().to_string().contains("unknown field"));
+        let err = Config::resolve(
+            SettingsArgs {
+                media_udp_ports: Some("9-1".into()),
+                ..Default::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,10 @@
+//! fieldcast's integration tests: each test starts the real server on port
+//! 0 with its own fresh database and talks to it over HTTP/websockets like a
+//! phone would.
+
+mod accounts;
+mod authorization;
+mod harness;
+mod media;
+mod openapi;
+mod ops;
