@@ -1,0 +1,160 @@
+//! The one error type of the order service, with the HTTP status and
+//! stable code each variant should map to (so every route answers alike).
+
+use domain::{FieldError, OrderTransitionError, UnixMillis};
+use std::sync::Arc;
+
+/// Why something an order-service caller asked for did not happen.
+///
+/// `Clone` because one outcome can answer several callers (an idempotent
+/// repeat waiting on the first attempt).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum OrdersError {
+    /// Fewer units are available than asked for; `available` may be more
+    /// than 0 when the buyer asked for several.
+    #[error("sold out ({available} available)")]
+    SoldOut { available: u32 },
+    /// The buyer's held and bought units plus this request exceed the limit.
+    #[error("limit is {limit} per buyer and {already} are already yours")]
+    OverLimit { limit: u32, already: u32 },
+    #[error("the offer starts at {starts_at}")]
+    NotStarted { starts_at: UnixMillis },
+    #[error("the offer has ended")]
+    Ended,
+    /// The idempotency key was used before by this buyer for a different
+    /// request (another offer or quantity).
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyMismatch,
+    #[error("not found")]
+    NotFound,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("{0}")]
+    InvalidState(StateConflict),
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// Shutting down, or an offer's writer is recovering from a database
+    /// error: try again shortly.
+    #[error("temporarily unavailable")]
+    Unavailable,
+    /// The database failed; details are for logs only.
+    #[error("storage error: {0}")]
+    Store(Arc<store::StoreError>),
+}
+
+/// The thing exists but is in a state where the action makes no sense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateConflict {
+    #[error("the reservation has expired")]
+    ReservationExpired,
+    #[error("the reservation was cancelled")]
+    ReservationCancelled,
+    #[error("the reservation is already confirmed")]
+    ReservationConfirmed,
+    #[error("the broadcast has ended")]
+    BroadcastEnded,
+    #[error(transparent)]
+    Order(#[from] OrderTransitionError),
+}
+
+impl StateConflict {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateConflict::ReservationExpired => "reservation_expired",
+            StateConflict::ReservationCancelled => "reservation_cancelled",
+            StateConflict::ReservationConfirmed => "reservation_confirmed",
+            StateConflict::BroadcastEnded => "broadcast_ended",
+            StateConflict::Order(_) => "invalid_order_transition",
+        }
+    }
+}
+
+impl OrdersError {
+    /// A stable, machine-readable code for problem documents and the live
+    /// channel. Never changes meaning once published.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OrdersError::SoldOut { .. } => "sold_out",
+            OrdersError::OverLimit { .. } => "over_limit",
+            OrdersError::NotStarted { .. } => "not_started",
+            OrdersError::Ended => "offer_ended",
+            OrdersError::IdempotencyMismatch => "idempotency_key_reused",
+            OrdersError::NotFound => "not_found",
+            OrdersError::Forbidden => "forbidden",
+            OrdersError::InvalidState(c) => c.code(),
+            OrdersError::Validation(_) => "validation_failed",
+            OrdersError::Unavailable => "unavailable",
+            OrdersError::Store(_) => "internal",
+        }
+    }
+
+    /// The HTTP status the API should answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            OrdersError::SoldOut { .. }
+            | OrdersError::OverLimit { .. }
+            | OrdersError::NotStarted { .. }
+            | OrdersError::Ended
+            | OrdersError::IdempotencyMismatch
+            | OrdersError::InvalidState(_) => 409,
+            OrdersError::NotFound => 404,
+            OrdersError::Forbidden => 403,
+            OrdersError::Validation(_) => 422,
+            OrdersError::Unavailable => 503,
+            OrdersError::Store(_) => 500,
+        }
+    }
+
+    pub(crate) fn field(
+        field: &str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> OrdersError {
+        OrdersError::Validation(vec![FieldError {
+            field: field.to_owned(),
+            code,
+            message: message.into(),
+        }])
+    }
+}
+
+impl From<store::StoreError> for OrdersError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::NotFound => OrdersError::NotFound,
+            other => OrdersError::Store(Arc::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_distinct_code_and_a_sensible_status() {
+        let all = [
+            OrdersError::SoldOut { available: 0 },
+            OrdersError::OverLimit {
+                limit: 2,
+                already: 2,
+            },
+            OrdersError::NotStarted { starts_at: 1 },
+            OrdersError::Ended,
+            OrdersError::IdempotencyMismatch,
+            OrdersError::NotFound,
+            OrdersError::Forbidden,
+            OrdersError::InvalidState(StateConflict::ReservationExpired),
+            OrdersError::Validation(vec![]),
+            OrdersError::Unavailable,
+            OrdersError::Store(Arc::new(store::StoreError::Corrupt("x".into()))),
+        ];
+        let mut codes: Vec<_> = all.iter().map(OrdersError::code).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert_eq!(OrdersError::IdempotencyMismatch.http_status(), 409);
+        assert_eq!(OrdersError::Validation(vec![]).http_status(), 422);
+        assert!(all.iter().all(|e| (400..600).contains(&e.http_status())));
+    }
+}

@@ -1,0 +1,662 @@
+//! The stock ledger of one live offer: a plain struct that decides every tap
+//! in order, with an explicit `now` and no I/O.
+//!
+//! The offer's writer task owns one ledger and is the only thing that changes
+//! it, so no locks are involved; it persists what the ledger decided (see
+//! `writer.rs`). Tests and benchmarks drive the ledger directly.
+
+use domain::{
+    BuyerTally, OfferState, OverLimit, ReservationId, StockCounts, StockError, UnitsReturn,
+    UnixMillis,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// The rules of one offer that the ledger applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfferTerms {
+    pub starts_at: Option<UnixMillis>,
+    pub ends_at: Option<UnixMillis>,
+    pub per_buyer_limit: u32,
+    /// How long a tap holds its units.
+    pub hold_ms: i64,
+}
+
+/// One "buy now".
+#[derive(Clone, Copy, Debug)]
+pub struct Tap<'a> {
+    /// The subject (`usr_…` / `gst_…`): the key of the per-buyer limit.
+    pub buyer: &'a str,
+    pub quantity: u32,
+}
+
+/// The ledger's answer to a tap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Held(Hold),
+    Refused(Refusal),
+}
+
+/// Units now held for a buyer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub reservation: ReservationId,
+    pub buyer: Arc<str>,
+    pub quantity: u32,
+    pub expires_at: UnixMillis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    ZeroQuantity,
+    Ended,
+    NotStarted { starts_at: UnixMillis },
+    OverLimit(OverLimit),
+    SoldOut { available: u32 },
+}
+
+/// Units a reservation held went back (to the offer, or to the product
+/// once the offer has ended).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub reservation: ReservationId,
+    pub buyer: Arc<str>,
+    pub quantity: u32,
+    pub to: UnitsReturn,
+}
+
+/// Why a confirm or cancel of a held reservation did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldError {
+    /// Not held (any more): never existed here, expired, cancelled or
+    /// already confirmed. The database says which.
+    NotHeld,
+    /// Held, but for someone else.
+    NotYours,
+}
+
+/// What the passing of time did (see [`StockLedger::handle_timeout`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeoutEffects {
+    pub expired: Vec<Released>,
+    /// The offer reached its end time: this many available units went back
+    /// to the product.
+    pub ended: Option<u32>,
+    /// The start time passed: viewers' countdowns should turn into a button.
+    pub opened: bool,
+}
+
+#[derive(Clone, Debug)]
+struct HeldEntry {
+    buyer: Arc<str>,
+    quantity: u32,
+    expires_at: UnixMillis,
+}
+
+/// The in-memory truth about one offer's units and buyers.
+#[derive(Debug)]
+pub struct StockLedger {
+    terms: OfferTerms,
+    counts: StockCounts,
+    ended_at: Option<UnixMillis>,
+    buyers: HashMap<Arc<str>, BuyerTally>,
+    holds: HashMap<ReservationId, HeldEntry>,
+    /// Soonest expiry first. Entries of holds that were confirmed or
+    /// cancelled stay until their time and are skipped then; cheaper than
+    /// removing them from the middle.
+    expiries: BinaryHeap<Reverse<(UnixMillis, ReservationId)>>,
+    open_announced: bool,
+}
+
+impl StockLedger {
+    /// A ledger for counts as stored. Holds and purchases that those counts
+    /// already include are added with [`StockLedger::restore_hold`] and
+    /// [`StockLedger::restore_bought`].
+    pub fn new(terms: OfferTerms, counts: StockCounts, ended_at: Option<UnixMillis>) -> Self {
+        StockLedger {
+            terms,
+            counts,
+            ended_at,
+            buyers: HashMap::new(),
+            holds: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            open_announced: terms.starts_at.is_none(),
+        }
+    }
+
+    /// Re-arms a held reservation read back from the database.
+    pub fn restore_hold(
+        &mut self,
+        reservation: ReservationId,
+        buyer: &str,
+        quantity: u32,
+        expires_at: UnixMillis,
+    ) {
+        let buyer = self.buyer_key(buyer);
+        self.buyers.entry(buyer.clone()).or_default().held += quantity;
+        self.expiries
+            .push(Reverse((expires_at, reservation.clone())));
+        self.holds.insert(
+            reservation,
+            HeldEntry {
+                buyer,
+                quantity,
+                expires_at,
+            },
+        );
+    }
+
+    /// Counts units a buyer already bought towards their limit.
+    pub fn restore_bought(&mut self, buyer: &str, quantity: u32) {
+        let buyer = self.buyer_key(buyer);
+        self.buyers.entry(buyer).or_default().bought += quantity;
+    }
+
+    pub fn terms(&self) -> &OfferTerms {
+        &self.terms
+    }
+
+    pub fn counts(&self) -> StockCounts {
+        self.counts
+    }
+
+    pub fn ended_at(&self) -> Option<UnixMillis> {
+        self.ended_at
+    }
+
+    pub fn state(&self, now: UnixMillis) -> OfferState {
+        OfferState::at(
+            now,
+            self.terms.starts_at,
+            self.terms.ends_at,
+            self.ended_at,
+            &self.counts,
+        )
+    }
+
+    pub fn tally(&self, buyer: &str) -> BuyerTally {
+        self.buyers.get(buyer).copied().unwrap_or_default()
+    }
+
+    /// Decides one tap. Refusals change nothing and allocate nothing; an
+    /// accepted tap holds its units until `now + hold`.
+    pub fn decide(&mut self, tap: Tap<'_>, now: UnixMillis) -> Decision {
+        if tap.quantity == 0 {
+            return Decision::Refused(Refusal::ZeroQuantity);
+        }
+        if self.ended_at.is_some() || self.terms.ends_at.is_some_and(|end| now >= end) {
+            return Decision::Refused(Refusal::Ended);
+        }
+        if let Some(starts_at) = self.terms.starts_at.filter(|start| now < *start) {
+            return Decision::Refused(Refusal::NotStarted { starts_at });
+        }
+        if let Err(over) = self
+            .tally(tap.buyer)
+            .check(self.terms.per_buyer_limit, tap.quantity)
+        {
+            return Decision::Refused(Refusal::OverLimit(over));
+        }
+        if let Err(StockError::Insufficient { available }) = self.counts.hold(tap.quantity) {
+            return Decision::Refused(Refusal::SoldOut { available });
+        }
+        let buyer = self.buyer_key(tap.buyer);
+        self.buyers.entry(buyer.clone()).or_default().held += tap.quantity;
+        let reservation = ReservationId::generate();
+        let expires_at = now.saturating_add(self.terms.hold_ms);
+        self.expiries
+            .push(Reverse((expires_at, reservation.clone())));
+        self.holds.insert(
+            reservation.clone(),
+            HeldEntry {
+                buyer: buyer.clone(),
+                quantity: tap.quantity,
+                expires_at,
+            },
+        );
+        Decision::Held(Hold {
+            reservation,
+            buyer,
+            quantity: tap.quantity,
+            expires_at,
+        })
+    }
+
+    /// Turns a held reservation into sold units. Returns the quantity.
+    /// A hold whose time has come is not confirmable even if
+    /// [`StockLedger::handle_timeout`] has not run yet.
+    pub fn confirm(
+        &mut self,
+        reservation: &ReservationId,
+        buyer: &str,
+        now: UnixMillis,
+    ) -> Result<u32, HoldError> {
+        let entry = self.live_hold(reservation, buyer, now)?;
+        let quantity = entry.quantity;
+        self.holds.remove(reservation);
+        self.counts
+            .sell(quantity)
+            .expect("a live hold is counted in held");
+        let tally = self
+            .buyers
+            .get_mut(buyer)
+            .expect("a live hold has a buyer tally");
+        tally.held -= quantity;
+        tally.bought += quantity;
+        Ok(quantity)
+    }
+
+    /// The buyer gives a held reservation back.
+    pub fn cancel(
+        &mut self,
+        reservation: &ReservationId,
+        buyer: &str,
+        now: UnixMillis,
+    ) -> Result<Released, HoldError> {
+        self.live_hold(reservation, buyer, now)?;
+        Ok(self.release(reservation))
+    }
+
+    /// Releases every hold whose time has come, ends the offer at its end
+    /// time and notices its start time.
+    pub fn handle_timeout(&mut self, now: UnixMillis) -> TimeoutEffects {
+        let mut effects = TimeoutEffects::default();
+        // End first: units released afterwards go to the product, which is
+        // where they belong once the offer is over.
+        if self.ended_at.is_none() && self.terms.ends_at.is_some_and(|end| now >= end) {
+            effects.ended = self.end(self.terms.ends_at.unwrap_or(now));
+        }
+        while let Some(Reverse((expires_at, _))) = self.expiries.peek() {
+            if *expires_at > now {
+                break;
+            }
+            let Some(Reverse((expires_at, reservation))) = self.expiries.pop() else {
+                break;
+            };
+            // Skip holds that were confirmed or cancelled meanwhile.
+            if self
+                .holds
+                .get(&reservation)
+                .is_some_and(|h| h.expires_at == expires_at)
+            {
+                effects.expired.push(self.release(&reservation));
+            }
+        }
+        if !self.open_announced && self.terms.starts_at.is_some_and(|start| now >= start) {
+            self.open_announced = true;
+            effects.opened = self.ended_at.is_none();
+        }
+        effects
+    }
+
+    /// When [`StockLedger::handle_timeout`] next has something to do.
+    pub fn next_deadline(&self) -> Option<UnixMillis> {
+        let expiry = self.expiries.peek().map(|Reverse((at, _))| *at);
+        let start = self.terms.starts_at.filter(|_| !self.open_announced);
+        let end = self.terms.ends_at.filter(|_| self.ended_at.is_none());
+        [expiry, start, end].into_iter().flatten().min()
+    }
+
+    /// Ends the offer: available units go back to the product. Returns how
+    /// many, or `None` if it had already ended.
+    pub fn end(&mut self, at: UnixMillis) -> Option<u32> {
+        if self.ended_at.is_some() {
+            return None;
+        }
+        self.ended_at = Some(at);
+        self.open_announced = true;
+        Some(self.counts.withdraw_available())
+    }
+
+    /// An unshipped order of `buyer` was cancelled (and that is committed):
+    /// its units return, and stop counting towards the buyer's limit.
+    pub fn order_cancelled(
+        &mut self,
+        buyer: &str,
+        quantity: u32,
+    ) -> Result<UnitsReturn, StockError> {
+        let to = self.returns_to();
+        self.counts.unsell(quantity, to)?;
+        if let Some(tally) = self.buyers.get_mut(buyer) {
+            tally.bought = tally.bought.saturating_sub(quantity);
+        }
+        Ok(to)
+    }
+
+    /// Checks the ledger against itself: counts balanced, held units equal
+    /// to the holds and to the buyers' tallies, sold equal to what buyers
+    /// bought. For tests and for logging after a rebuild.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.counts.is_balanced() {
+            return Err(format!("counts out of balance: {:?}", self.counts));
+        }
+        let in_holds: u64 = self.holds.values().map(|h| u64::from(h.quantity)).sum();
+        let buyers_held: u64 = self.buyers.values().map(|t| u64::from(t.held)).sum();
+        let buyers_bought: u64 = self.buyers.values().map(|t| u64::from(t.bought)).sum();
+        if in_holds != u64::from(self.counts.held) || buyers_held != in_holds {
+            return Err(format!(
+                "held {} but holds sum to {in_holds} and buyers hold {buyers_held}",
+                self.counts.held
+            ));
+        }
+        if buyers_bought != u64::from(self.counts.sold) {
+            return Err(format!(
+                "sold {} but buyers bought {buyers_bought}",
+                self.counts.sold
+            ));
+        }
+        if let Some((buyer, tally)) = self.buyers.iter().find(|(_, t)| {
+            u64::from(t.held) + u64::from(t.bought) > u64::from(self.terms.per_buyer_limit)
+        }) {
+            return Err(format!(
+                "{buyer} has {tally:?}, over the limit {}",
+                self.terms.per_buyer_limit
+            ));
+        }
+        Ok(())
+    }
+
+    fn returns_to(&self) -> UnitsReturn {
+        if self.ended_at.is_some() {
+            UnitsReturn::ToProduct
+        } else {
+            UnitsReturn::ToOffer
+        }
+    }
+
+    fn live_hold(
+        &self,
+        reservation: &ReservationId,
+        buyer: &str,
+        now: UnixMillis,
+    ) -> Result<&HeldEntry, HoldError> {
+        let entry = self.holds.get(reservation).ok_or(HoldError::NotHeld)?;
+        if &*entry.buyer != buyer {
+            return Err(HoldError::NotYours);
+        }
+        if now >= entry.expires_at {
+            return Err(HoldError::NotHeld);
+        }
+        Ok(entry)
+    }
+
+    fn release(&mut self, reservation: &ReservationId) -> Released {
+        let entry = self
+            .holds
+            .remove(reservation)
+            .expect("released hold exists");
+        let to = self.returns_to();
+        self.counts
+            .release(entry.quantity, to)
+            .expect("a hold is counted in held");
+        if let Some(tally) = self.buyers.get_mut(&entry.buyer) {
+            tally.held -= entry.quantity;
+        }
+        Released {
+            reservation: reservation.clone(),
+            buyer: entry.buyer,
+            quantity: entry.quantity,
+            to,
+        }
+    }
+
+    /// The shared key for a buyer, allocated once per buyer per offer.
+    fn buyer_key(&self, buyer: &str) -> Arc<str> {
+        match self.buyers.get_key_value(buyer) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(buyer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn terms(limit: u32) -> OfferTerms {
+        OfferTerms {
+            starts_at: None,
+            ends_at: None,
+            per_buyer_limit: limit,
+            hold_ms: 10 * MIN,
+        }
+    }
+
+    fn tap(buyer: &str, quantity: u32) -> Tap<'_> {
+        Tap { buyer, quantity }
+    }
+
+    fn held(d: Decision) -> Hold {
+        match d {
+            Decision::Held(h) => h,
+            other => panic!("expected a hold, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn taps_are_decided_in_order_until_sold_out() {
+        let mut l = StockLedger::new(terms(5), StockCounts::allot(3), None);
+        let a = held(l.decide(tap("usr_a", 2), 0));
+        assert_eq!(a.expires_at, 10 * MIN);
+        assert_eq!(
+            l.decide(tap("usr_b", 2), 1),
+            Decision::Refused(Refusal::SoldOut { available: 1 })
+        );
+        held(l.decide(tap("usr_b", 1), 2));
+        assert_eq!(
+            l.decide(tap("usr_c", 1), 3),
+            Decision::Refused(Refusal::SoldOut { available: 0 })
+        );
+        assert_eq!(l.state(3), OfferState::SoldOut);
+        assert_eq!(
+            l.counts(),
+            StockCounts {
+                allotted: 3,
+                available: 0,
+                held: 3,
+                sold: 0
+            }
+        );
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn per_buyer_limit_counts_holds_and_purchases() {
+        let mut l = StockLedger::new(terms(2), StockCounts::allot(100), None);
+        let first = held(l.decide(tap("gst_x", 1), 0));
+        l.confirm(&first.reservation, "gst_x", 1).unwrap();
+        held(l.decide(tap("gst_x", 1), 2));
+        assert_eq!(
+            l.decide(tap("gst_x", 1), 3),
+            Decision::Refused(Refusal::OverLimit(OverLimit {
+                limit: 2,
+                already: 2
+            }))
+        );
+        assert_eq!(l.tally("gst_x"), BuyerTally { held: 1, bought: 1 });
+        // Cancelling the order frees the limit again.
+        l.order_cancelled("gst_x", 1).unwrap();
+        held(l.decide(tap("gst_x", 1), 4));
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn start_and_end_times_gate_taps() {
+        let t = OfferTerms {
+            starts_at: Some(100),
+            ends_at: Some(200),
+            ..terms(5)
+        };
+        let mut l = StockLedger::new(t, StockCounts::allot(10), None);
+        assert_eq!(
+            l.decide(tap("usr_a", 1), 99),
+            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+        );
+        assert_eq!(l.next_deadline(), Some(100));
+        assert!(l.handle_timeout(100).opened);
+        held(l.decide(tap("usr_a", 1), 100));
+        assert_eq!(
+            l.decide(tap("usr_a", 1), 200),
+            Decision::Refused(Refusal::Ended)
+        );
+        assert_eq!(
+            l.decide(tap("usr_a", 0), 150),
+            Decision::Refused(Refusal::ZeroQuantity)
+        );
+    }
+
+    #[test]
+    fn holds_expire_in_time_and_units_come_back() {
+        let mut l = StockLedger::new(terms(5), StockCounts::allot(1), None);
+        let h = held(l.decide(tap("usr_a", 1), 0));
+        assert_eq!(l.next_deadline(), Some(h.expires_at));
+        assert!(l.handle_timeout(h.expires_at - 1).expired.is_empty());
+        assert!(matches!(
+            l.decide(tap("usr_b", 1), 1),
+            Decision::Refused(Refusal::SoldOut { .. })
+        ));
+        // Not confirmable once its time has come, even before the timer ran.
+        assert_eq!(
+            l.confirm(&h.reservation, "usr_a", h.expires_at),
+            Err(HoldError::NotHeld)
+        );
+        let fx = l.handle_timeout(h.expires_at);
+        assert_eq!(fx.expired.len(), 1);
+        assert_eq!(fx.expired[0].to, UnitsReturn::ToOffer);
+        assert_eq!(l.counts().available, 1);
+        held(l.decide(tap("usr_b", 1), h.expires_at + 1));
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn confirmed_and_cancelled_holds_do_not_expire() {
+        let mut l = StockLedger::new(terms(5), StockCounts::allot(5), None);
+        let a = held(l.decide(tap("usr_a", 1), 0));
+        let b = held(l.decide(tap("usr_b", 2), 0));
+        assert_eq!(
+            l.confirm(&a.reservation, "usr_b", 1),
+            Err(HoldError::NotYours)
+        );
+        assert_eq!(
+            l.cancel(&b.reservation, "usr_a", 1),
+            Err(HoldError::NotYours)
+        );
+        assert_eq!(l.confirm(&a.reservation, "usr_a", 1), Ok(1));
+        let released = l.cancel(&b.reservation, "usr_b", 1).unwrap();
+        assert_eq!(released.quantity, 2);
+        assert_eq!(
+            l.cancel(&b.reservation, "usr_b", 2),
+            Err(HoldError::NotHeld)
+        );
+        assert!(l.handle_timeout(20 * MIN).expired.is_empty());
+        assert_eq!(
+            l.counts(),
+            StockCounts {
+                allotted: 5,
+                available: 4,
+                held: 0,
+                sold: 1
+            }
+        );
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn ending_returns_available_units_and_later_releases_go_to_the_product() {
+        let t = OfferTerms {
+            ends_at: Some(5 * MIN),
+            ..terms(5)
+        };
+        let mut l = StockLedger::new(t, StockCounts::allot(10), None);
+        let a = held(l.decide(tap("usr_a", 3), 0));
+        let fx = l.handle_timeout(5 * MIN);
+        assert_eq!(fx.ended, Some(7));
+        assert_eq!(l.state(5 * MIN), OfferState::Ended);
+        assert_eq!(l.end(6 * MIN), None, "ends once");
+        // The buyer who tapped in time may still confirm or let it lapse.
+        let fx = l.handle_timeout(a.expires_at);
+        assert_eq!(fx.expired[0].to, UnitsReturn::ToProduct);
+        assert_eq!(l.counts(), StockCounts::default());
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn a_restored_ledger_behaves_like_the_one_it_replaces() {
+        let mut l = StockLedger::new(
+            terms(2),
+            StockCounts {
+                allotted: 10,
+                available: 7,
+                held: 2,
+                sold: 1,
+            },
+            None,
+        );
+        let id = ReservationId::generate();
+        l.restore_hold(id.clone(), "usr_a", 2, 5 * MIN);
+        l.restore_bought("usr_b", 1);
+        l.check().unwrap();
+        assert!(matches!(
+            l.decide(tap("usr_a", 1), 0),
+            Decision::Refused(Refusal::OverLimit(_))
+        ));
+        assert!(matches!(
+            l.decide(tap("usr_b", 2), 0),
+            Decision::Refused(Refusal::OverLimit(_))
+        ));
+        assert_eq!(l.handle_timeout(5 * MIN).expired[0].reservation, id);
+        assert_eq!(l.counts().available, 9);
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn check_catches_a_ledger_out_of_balance() {
+        let l = StockLedger::new(
+            terms(2),
+            StockCounts {
+                allotted: 10,
+                available: 8,
+                held: 2,
+                sold: 0,
+            },
+            None,
+        );
+        assert!(l.check().is_err(), "held units without holds");
+    }
+
+    /// Many buyers, random-ish taps, expiries and confirms: the invariants
+    /// hold after every step.
+    #[test]
+    fn invariants_hold_through_a_long_mixed_run() {
+        let mut l = StockLedger::new(terms(3), StockCounts::allot(50), None);
+        let mut live: Vec<(ReservationId, String)> = Vec::new();
+        let mut seed = 7_u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for step in 0..5_000_i64 {
+            let now = step * 1_000;
+            let buyer = format!("usr_{}", next() % 40);
+            match next() % 4 {
+                0 | 1 => {
+                    if let Decision::Held(h) = l.decide(tap(&buyer, 1 + next() % 3), now) {
+                        live.push((h.reservation, buyer));
+                    }
+                }
+                2 if !live.is_empty() => {
+                    let (id, who) = live.swap_remove(next() as usize % live.len());
+                    let _ = l.confirm(&id, &who, now);
+                }
+                _ => {
+                    let _ = l.handle_timeout(now);
+                }
+            }
+            l.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The values the order service takes and gives: configuration, requests,
+//! views and live-channel events.
+
+use crate::OrdersError;
+use domain::{
+    Address, BroadcastId, Carrier, Fen, Mobile, OfferId, OfferState, OrderId, OrderState,
+    PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ShipDate, ShopId,
+    StockCounts, TrackingNumber, Unit, UnixMillis, Validator,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wall-clock time for the service, driven by tokio's clock so tests can
+/// `tokio::time::pause()` and `advance()` through hold times: it reads
+/// `wall_at_start + (tokio now − tokio instant at start)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    wall_at_start: UnixMillis,
+    started: tokio::time::Instant,
+}
+
+impl Clock {
+    /// The real time now, advancing with tokio's clock from here on.
+    pub fn system() -> Clock {
+        Clock::starting_at(store::now_millis())
+    }
+
+    /// A clock that reads `wall` now (tests use this to continue a timeline
+    /// across a restart).
+    pub fn starting_at(wall: UnixMillis) -> Clock {
+        Clock {
+            wall_at_start: wall,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> UnixMillis {
+        self.wall_at_start + self.started.elapsed().as_millis() as i64
+    }
+
+    /// The tokio instant at which this clock will read `at`.
+    pub fn instant_at(&self, at: UnixMillis) -> tokio::time::Instant {
+        let ahead = at.saturating_sub(self.wall_at_start).max(0);
+        self.started + Duration::from_millis(ahead as u64)
+    }
+}
+
+/// How the order service runs. `Default` is right for production.
+#[derive(Clone, Debug)]
+pub struct OrdersConfig {
+    pub clock: Clock,
+    /// How long a reservation is held when the offer does not say (10 min).
+    pub default_hold: Duration,
+    /// Bounds an owner may choose for an offer's hold time.
+    pub min_hold: Duration,
+    pub max_hold: Duration,
+    /// How long an idempotency key is remembered (24 h). Within that time a
+    /// repeat gets the first answer, also after a restart.
+    pub idempotency_ttl: Duration,
+    /// Most reservations in one transaction; while a group that large waits
+    /// for its commit, the writer stops taking taps (backpressure).
+    pub max_group: usize,
+    /// Queue of taps waiting for an offer's writer.
+    pub command_capacity: usize,
+    /// Capacity of the event channel; slow receivers lag (and resync with
+    /// `offer_snapshot`) rather than slow the writers down.
+    pub event_capacity: usize,
+    /// Times in the CSV export are local times at this offset from UTC
+    /// (China Standard Time, +08:00, by default).
+    pub export_utc_offset_minutes: i16,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            clock: Clock::system(),
+            default_hold: Duration::from_secs(10 * 60),
+            min_hold: Duration::from_secs(60),
+            max_hold: Duration::from_secs(60 * 60),
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            max_group: 4096,
+            command_capacity: 16_384,
+            event_capacity: 16_384,
+            export_utc_offset_minutes: 8 * 60,
+        }
+    }
+}
+
+/// An owner putting a product on sale during a broadcast.
+#[derive(Clone, Debug)]
+pub struct NewOffer {
+    pub broadcast: BroadcastId,
+    pub product: ProductId,
+    /// The live price per unit.
+    pub price: Fen,
+    /// Units allotted to this broadcast, taken from the product's stock.
+    pub quantity: u32,
+    pub per_buyer_limit: u32,
+    /// A countdown until then; taps before are answered "not started".
+    pub starts_at: Option<UnixMillis>,
+    pub ends_at: Option<UnixMillis>,
+    /// How long a tap holds units; `None` for the configured default.
+    pub hold: Option<Duration>,
+}
+
+/// What a room shows about an offer, and what the farmer's studio shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OfferSnapshot {
+    pub offer_id: OfferId,
+    pub broadcast_id: BroadcastId,
+    pub shop_id: ShopId,
+    pub product_id: ProductId,
+    pub title: ProductTitle,
+    pub unit: Unit,
+    pub price: Fen,
+    pub per_buyer_limit: u32,
+    pub hold_secs: u32,
+    pub starts_at: Option<UnixMillis>,
+    pub ends_at: Option<UnixMillis>,
+    pub ended_at: Option<UnixMillis>,
+    /// Presale: when the harvest is expected to ship.
+    pub ships_on: Option<ShipDate>,
+    pub state: OfferState,
+    pub counts: StockCounts,
+    /// Server time the state was computed at, so a countdown can correct
+    /// for the phone's clock.
+    pub as_of: UnixMillis,
+}
+
+/// A buyer's "buy now".
+#[derive(Clone, Debug)]
+pub struct ReserveRequest {
+    pub offer: OfferId,
+    /// The subject: `usr_…` for accounts, `gst_…` for guests.
+    pub buyer: String,
+    pub quantity: u32,
+    /// The `Idempotency-Key` header, or the live channel's nonce. Scoped
+    /// per buyer; up to 255 printable ASCII characters.
+    pub idempotency_key: Option<String>,
+}
+
+/// A held reservation, as the buyer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReservationView {
+    pub id: ReservationId,
+    pub offer_id: OfferId,
+    pub quantity: u32,
+    pub unit_price: Fen,
+    pub total: Fen,
+    pub created_at: UnixMillis,
+    /// Confirm before this, or the units go back on sale.
+    pub expires_at: UnixMillis,
+}
+
+/// What the buyer enters to turn a reservation into an order.
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    pub name: PersonName,
+    pub mobile: Mobile,
+    pub address: Address,
+    pub payment: PaymentMethod,
+}
+
+impl Checkout {
+    /// Parses a checkout form, reporting every bad field at once (fields
+    /// `name`, `mobile`, `address`, `payment_method`).
+    pub fn parse(
+        name: &str,
+        mobile: &str,
+        address: &str,
+        payment_method: &str,
+    ) -> Result<Checkout, OrdersError> {
+        let mut v = Validator::default();
+        let name = v.check("name", PersonName::parse(name));
+        let mobile = v.check("mobile", Mobile::parse(mobile));
+        let address = v.check("address", Address::parse(address));
+        let payment = v.check("payment_method", PaymentMethod::parse(payment_method));
+        v.finish().map_err(OrdersError::Validation)?;
+        match (name, mobile, address, payment) {
+            (Some(name), Some(mobile), Some(address), Some(payment)) => Ok(Checkout {
+                name,
+                mobile,
+                address,
+                payment,
+            }),
+            _ => unreachable!("the validator reports every missing field"),
+        }
+    }
+}
+
+/// An order with everything the farmer ships by and the buyer checks.
+/// Contains personal data: show it to the shop's owner and to the holder of
+/// the private token only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderView {
+    pub id: OrderId,
+    /// The private link secret (`/o/{token}`), separate from the id.
+    pub token: String,
+    pub reservation_id: ReservationId,
+    pub offer_id: OfferId,
+    pub broadcast_id: BroadcastId,
+    pub shop_id: ShopId,
+    pub product_id: ProductId,
+    pub buyer: String,
+    pub title: ProductTitle,
+    pub unit: Unit,
+    pub ships_on: Option<ShipDate>,
+    pub quantity: u32,
+    pub unit_price: Fen,
+    pub total: Fen,
+    pub recipient_name: PersonName,
+    pub mobile: Mobile,
+    pub address: Address,
+    pub payment_method: PaymentMethod,
+    pub state: OrderState,
+    pub carrier: Option<Carrier>,
+    pub tracking_number: Option<TrackingNumber>,
+    pub cancel_reason: Option<Reason>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    pub paid_at: Option<UnixMillis>,
+    pub shipped_at: Option<UnixMillis>,
+    pub delivered_at: Option<UnixMillis>,
+    pub cancelled_at: Option<UnixMillis>,
+}
+
+impl From<store::OrderRecord> for OrderView {
+    fn from(r: store::OrderRecord) -> Self {
+        OrderView {
+            id: r.id,
+            token: r.token,
+            reservation_id: r.reservation_id,
+            offer_id: r.offer_id,
+            broadcast_id: r.broadcast_id,
+            shop_id: r.shop_id,
+            product_id: r.product_id,
+            buyer: r.buyer,
+            title: r.title,
+            unit: r.unit,
+            ships_on: r.ships_on,
+            quantity: r.quantity,
+            unit_price: r.unit_price,
+            total: r.total,
+            recipient_name: r.recipient_name,
+            mobile: r.mobile,
+            address: r.address,
+            payment_method: r.payment_method,
+            state: r.state,
+            carrier: r.carrier,
+            tracking_number: r.tracking_number,
+            cancel_reason: r.cancel_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            paid_at: r.paid_at,
+            shipped_at: r.shipped_at,
+            delivered_at: r.delivered_at,
+            cancelled_at: r.cancelled_at,
+        }
+    }
+}
+
+/// What the live channel hears from the order service. Emitted only after
+/// the change is committed. Events with a `buyer` are private: deliver them
+/// to that subject's connections only.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OfferEvent {
+    /// Counts, state, price, limit or times of an offer changed. Emitted at
+    /// most once per committed group, so a hot offer produces a few per
+    /// second, not one per tap.
+    Snapshot { snapshot: Arc<OfferSnapshot> },
+    /// Someone bought: for the ticker. `place` is coarse (province and one
+    /// division below, e.g. "山西 忻州市") or absent; never personal data.
+    Sale {
+        offer_id: OfferId,
+        broadcast_id: BroadcastId,
+        quantity: u32,
+        place: Option<String>,
+    },
+    /// Private: the buyer's tap is held until `reservation.expires_at`.
+    ReservationHeld {
+        buyer: String,
+        broadcast_id: BroadcastId,
+        reservation: ReservationView,
+    },
+    /// Private: the buyer did not confirm in time; the units are back.
+    ReservationExpired {
+        buyer: String,
+        broadcast_id: BroadcastId,
+        offer_id: OfferId,
+        reservation_id: ReservationId,
+    },
+}
+
+impl OfferEvent {
+    /// The broadcast (room) the event belongs to.
+    pub fn broadcast_id(&self) -> &BroadcastId {
+        match self {
+            OfferEvent::Snapshot { snapshot } => &snapshot.broadcast_id,
+            OfferEvent::Sale { broadcast_id, .. }
+            | OfferEvent::ReservationHeld { broadcast_id, .. }
+            | OfferEvent::ReservationExpired { broadcast_id, .. } => broadcast_id,
+        }
+    }
+
+    /// `Some(subject)` for events only that buyer may see.
+    pub fn private_to(&self) -> Option<&str> {
+        match self {
+            OfferEvent::ReservationHeld { buyer, .. }
+            | OfferEvent::ReservationExpired { buyer, .. } => Some(buyer),
+            OfferEvent::Snapshot { .. } | OfferEvent::Sale { .. } => None,
+        }
+    }
+}
