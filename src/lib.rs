@@ -11,27 +11,32 @@ pub use demo::{DemoAccount, seed_demo};
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use std::path::Path;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// A server that is listening. Dropping it does not stop it; call
 /// [`Running::shutdown`] (tests) or let [`serve_until`] wait for a signal.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The base URL the server hands out (follows the real port in tests).
+    pub public_url: String,
     pub store: store::Store,
-    stop: CancellationToken,
+    handle: axum_server::Handle,
+    grace: std::time::Duration,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// URL of `path` on this server as reached locally.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.public_url.starts_with("https://") { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
-    /// Stops accepting, lets in-flight requests finish, flushes state.
+    /// Stops accepting, lets in-flight requests finish (at most the grace
+    /// period), then flushes and closes the subsystems.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.stop.cancel();
+        self.handle.graceful_shutdown(Some(self.grace));
         self.task.await.context("server task")?
     }
 }
@@ -46,18 +51,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
 /// Binds, wires everything and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = open_store(&config).await?;
-    let listener = TcpListener::bind(config.bind)
-        .await
+    let listener = std::net::TcpListener::bind(config.bind)
         .with_context(|| format!("cannot listen on {}", config.bind))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls_config(cert, key).await?),
+        None => None,
+    };
     // Port 0 (tests) means the public URL must follow the real port.
     let public_url = if config.bind.port() == 0 {
-        format!("http://{addr}")
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     } else {
         config.public_url.clone()
     };
     let settings = api::ApiSettings {
-        public_url,
+        public_url: public_url.clone(),
         ..api::ApiSettings::default()
     };
     let sfu = sfu::Sfu::start(config.media.sfu_config())
@@ -72,36 +82,45 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     let app = api::app(state);
 
-    let stop = CancellationToken::new();
+    let handle = axum_server::Handle::new();
     let grace = config.shutdown_grace;
     let task_store = store.clone();
-    let (server_stop, drain_deadline) = (stop.clone(), stop.clone());
+    let server_handle = handle.clone();
     let task = tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(server_stop.cancelled_owned());
-        // In-flight requests get `grace` to finish once shutdown starts; a
-        // stuck client cannot hold the process forever.
-        tokio::select! {
-            result = server => result.context("HTTP server")?,
-            () = async {
-                drain_deadline.cancelled().await;
-                tokio::time::sleep(grace).await;
-            } => tracing::warn!("in-flight requests did not finish within {grace:?}; closing anyway"),
-        }
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let served = match tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(listener, tls)
+                    .handle(server_handle)
+                    .serve(service)
+                    .await
+            }
+            None => axum_server::from_tcp(listener).handle(server_handle).serve(service).await,
+        };
+        // Requests have drained (or the grace period ran out): now the
+        // subsystems, so nothing they flush is lost.
         sfu.shutdown().await;
         events.abort();
         task_store.close().await;
-        Ok(())
+        served.context("HTTP server")
     });
     Ok(Running {
         addr,
+        public_url,
         store,
-        stop,
+        handle,
+        grace,
         task,
     })
+}
+
+/// Loads a PEM certificate chain and key for HTTPS.
+async fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // One process-wide crypto provider (ring); installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))
 }
 
 /// Follows the SFU's room events into broadcast state: a publisher that

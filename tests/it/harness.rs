@@ -27,12 +27,18 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb) -> TestApp {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// A server whose test configuration `adjust` may change first.
+    pub async fn spawn_with(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::defaults();
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.database_url = db.url.clone();
         config.data_dir = data_dir.path().to_owned();
         config.media = fieldcast::config::MediaSettings::loopback_for_tests();
+        adjust(&mut config);
         fieldcast::telemetry::init_test_logging();
         let server = fieldcast::start(config.clone())
             .await
@@ -112,6 +118,22 @@ impl TestApp {
         let shop = expect(shop, StatusCode::CREATED).await;
         (client, shop["id"].as_str().unwrap().to_owned())
     }
+}
+
+/// Whether an external tool a test needs is present. When it is missing the
+/// test is skipped with a message, unless the environment variable
+/// `require_var` is `1` (CI sets it), in which case the test fails.
+pub fn tool_available(tool: &str, require_var: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var(require_var).is_ok_and(|v| v == "1") {
+            panic!("{tool} is required ({require_var}=1) but not on PATH");
+        }
+        eprintln!("SKIPPED: {tool} not found; set {require_var}=1 to make this an error");
+    }
+    found
 }
 
 /// Asserts the status (printing the body when it differs) and returns the

@@ -4,7 +4,9 @@
 
 mod accounts;
 mod authorization;
+mod browser;
 mod harness;
+mod interop;
 mod media;
 mod openapi;
 mod ops;

@@ -52,3 +52,69 @@ async fn unknown_api_routes_are_problem_documents() {
     expect_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn serves_https_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let app = TestApp::spawn_with(store::testing::TestDb::sqlite(), |config| {
+        config.tls = Some((cert_path, key_path));
+    })
+    .await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .cookie_store(true)
+        .resolve("localhost", app.server.as_ref().unwrap().addr)
+        .build()
+        .unwrap();
+    let port = app.server.as_ref().unwrap().addr.port();
+    let res = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Cookies become Secure when the public URL is https.
+    let res = client
+        .post(format!("https://localhost:{port}/api/v1/guest"))
+        .json(&serde_json::json!({"nickname": "路人"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+
+    // Plain HTTP on the TLS port is not served.
+    let plain = reqwest::Client::new().get(format!("http://localhost:{port}/healthz")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let addr = app.server.as_ref().unwrap().addr;
+    // A request whose body is still arriving when shutdown starts: it is
+    // certainly in flight (the server has accepted it and waits for the rest).
+    let body = r#"{"nickname": "最后一位观众"}"#;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/guest HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body.as_bytes()[..5]).await.unwrap();
+    // Make sure the server has read the head before stopping it.
+    let probe = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+
+    let stopping = tokio::spawn(app.shutdown());
+    conn.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    stopping.await.unwrap();
+}

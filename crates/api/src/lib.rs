@@ -77,6 +77,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::ops::router())
+        .merge(routes::pages::router())
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -2,5 +2,6 @@ pub mod accounts;
 pub mod broadcasts;
 pub mod media;
 pub mod ops;
+pub mod pages;
 pub mod products;
 pub mod shops;
