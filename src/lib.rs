@@ -29,7 +29,11 @@ pub struct Running {
 impl Running {
     /// URL of `path` on this server as reached locally.
     pub fn url(&self, path: &str) -> String {
-        let scheme = if self.public_url.starts_with("https://") { "https" } else { "http" };
+        let scheme = if self.public_url.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}{path}", self.addr)
     }
 
@@ -73,10 +77,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sfu = sfu::Sfu::start(config.media.sfu_config())
         .await
         .context("starting the media server (check the UDP/TCP media ports are free)")?;
-    let events = tokio::spawn(broadcast_lifecycle(sfu.clone(), store.clone()));
+    let orders = orders::OrderService::start(store.clone(), orders::OrdersConfig::default())
+        .await
+        .context("starting the order service")?;
+    let events = tokio::spawn(broadcast_lifecycle(
+        sfu.clone(),
+        store.clone(),
+        orders.clone(),
+    ));
     let state = api::AppState::new(
         store.clone(),
         sfu.clone(),
+        orders.clone(),
         settings,
         telemetry::metrics_handle(),
     );
@@ -95,12 +107,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .serve(service)
                     .await
             }
-            None => axum_server::from_tcp(listener).handle(server_handle).serve(service).await,
+            None => {
+                axum_server::from_tcp(listener)
+                    .handle(server_handle)
+                    .serve(service)
+                    .await
+            }
         };
         // Requests have drained (or the grace period ran out): now the
         // subsystems, so nothing they flush is lost.
         sfu.shutdown().await;
         events.abort();
+        // Commits every reservation already decided before the pool closes.
+        orders.shutdown().await;
         task_store.close().await;
         served.context("HTTP server")
     });
@@ -115,17 +134,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 /// Loads a PEM certificate chain and key for HTTPS.
-async fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+async fn tls_config(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
     // One process-wide crypto provider (ring); installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
-        .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))
+        .with_context(|| {
+            format!(
+                "loading TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })
 }
 
 /// Follows the SFU's room events into broadcast state: a publisher that
 /// connects makes the broadcast live; one gone past the grace period ends it.
-async fn broadcast_lifecycle(sfu: sfu::Sfu, store: store::Store) {
+async fn broadcast_lifecycle(sfu: sfu::Sfu, store: store::Store, orders: orders::OrderService) {
     use domain::{BroadcastId, BroadcastState};
     let mut events = sfu.events();
     loop {
@@ -154,7 +182,12 @@ async fn broadcast_lifecycle(sfu: sfu::Sfu, store: store::Store) {
             .await
         {
             Ok(Some(b)) => {
-                tracing::info!(broadcast = %id, state = b.state.as_str(), "broadcast state changed")
+                tracing::info!(broadcast = %id, state = b.state.as_str(), "broadcast state changed");
+                if b.state == BroadcastState::Ended
+                    && let Err(e) = orders.end_offers_of_broadcast(&id).await
+                {
+                    tracing::error!(broadcast = %id, error = %e, "could not end the broadcast's offers");
+                }
             }
             Ok(None) => {
                 tracing::debug!(broadcast = %id, to = to.as_str(), "broadcast state unchanged")

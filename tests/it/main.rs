@@ -5,8 +5,10 @@
 mod accounts;
 mod authorization;
 mod browser;
+mod crash;
 mod harness;
 mod interop;
 mod media;
 mod openapi;
 mod ops;
+mod orders;

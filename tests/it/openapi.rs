@@ -13,12 +13,32 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/broadcasts/{broadcast_id}"),
     ("PATCH", "/broadcasts/{broadcast_id}"),
     ("POST", "/broadcasts/{broadcast_id}/end"),
+    ("GET", "/broadcasts/{broadcast_id}/offers"),
+    ("POST", "/broadcasts/{broadcast_id}/offers"),
+    ("PATCH", "/broadcasts/{broadcast_id}/sessions/{session_id}"),
+    ("DELETE", "/broadcasts/{broadcast_id}/sessions/{session_id}"),
     ("GET", "/broadcasts/{broadcast_id}/stream-key"),
     ("POST", "/broadcasts/{broadcast_id}/stream-key"),
+    ("OPTIONS", "/broadcasts/{broadcast_id}/whep"),
+    ("POST", "/broadcasts/{broadcast_id}/whep"),
+    ("OPTIONS", "/broadcasts/{broadcast_id}/whip"),
+    ("POST", "/broadcasts/{broadcast_id}/whip"),
     ("POST", "/guest"),
+    ("GET", "/offers/{offer_id}"),
+    ("POST", "/offers/{offer_id}/end"),
+    ("POST", "/offers/{offer_id}/reservations"),
+    ("GET", "/orders/mine"),
+    ("GET", "/orders/private/{token}"),
+    ("GET", "/orders/{order_id}"),
+    ("POST", "/orders/{order_id}/cancel"),
+    ("POST", "/orders/{order_id}/delivered"),
+    ("POST", "/orders/{order_id}/paid"),
+    ("POST", "/orders/{order_id}/shipped"),
     ("GET", "/products/{product_id}"),
     ("PATCH", "/products/{product_id}"),
     ("DELETE", "/products/{product_id}"),
+    ("DELETE", "/reservations/{reservation_id}"),
+    ("POST", "/reservations/{reservation_id}/order"),
     ("GET", "/session"),
     ("POST", "/session"),
     ("DELETE", "/session"),
@@ -32,6 +52,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/shops/{shop_id}/moderators"),
     ("POST", "/shops/{shop_id}/moderators"),
     ("DELETE", "/shops/{shop_id}/moderators/{user_id}"),
+    ("GET", "/shops/{shop_id}/orders"),
+    ("GET", "/shops/{shop_id}/orders.csv"),
     ("GET", "/shops/{shop_id}/products"),
     ("POST", "/shops/{shop_id}/products"),
 ];
@@ -76,7 +98,11 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
             .replace("{broadcast_id}", "brd_placeholder")
             .replace("{product_id}", "prd_placeholder")
             .replace("{session_id}", "ses_placeholder")
-            .replace("{user_id}", "usr_placeholder");
+            .replace("{user_id}", "usr_placeholder")
+            .replace("{offer_id}", "ofr_placeholder")
+            .replace("{reservation_id}", "rsv_placeholder")
+            .replace("{order_id}", "ord_placeholder")
+            .replace("{token}", "placeholder");
         let res = client
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),

@@ -38,6 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "shops", description = "Shops and moderators"),
         (name = "products", description = "What a shop sells"),
         (name = "broadcasts", description = "Scheduling and stream keys"),
+        (name = "orders", description = "Live offers, buy now, checkout, the farmer's orders"),
         (name = "media", description = "WHIP ingest and WHEP playback (RFC 9725); see docs/media.md"),
     )
 )]
@@ -51,6 +52,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::products::router())
         .merge(routes::broadcasts::router())
         .merge(routes::media::router())
+        .merge(routes::orders::router())
 }
 
 /// The whole application: API, OpenAPI document, operator endpoints, with

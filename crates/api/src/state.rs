@@ -40,6 +40,7 @@ impl ApiSettings {
 pub struct AppState {
     pub store: store::Store,
     pub sfu: sfu::Sfu,
+    pub orders: orders::OrderService,
     pub settings: Arc<ApiSettings>,
     pub(crate) throttle: Arc<SignInThrottle>,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -49,12 +50,14 @@ impl AppState {
     pub fn new(
         store: store::Store,
         sfu: sfu::Sfu,
+        orders: orders::OrderService,
         settings: ApiSettings,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
         Self {
             store,
             sfu,
+            orders,
             settings: Arc::new(settings),
             throttle: Arc::new(SignInThrottle::default()),
             metrics,

@@ -67,6 +67,16 @@ impl TestDb {
         })
     }
 
+    /// Runs one statement directly (tests that simulate what happens while
+    /// the server is down, e.g. time passing).
+    pub async fn execute(&self, sql: &str) -> Result<u64, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await?;
+        let done = conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
+        let _ = conn.close().await;
+        Ok(done.rows_affected())
+    }
+
     /// A migrated store on this database.
     pub async fn store(&self) -> Result<Store, StoreError> {
         let store = Store::connect(&self.url).await?;

@@ -257,6 +257,11 @@ async fn end_broadcast(
     // Drops the publisher and every viewer; the SFU's RoomEnded event then
     // reaches the live channel like any other end.
     state.sfu.close_room(ended.id.as_str()).await;
+    state
+        .orders
+        .end_offers_of_broadcast(&ended.id)
+        .await
+        .map_err(super::orders::orders_error)?;
     tracing::info!(broadcast = %ended.id, "broadcast ended by its owner");
     Ok(Json(broadcast_view(&state, ended, &shop)))
 }

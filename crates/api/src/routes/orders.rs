@@ -1,0 +1,709 @@
+//! Live offers, reservations ("buy now"), checkout and the farmer's orders.
+//! Every rule (stock, limits, who may do what) is in the order service; the
+//! routes parse, call and render.
+
+use super::broadcasts::load_broadcast;
+use super::shops::owned_shop;
+use crate::auth::{Participant, SignedIn};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query, parse_id};
+use crate::state::AppState;
+use crate::views::{Timestamp, ts, ts_opt};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::{
+    BroadcastId, Carrier, Fen, OfferId, OrderId, OrderState, ProductId, Reason, ReservationId,
+    TrackingNumber, Validator,
+};
+use orders::{
+    Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError, ReservationView,
+    ReserveRequest,
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_offers, create_offer))
+        .routes(routes!(get_offer))
+        .routes(routes!(end_offer))
+        .routes(routes!(reserve))
+        .routes(routes!(cancel_reservation))
+        .routes(routes!(checkout))
+        .routes(routes!(my_orders))
+        .routes(routes!(order_by_token))
+        .routes(routes!(shop_orders))
+        .routes(routes!(shop_orders_csv))
+        .routes(routes!(get_order))
+        .routes(routes!(mark_paid))
+        .routes(routes!(mark_shipped))
+        .routes(routes!(mark_delivered))
+        .routes(routes!(cancel_order))
+}
+
+pub(crate) fn orders_error(e: OrdersError) -> ApiError {
+    match e {
+        OrdersError::Validation(errors) => ApiError::Validation(errors),
+        OrdersError::NotFound => ApiError::NotFound("offer, reservation or order"),
+        OrdersError::Forbidden => {
+            ApiError::Forbidden("only the shop's owner (or the buyer) may do this")
+        }
+        OrdersError::Unavailable => ApiError::Busy {
+            code: "unavailable",
+            detail: "the order service is busy or restarting; please try again".into(),
+            retry_after_secs: 1,
+        },
+        OrdersError::Store(source) => {
+            ApiError::Internal(anyhow::anyhow!("order storage: {source}"))
+        }
+        other => ApiError::Other {
+            status: StatusCode::from_u16(other.http_status()).unwrap_or(StatusCode::CONFLICT),
+            code: other.code(),
+            detail: match &other {
+                OrdersError::SoldOut { .. } => {
+                    "sold out: every unit is taken; held units come back if buyers do not confirm"
+                        .into()
+                }
+                OrdersError::NotStarted { starts_at } => {
+                    format!("the offer starts at {}", Timestamp(*starts_at).to_rfc3339())
+                }
+                other => other.to_string(),
+            },
+        },
+    }
+}
+
+/// A live offer as everyone sees it: price, stock, countdown.
+#[derive(Serialize, ToSchema)]
+pub struct OfferView {
+    pub id: String,
+    pub broadcast_id: String,
+    pub product_id: String,
+    pub title: String,
+    pub unit: String,
+    pub price_fen: i64,
+    pub per_buyer_limit: u32,
+    /// How long a reservation is held for checkout.
+    pub hold_seconds: u32,
+    /// `upcoming` (countdown to `starts_at`), `open`, `sold_out` or `ended`.
+    pub state: String,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    /// Presale: expected ship date.
+    #[schema(value_type = Option<String>, example = "2026-10-08")]
+    pub ships_on: Option<domain::ShipDate>,
+    pub allotted: u32,
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+    /// Server time of this snapshot, to correct countdowns for clock skew.
+    pub as_of: Timestamp,
+}
+
+impl From<&OfferSnapshot> for OfferView {
+    fn from(s: &OfferSnapshot) -> Self {
+        OfferView {
+            id: s.offer_id.to_string(),
+            broadcast_id: s.broadcast_id.to_string(),
+            product_id: s.product_id.to_string(),
+            title: s.title.to_string(),
+            unit: s.unit.to_string(),
+            price_fen: s.price.get(),
+            per_buyer_limit: s.per_buyer_limit,
+            hold_seconds: s.hold_secs,
+            state: s.state.as_str().to_owned(),
+            starts_at: ts_opt(s.starts_at),
+            ends_at: ts_opt(s.ends_at),
+            ended_at: ts_opt(s.ended_at),
+            ships_on: s.ships_on,
+            allotted: s.counts.allotted,
+            available: s.counts.available,
+            held: s.counts.held,
+            sold: s.counts.sold,
+            as_of: ts(s.as_of),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewOfferBody {
+    pub product_id: String,
+    /// Live price per unit in fen.
+    #[schema(example = 12800)]
+    pub price_fen: i64,
+    /// Units allotted to this broadcast (taken from the product's stock).
+    #[schema(example = 100)]
+    pub quantity: u32,
+    #[schema(example = 2)]
+    pub per_buyer_limit: u32,
+    /// Countdown: buying opens at this time (RFC 3339). Absent = now.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<String>,
+    /// Minutes a reservation is held for checkout (1–60, default 10).
+    #[serde(default)]
+    pub hold_minutes: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReservationBody {
+    pub id: String,
+    pub offer_id: String,
+    pub quantity: u32,
+    pub unit_price_fen: i64,
+    pub total_fen: i64,
+    pub created_at: Timestamp,
+    /// Confirm (check out) before this, or the units go back on sale.
+    pub expires_at: Timestamp,
+}
+
+impl From<ReservationView> for ReservationBody {
+    fn from(r: ReservationView) -> Self {
+        ReservationBody {
+            id: r.id.into_string(),
+            offer_id: r.offer_id.into_string(),
+            quantity: r.quantity,
+            unit_price_fen: r.unit_price.get(),
+            total_fen: r.total.get(),
+            created_at: ts(r.created_at),
+            expires_at: ts(r.expires_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReserveBody {
+    #[schema(example = 1)]
+    pub quantity: u32,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CheckoutBody {
+    #[schema(example = "李华")]
+    pub name: String,
+    #[schema(example = "13912345678")]
+    pub mobile: String,
+    #[schema(example = "北京市海淀区学院路 1 号")]
+    pub address: String,
+    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
+    #[schema(example = "cash_on_delivery")]
+    pub payment_method: String,
+}
+
+/// An order. Contains the buyer's contact details: only the shop's owner
+/// and the holder of the private link ever receive it.
+#[derive(Serialize, ToSchema)]
+pub struct OrderBody {
+    pub id: String,
+    /// The buyer's private page for this order.
+    pub private_url: String,
+    pub offer_id: String,
+    pub broadcast_id: String,
+    pub product_id: String,
+    pub title: String,
+    pub unit: String,
+    #[schema(value_type = Option<String>)]
+    pub ships_on: Option<domain::ShipDate>,
+    pub quantity: u32,
+    pub unit_price_fen: i64,
+    pub total_fen: i64,
+    pub recipient_name: String,
+    pub mobile: String,
+    pub address: String,
+    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
+    pub payment_method: String,
+    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
+    pub state: String,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    pub shipped_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+}
+
+fn order_body(state: &AppState, o: OrderView) -> OrderBody {
+    OrderBody {
+        private_url: state.settings.url(&format!("/o/{}", o.token)),
+        id: o.id.into_string(),
+        offer_id: o.offer_id.into_string(),
+        broadcast_id: o.broadcast_id.into_string(),
+        product_id: o.product_id.into_string(),
+        title: o.title.into_string(),
+        unit: o.unit.into_string(),
+        ships_on: o.ships_on,
+        quantity: o.quantity,
+        unit_price_fen: o.unit_price.get(),
+        total_fen: o.total.get(),
+        recipient_name: o.recipient_name.into_string(),
+        mobile: o.mobile.as_str().to_owned(),
+        address: o.address.into_string(),
+        payment_method: o.payment_method.as_str().to_owned(),
+        state: o.state.as_str().to_owned(),
+        carrier: o.carrier.map(|c| c.as_str().to_owned()),
+        tracking_number: o.tracking_number.map(|t| t.as_str().to_owned()),
+        cancel_reason: o.cancel_reason.map(|r| r.into_string()),
+        created_at: ts(o.created_at),
+        paid_at: ts_opt(o.paid_at),
+        shipped_at: ts_opt(o.shipped_at),
+        delivered_at: ts_opt(o.delivered_at),
+        cancelled_at: ts_opt(o.cancelled_at),
+    }
+}
+
+fn parse_time(v: &mut Validator, field: &str, raw: Option<&str>) -> Option<i64> {
+    v.check_opt(
+        field,
+        raw.map(|r| Timestamp::parse(r).map(Timestamp::millis)),
+    )
+    .flatten()
+}
+
+/// A broadcast's live offers, newest first (public).
+#[utoipa::path(get, path = "/broadcasts/{broadcast_id}/offers", tag = "orders",
+    params(("broadcast_id" = String, Path)),
+    responses((status = 200, body = Vec<OfferView>), (status = 404, body = crate::error::Problem)))]
+async fn list_offers(
+    State(state): State<AppState>,
+    Path(broadcast_id): Path<String>,
+) -> ApiResult<Json<Vec<OfferView>>> {
+    let (broadcast, _) = load_broadcast(&state, &broadcast_id).await?;
+    let offers = state
+        .orders
+        .offers_of_broadcast(&broadcast.id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(offers.iter().map(OfferView::from).collect()))
+}
+
+/// Put a product on sale during a broadcast (owner only): live price, units
+/// for this broadcast, per-buyer limit, optional countdown and end.
+#[utoipa::path(post, path = "/broadcasts/{broadcast_id}/offers", tag = "orders",
+    params(("broadcast_id" = String, Path)), request_body = NewOfferBody,
+    responses((status = 201, body = OfferView), (status = 403, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem, description = "`broadcast_ended`"),
+              (status = 422, body = crate::error::Problem, description = "e.g. not enough stock")))]
+async fn create_offer(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(broadcast_id): Path<String>,
+    Json(body): Json<NewOfferBody>,
+) -> ApiResult<(StatusCode, Json<OfferView>)> {
+    let id = parse_id("broadcast", &broadcast_id, BroadcastId::parse)?;
+    let mut v = Validator::default();
+    let product = v.check("product_id", ProductId::parse(&body.product_id));
+    let price = v.check("price_fen", Fen::price(body.price_fen));
+    let starts_at = parse_time(&mut v, "starts_at", body.starts_at.as_deref());
+    let ends_at = parse_time(&mut v, "ends_at", body.ends_at.as_deref());
+    v.finish()?;
+    let offer = state
+        .orders
+        .create_offer(
+            &me.user,
+            NewOffer {
+                broadcast: id,
+                product: product.unwrap(),
+                price: price.unwrap(),
+                quantity: body.quantity,
+                per_buyer_limit: body.per_buyer_limit,
+                starts_at,
+                ends_at,
+                hold: body
+                    .hold_minutes
+                    .map(|m| Duration::from_secs(u64::from(m) * 60)),
+            },
+        )
+        .await
+        .map_err(orders_error)?;
+    tracing::info!(offer = %offer.offer_id, broadcast = %offer.broadcast_id, "offer created");
+    Ok((StatusCode::CREATED, Json(OfferView::from(&offer))))
+}
+
+/// One offer (public).
+#[utoipa::path(get, path = "/offers/{offer_id}", tag = "orders", params(("offer_id" = String, Path)),
+    responses((status = 200, body = OfferView), (status = 404, body = crate::error::Problem)))]
+async fn get_offer(
+    State(state): State<AppState>,
+    Path(offer_id): Path<String>,
+) -> ApiResult<Json<OfferView>> {
+    let id = parse_id("offer", &offer_id, OfferId::parse)?;
+    let offer = state
+        .orders
+        .offer_snapshot(&id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(OfferView::from(&offer)))
+}
+
+/// Stop selling now (owner only). Unsold units go back to the product.
+#[utoipa::path(post, path = "/offers/{offer_id}/end", tag = "orders", params(("offer_id" = String, Path)),
+    responses((status = 200, body = OfferView), (status = 403, body = crate::error::Problem)))]
+async fn end_offer(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(offer_id): Path<String>,
+) -> ApiResult<Json<OfferView>> {
+    let id = parse_id("offer", &offer_id, OfferId::parse)?;
+    let offer = state
+        .orders
+        .end_offer(&me.user, &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(OfferView::from(&offer)))
+}
+
+/// "Buy now": reserve units at once, held for checkout until `expires_at`.
+/// Send an `Idempotency-Key` header: retrying with the same key and body
+/// returns the same reservation; the same key with a different body is
+/// refused with 409 `idempotency_key_reused`. Guests may buy.
+#[utoipa::path(post, path = "/offers/{offer_id}/reservations", tag = "orders",
+    params(("offer_id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (1–100 visible ASCII characters)")),
+    request_body = ReserveBody,
+    responses((status = 201, body = ReservationBody),
+              (status = 401, body = crate::error::Problem, description = "pick a nickname or sign in first"),
+              (status = 409, body = crate::error::Problem,
+               description = "`sold_out`, `over_limit`, `not_started`, `offer_ended`, `idempotency_key_reused`"),
+              (status = 503, body = crate::error::Problem)))]
+async fn reserve(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+    Path(offer_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ReserveBody>,
+) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
+    let offer = parse_id("offer", &offer_id, OfferId::parse)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be ASCII",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let reservation = state
+        .orders
+        .reserve(ReserveRequest {
+            offer,
+            buyer: buyer.identity.subject().to_owned(),
+            quantity: body.quantity,
+            idempotency_key,
+        })
+        .await
+        .map_err(orders_error)?;
+    Ok((StatusCode::CREATED, Json(reservation.into())))
+}
+
+/// Give the units back (the buyer changed their mind).
+#[utoipa::path(delete, path = "/reservations/{reservation_id}", tag = "orders",
+    params(("reservation_id" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+async fn cancel_reservation(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+    Path(reservation_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
+    state
+        .orders
+        .cancel_reservation(buyer.identity.subject(), &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Check out: name, mobile and address turn the reservation into an order.
+/// Submitting twice returns the same order.
+#[utoipa::path(post, path = "/reservations/{reservation_id}/order", tag = "orders",
+    params(("reservation_id" = String, Path)), request_body = CheckoutBody,
+    responses((status = 201, body = OrderBody, description = "Order placed; `private_url` is the buyer's link"),
+              (status = 409, body = crate::error::Problem, description = "`reservation_expired`, `reservation_cancelled`"),
+              (status = 422, body = crate::error::Problem)))]
+async fn checkout(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+    Path(reservation_id): Path<String>,
+    Json(body): Json<CheckoutBody>,
+) -> ApiResult<(StatusCode, Json<OrderBody>)> {
+    let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
+    let checkout = Checkout::parse(
+        &body.name,
+        &body.mobile,
+        &body.address,
+        &body.payment_method,
+    )
+    .map_err(orders_error)?;
+    let order = state
+        .orders
+        .confirm(buyer.identity.subject(), &id, checkout)
+        .await
+        .map_err(orders_error)?;
+    tracing::info!(order = %order.id, "order placed");
+    Ok((StatusCode::CREATED, Json(order_body(&state, order))))
+}
+
+/// The caller's own orders (guests too, on the phone they bought with).
+#[utoipa::path(get, path = "/orders/mine", tag = "orders",
+    responses((status = 200, body = Vec<OrderBody>), (status = 401, body = crate::error::Problem)))]
+async fn my_orders(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+) -> ApiResult<Json<Vec<OrderBody>>> {
+    let orders = state
+        .orders
+        .orders_of_buyer(buyer.identity.subject())
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(
+        orders.into_iter().map(|o| order_body(&state, o)).collect(),
+    ))
+}
+
+/// The buyer's order by its private link token (no sign-in: the token is
+/// the key).
+#[utoipa::path(get, path = "/orders/private/{token}", tag = "orders", params(("token" = String, Path)),
+    responses((status = 200, body = OrderBody), (status = 404, body = crate::error::Problem)))]
+async fn order_by_token(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<OrderBody>> {
+    let order = state
+        .orders
+        .order_by_token(&token)
+        .await
+        .map_err(|e| match e {
+            OrdersError::NotFound => ApiError::NotFound("order"),
+            other => orders_error(other),
+        })?;
+    Ok(Json(order_body(&state, order)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct OrderQuery {
+    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
+    pub state: Option<String>,
+    pub broadcast_id: Option<String>,
+    pub product_id: Option<String>,
+    pub offer_id: Option<String>,
+}
+
+fn order_filter(q: &OrderQuery) -> ApiResult<OrderFilter> {
+    let mut v = Validator::default();
+    let state = v
+        .check_opt("state", q.state.as_deref().map(OrderState::parse))
+        .flatten();
+    let broadcast = v
+        .check_opt(
+            "broadcast_id",
+            q.broadcast_id.as_deref().map(BroadcastId::parse),
+        )
+        .flatten();
+    let product = v
+        .check_opt("product_id", q.product_id.as_deref().map(ProductId::parse))
+        .flatten();
+    let offer = v
+        .check_opt("offer_id", q.offer_id.as_deref().map(OfferId::parse))
+        .flatten();
+    v.finish()?;
+    Ok(OrderFilter {
+        state,
+        broadcast,
+        product,
+        offer,
+    })
+}
+
+/// The shop's orders, newest first, filtered (owner only).
+#[utoipa::path(get, path = "/shops/{shop_id}/orders", tag = "orders",
+    params(("shop_id" = String, Path), OrderQuery),
+    responses((status = 200, body = Vec<OrderBody>), (status = 403, body = crate::error::Problem)))]
+async fn shop_orders(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(shop_id): Path<String>,
+    Query(query): Query<OrderQuery>,
+) -> ApiResult<Json<Vec<OrderBody>>> {
+    let shop = owned_shop(&state, &shop_id, &me.user).await?;
+    let orders = state
+        .orders
+        .orders_of_shop(&me.user, &shop.id, order_filter(&query)?)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(
+        orders.into_iter().map(|o| order_body(&state, o)).collect(),
+    ))
+}
+
+/// The shop's orders as a CSV file for shipping (UTF-8 with BOM, opens in
+/// Excel and WPS), same filters (owner only).
+#[utoipa::path(get, path = "/shops/{shop_id}/orders.csv", tag = "orders",
+    params(("shop_id" = String, Path), OrderQuery),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = crate::error::Problem)))]
+async fn shop_orders_csv(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(shop_id): Path<String>,
+    Query(query): Query<OrderQuery>,
+) -> ApiResult<Response> {
+    let shop = owned_shop(&state, &shop_id, &me.user).await?;
+    let csv = state
+        .orders
+        .export_csv(&me.user, &shop.id, order_filter(&query)?)
+        .await
+        .map_err(orders_error)?;
+    let filename = format!("orders-{}.csv", time::OffsetDateTime::now_utc().date());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+async fn owner_order(state: &AppState, me: &SignedIn, raw: &str) -> ApiResult<OrderId> {
+    let id = parse_id("order", raw, OrderId::parse)?;
+    // Fails with 403/404 unless the caller owns the order's shop.
+    state
+        .orders
+        .order_for_owner(&me.user, &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(id)
+}
+
+/// One order (owner only).
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderBody), (status = 403, body = crate::error::Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<OrderBody>> {
+    let id = parse_id("order", &order_id, OrderId::parse)?;
+    let order = state
+        .orders
+        .order_for_owner(&me.user, &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(order_body(&state, order)))
+}
+
+/// The transfer arrived (owner only).
+#[utoipa::path(post, path = "/orders/{order_id}/paid", tag = "orders", params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderBody), (status = 403, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem, description = "`invalid_order_transition`")))]
+async fn mark_paid(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<OrderBody>> {
+    let id = owner_order(&state, &me, &order_id).await?;
+    let order = state
+        .orders
+        .mark_paid(&me.user, &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(order_body(&state, order)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ShipBody {
+    #[schema(example = "中国邮政")]
+    pub carrier: String,
+    #[schema(example = "9876543210123")]
+    pub tracking_number: String,
+}
+
+/// Shipped, with carrier and tracking number (owner only).
+#[utoipa::path(post, path = "/orders/{order_id}/shipped", tag = "orders", params(("order_id" = String, Path)),
+    request_body = ShipBody,
+    responses((status = 200, body = OrderBody), (status = 403, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn mark_shipped(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(order_id): Path<String>,
+    Json(body): Json<ShipBody>,
+) -> ApiResult<Json<OrderBody>> {
+    let id = owner_order(&state, &me, &order_id).await?;
+    let mut v = Validator::default();
+    let carrier = v.check("carrier", Carrier::parse(&body.carrier));
+    let tracking = v.check(
+        "tracking_number",
+        TrackingNumber::parse(&body.tracking_number),
+    );
+    v.finish()?;
+    let order = state
+        .orders
+        .mark_shipped(&me.user, &id, carrier.unwrap(), tracking.unwrap())
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(order_body(&state, order)))
+}
+
+/// Delivered (owner only).
+#[utoipa::path(post, path = "/orders/{order_id}/delivered", tag = "orders", params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderBody), (status = 403, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+async fn mark_delivered(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<OrderBody>> {
+    let id = owner_order(&state, &me, &order_id).await?;
+    let order = state
+        .orders
+        .mark_delivered(&me.user, &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(order_body(&state, order)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CancelBody {
+    #[serde(default)]
+    #[schema(example = "买家要求取消")]
+    pub reason: String,
+}
+
+/// Cancel with a reason (owner only). Unshipped units go back on sale.
+#[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "orders", params(("order_id" = String, Path)),
+    request_body = CancelBody,
+    responses((status = 200, body = OrderBody), (status = 403, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(order_id): Path<String>,
+    Json(body): Json<CancelBody>,
+) -> ApiResult<Json<OrderBody>> {
+    let id = owner_order(&state, &me, &order_id).await?;
+    let reason =
+        Reason::parse(&body.reason).map_err(|e| ApiError::field("reason", e.code, e.message))?;
+    let order = state
+        .orders
+        .cancel_order(&me.user, &id, reason)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(order_body(&state, order)))
+}
