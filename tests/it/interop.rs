@@ -14,7 +14,12 @@ use std::time::{Duration, Instant};
 fn build_gupnp_stub(dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/gupnp_igd_stub.c");
     let status = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-Wl,-soname,libgupnp-igd-1.0.so.4", "-o"])
+        .args([
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgupnp-igd-1.0.so.4",
+            "-o",
+        ])
         .arg(dir.join("libgupnp-igd-1.0.so.4"))
         .arg(&source)
         .status()
@@ -43,7 +48,9 @@ async fn gstreamer_whip_client_publishes_h264_and_a_viewer_receives_it() {
 }
 
 async fn gstreamer_publishes_and_a_viewer_receives(video_pipeline: &str) {
-    if !tool_available("whip-client", "FIELDCAST_REQUIRE_GSTREAMER") || !tool_available("gcc", "FIELDCAST_REQUIRE_GSTREAMER") {
+    if !tool_available("whip-client", "FIELDCAST_REQUIRE_GSTREAMER")
+        || !tool_available("gcc", "FIELDCAST_REQUIRE_GSTREAMER")
+    {
         return;
     }
     // GStreamer gathers host candidates on the machine's real interfaces,
@@ -77,7 +84,12 @@ async fn gstreamer_publishes_and_a_viewer_receives(video_pipeline: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = app.client();
     loop {
-        let b = expect(app.get(&client, &format!("/api/v1/broadcasts/{}", live.broadcast)).await, reqwest::StatusCode::OK).await;
+        let b = expect(
+            app.get(&client, &format!("/api/v1/broadcasts/{}", live.broadcast))
+                .await,
+            reqwest::StatusCode::OK,
+        )
+        .await;
         if b["state"] == "live" {
             break;
         }
@@ -89,13 +101,20 @@ async fn gstreamer_publishes_and_a_viewer_receives(video_pipeline: &str) {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        assert!(Instant::now() < deadline, "the GStreamer publisher never made the broadcast live");
+        assert!(
+            Instant::now() < deadline,
+            "the GStreamer publisher never made the broadcast live"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let (viewer, _) = whep_play(&app, &live.broadcast).await.expect("WHEP viewer connects");
+    let (viewer, _) = whep_play(&app, &live.broadcast)
+        .await
+        .expect("WHEP viewer connects");
     assert!(
-        wait_until(Duration::from_secs(15), || viewer.video_packets() > 50 && viewer.keyframes() > 0).await,
+        wait_until(Duration::from_secs(15), || viewer.video_packets() > 50
+            && viewer.keyframes() > 0)
+        .await,
         "viewer receives GStreamer's video: {} packets, {} keyframes, {} audio",
         viewer.video_packets(),
         viewer.keyframes(),

@@ -73,7 +73,11 @@ async fn serves_https_when_given_a_certificate() {
         .build()
         .unwrap();
     let port = app.server.as_ref().unwrap().addr.port();
-    let res = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
+    let res = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
     // Cookies become Secure when the public URL is https.
@@ -87,7 +91,10 @@ async fn serves_https_when_given_a_certificate() {
     assert!(cookie.contains("Secure"), "{cookie}");
 
     // Plain HTTP on the TLS port is not served.
-    let plain = reqwest::Client::new().get(format!("http://localhost:{port}/healthz")).send().await;
+    let plain = reqwest::Client::new()
+        .get(format!("http://localhost:{port}/healthz"))
+        .send()
+        .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     app.shutdown().await;
 }

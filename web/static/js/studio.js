@@ -1,0 +1,106 @@
+// The farmer's studio (/studio…): one page, several views, chosen by the
+// path so the phone's back button works.
+//
+//   /studio                    my shop, broadcasts, products (or sign in)
+//   /studio/shop               edit the shop
+//   /studio/products/new       add a product (or /studio/products/{id})
+//   /studio/broadcasts/new     schedule a broadcast
+//   /studio/broadcasts/{id}    go live / app keys
+//
+// Phase 2 adds views the same way (e.g. /studio/orders) with their own
+// modules under studio/, and panels in the go-live view (#studio-offers-slot,
+// #studio-chat-slot).
+
+import { initLangSwitch, t } from './i18n.js';
+import { $ } from './dom.js';
+import { get } from './api.js';
+import { describe } from './forms.js';
+import { ctx, setRouter, go, ownedShops, chooseShop, rememberedShop, show } from './studio/context.js';
+import * as auth from './studio/auth.js';
+import * as shop from './studio/shop.js';
+import * as dashboard from './studio/dashboard.js';
+import * as products from './studio/products.js';
+import * as schedule from './studio/schedule.js';
+import * as golive from './studio/golive.js';
+
+initLangSwitch();
+[auth, shop, dashboard, products, schedule, golive].forEach((m) => m.init());
+
+async function whoAmI() {
+  try {
+    ctx.me = await get('/session');
+  } catch (problem) {
+    if (problem.status === 401) ctx.me = null;
+    else throw problem;
+  }
+}
+
+const routes = [
+  [/^\/studio\/?$/, () => dashboard.view()],
+  [/^\/studio\/shop$/, () => shop.view(ctx.shopId)],
+  [/^\/studio\/products\/new$/, () => products.view(null)],
+  [/^\/studio\/products\/([^/]+)$/, (m) => products.view(decodeURIComponent(m[1]))],
+  [/^\/studio\/broadcasts\/new$/, () => schedule.view()],
+  [/^\/studio\/broadcasts\/([^/]+)$/, (m) => golive.view(decodeURIComponent(m[1]))],
+];
+
+let here = location.pathname;
+
+async function router() {
+  here = location.pathname;
+  try {
+    if (ctx.me === null) await whoAmI();
+    if (!ctx.me || ctx.me.kind !== 'account') {
+      auth.view();
+      return;
+    }
+    const owned = ownedShops();
+    if (!owned.length) {
+      await shop.view(null);
+      return;
+    }
+    if (!owned.some((s) => s.id === ctx.shopId)) {
+      const saved = rememberedShop();
+      chooseShop(owned.some((s) => s.id === saved) ? saved : owned[0].id);
+    }
+    const path = location.pathname;
+    for (const [pattern, handler] of routes) {
+      const m = pattern.exec(path);
+      if (m) { await handler(m); return; }
+    }
+    await go('/studio', { replace: true });
+  } catch (problem) {
+    if (problem && problem.status === 401) {
+      ctx.me = null;
+      auth.view();
+      return;
+    }
+    show('view-loading');
+    const loading = $('view-loading');
+    loading.hidden = false;
+    loading.textContent = problem && problem.code ? describe(problem) : t('e.generic');
+  }
+}
+
+setRouter(router);
+
+// In-studio links navigate without reloading.
+document.addEventListener('click', (e) => {
+  const a = e.target.closest && e.target.closest('a[data-link]');
+  if (!a || e.ctrlKey || e.metaKey || e.shiftKey || a.target) return;
+  e.preventDefault();
+  go(a.getAttribute('href'));
+});
+
+window.addEventListener('popstate', async () => {
+  const target = location.pathname;
+  if (ctx.leaveGuard) {
+    // Stay put until the farmer confirms leaving a live broadcast.
+    history.pushState({}, '', here);
+    await go(target);
+  } else {
+    await router();
+  }
+});
+
+router();

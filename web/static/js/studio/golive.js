@@ -1,0 +1,296 @@
+// One broadcast in the studio: go live from this phone (camera preview,
+// front/back switch, WHIP publish, signal quality, end), share the link,
+// or publish from an app (WHIP URL and stream key, owner only).
+
+import { $, toast } from '../dom.js';
+import { get, post } from '../api.js';
+import { t, formatTime } from '../i18n.js';
+import { describe } from '../forms.js';
+import { shareLink, copyText } from '../share.js';
+import { WhipPublisher } from '../whip.js';
+import { ctx, show, confirmSheet } from './context.js';
+
+let broadcast = null;
+let stream = null;
+let facing = 'environment'; // the field, not the farmer's face
+let publisher = null;
+let wakeLock = null;
+let keyLoaded = false;
+
+const onAir = () => Boolean(publisher && !publisher.stopped);
+
+function setCamera(status, message) {
+  $('camera').dataset.status = status; // off | preview | connecting | live | reconnecting
+  $('camera-off').hidden = status !== 'off';
+  if (message) $('camera-msg').textContent = message;
+}
+
+function error(message) {
+  const box = $('live-error');
+  box.textContent = message || '';
+  box.hidden = !message;
+}
+
+function renderHead() {
+  const chip = $('live-state-chip');
+  chip.dataset.state = broadcast.state;
+  $('live-state-word').textContent = t(`state.${broadcast.state}`);
+  $('live-title').textContent = broadcast.title;
+  $('live-when').textContent = broadcast.scheduled_at ? formatTime(broadcast.scheduled_at) : '';
+  $('watch-url').textContent = broadcast.watch_url;
+  $('open-viewer').href = broadcast.watch_url;
+}
+
+function renderButtons() {
+  const ended = broadcast.state === 'ended';
+  $('camera-on').hidden = ended || Boolean(stream);
+  $('go-live').hidden = ended || !stream || onAir();
+  $('end-live').hidden = ended || !(onAir() || broadcast.state === 'live');
+  $('flip').hidden = !stream || !hasTwoCameras;
+  $('onair').hidden = !onAir() || $('camera').dataset.status !== 'live';
+  $('camera').classList.toggle('mirrored', facing === 'user');
+  if (ended) {
+    setCamera('off', t('cam.ended'));
+    $('quality').hidden = true;
+    $('quality-detail').hidden = true;
+  }
+}
+
+let hasTwoCameras = false;
+
+function cameraProblem(e) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return window.isSecureContext ? t('cam.unsupported') : t('cam.insecure');
+  }
+  if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) return t('cam.denied');
+  if (e && (e.name === 'NotFoundError' || e.name === 'OverconstrainedError')) return t('cam.none');
+  return t('cam.denied');
+}
+
+const VIDEO = (facingMode) => ({
+  facingMode: { ideal: facingMode },
+  width: { ideal: 1280 },
+  height: { ideal: 720 },
+  frameRate: { ideal: 30, max: 30 },
+});
+
+async function openCamera() {
+  error('');
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.RTCPeerConnection) {
+    error(cameraProblem());
+    return;
+  }
+  setCamera('off', t('cam.opening'));
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: VIDEO(facing),
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+  } catch (e) {
+    setCamera('off', t('cam.off'));
+    error(cameraProblem(e));
+    return;
+  }
+  const preview = $('preview');
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+  setCamera('preview');
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    hasTwoCameras = devices.filter((d) => d.kind === 'videoinput').length > 1;
+  } catch (_) { hasTwoCameras = false; }
+  renderButtons();
+}
+
+async function flipCamera() {
+  if (!stream) return;
+  const next = facing === 'environment' ? 'user' : 'environment';
+  const [old] = stream.getVideoTracks();
+  // Many phones cannot open two cameras at once: release first.
+  if (old) { old.stop(); stream.removeTrack(old); }
+  let track;
+  try {
+    [track] = (await navigator.mediaDevices.getUserMedia({ video: VIDEO(next) })).getVideoTracks();
+    facing = next;
+  } catch (_) {
+    [track] = (await navigator.mediaDevices.getUserMedia({ video: VIDEO(facing) })).getVideoTracks();
+  }
+  stream.addTrack(track);
+  $('preview').srcObject = stream;
+  if (publisher) await publisher.replaceVideoTrack(track);
+  renderButtons();
+}
+
+async function keepScreenOn() {
+  try {
+    if ('wakeLock' in navigator && document.visibilityState === 'visible' && onAir()) {
+      wakeLock = await navigator.wakeLock.request('screen');
+    }
+  } catch (_) { /* the screen may dim; streaming goes on while the page is open */ }
+}
+
+function showQuality(q) {
+  const badge = $('quality');
+  badge.hidden = false;
+  badge.dataset.level = q.level;
+  $('quality-word').textContent = t(`q.${q.level}`);
+  const detail = $('quality-detail');
+  detail.hidden = false;
+  detail.textContent = t('q.detail', {
+    kbps: q.kbps,
+    rtt: q.rttMs ?? '–',
+    loss: q.lossPct ?? '–',
+  });
+}
+
+async function goLive() {
+  if (!stream || onAir()) return;
+  error('');
+  setCamera('connecting');
+  $('go-live').disabled = true;
+  publisher = new WhipPublisher({
+    endpoint: `/api/v1/broadcasts/${encodeURIComponent(broadcast.id)}/whip`,
+    stream,
+  });
+  publisher.addEventListener('live', () => {
+    setCamera('live');
+    broadcast.state = 'live';
+    renderHead();
+    renderButtons();
+    keepScreenOn();
+  });
+  publisher.addEventListener('reconnecting', () => {
+    setCamera('reconnecting');
+    error(t('cam.reconnecting'));
+    renderButtons();
+  });
+  publisher.addEventListener('connected', () => error(''));
+  publisher.addEventListener('quality', (e) => showQuality(e.detail));
+  publisher.addEventListener('ended', () => {
+    broadcast.state = 'ended';
+    stopCamera();
+    error(t('cam.ended_away'));
+    renderHead();
+    renderButtons();
+  });
+  try {
+    await publisher.start();
+  } catch (problem) {
+    publisher.stop();
+    publisher = null;
+    setCamera('preview');
+    error(describe(problem));
+    if (problem && problem.code === 'broadcast_ended') broadcast.state = 'ended';
+  } finally {
+    $('go-live').disabled = false;
+  }
+  ctx.leaveGuard = leaveGuard;
+  renderButtons();
+}
+
+function stopCamera() {
+  if (publisher) { publisher.stop(); publisher = null; }
+  if (stream) stream.getTracks().forEach((tr) => tr.stop());
+  stream = null;
+  $('preview').srcObject = null;
+  if (wakeLock) { wakeLock.release().catch(() => {}); wakeLock = null; }
+}
+
+async function endLive() {
+  if (!(await confirmSheet(t('cam.end_q'), t('cam.end')))) return;
+  try {
+    broadcast = await post(`/broadcasts/${encodeURIComponent(broadcast.id)}/end`);
+  } catch (problem) {
+    error(describe(problem));
+    return;
+  }
+  stopCamera();
+  ctx.leaveGuard = null;
+  renderHead();
+  renderButtons();
+}
+
+async function leaveGuard() {
+  if (!onAir()) return true;
+  const ok = await confirmSheet(t('cam.leave_q'), t('common.ok'));
+  if (ok) stopCamera();
+  return ok;
+}
+
+async function loadKey(rotate) {
+  const path = `/broadcasts/${encodeURIComponent(broadcast.id)}/stream-key`;
+  try {
+    const key = rotate ? await post(path) : await get(path);
+    $('whip-url').textContent = key.whip_url;
+    $('stream-key').textContent = key.stream_key;
+    keyLoaded = true;
+    if (rotate) toast(t('apps.rotated'));
+  } catch (problem) {
+    error(describe(problem));
+  }
+}
+
+function toggleKey() {
+  const key = $('stream-key');
+  const shown = key.dataset.shown !== 'true';
+  key.dataset.shown = String(shown);
+  const word = $('key-show-word');
+  word.dataset.i18n = shown ? 'apps.hide' : 'apps.show';
+  word.textContent = t(word.dataset.i18n);
+}
+
+function fitPreview() {
+  const v = $('preview');
+  if (!v.videoWidth) return;
+  $('camera').classList.toggle('portrait', v.videoHeight > v.videoWidth);
+  $('camera').classList.toggle('landscape', v.videoWidth >= v.videoHeight * 1.5);
+}
+
+export function init() {
+  $('preview').addEventListener('loadedmetadata', fitPreview);
+  $('preview').addEventListener('resize', fitPreview);
+  $('camera-on').addEventListener('click', openCamera);
+  $('go-live').addEventListener('click', goLive);
+  $('end-live').addEventListener('click', endLive);
+  $('flip').addEventListener('click', () => flipCamera().catch((e) => error(cameraProblem(e))));
+  $('share-link').addEventListener('click', () => shareLink({
+    url: broadcast.watch_url,
+    title: broadcast.title,
+    text: t('share.text', { shop: broadcast.shop.name, title: broadcast.title }),
+  }));
+  $('apps').addEventListener('toggle', () => { if ($('apps').open && !keyLoaded) loadKey(false); });
+  $('key-show').addEventListener('click', toggleKey);
+  $('key-rotate').addEventListener('click', async () => {
+    if (await confirmSheet(t('apps.rotate_q'), t('apps.rotate'))) await loadKey(true);
+  });
+  document.querySelectorAll('[data-copy]').forEach((b) => b.addEventListener('click', async () => {
+    const text = $(b.dataset.copy).textContent;
+    if (text && await copyText(text)) toast(t('common.copied'));
+  }));
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') keepScreenOn();
+  });
+  window.addEventListener('beforeunload', (e) => {
+    if (onAir()) { e.preventDefault(); e.returnValue = ''; }
+  });
+  document.addEventListener('langchange', () => {
+    if (broadcast && !$('view-live').hidden) { renderHead(); renderButtons(); }
+  });
+}
+
+export async function view(broadcastId) {
+  broadcast = await get(`/broadcasts/${encodeURIComponent(broadcastId)}`);
+  keyLoaded = false;
+  $('apps').open = false;
+  $('whip-url').textContent = '';
+  $('stream-key').textContent = '';
+  $('stream-key').dataset.shown = 'false';
+  $('quality').hidden = true;
+  $('quality-detail').hidden = true;
+  error('');
+  setCamera('off', t('cam.off'));
+  renderHead();
+  renderButtons();
+  show('view-live');
+  ctx.cleanup = () => stopCamera();
+}
