@@ -3,10 +3,11 @@
 //! task per viewer on the media path.
 
 use crate::config::SfuConfig;
+use crate::egress::{Leg, Outgoing, ViewerLegs, drain, send_batch};
 use crate::error::SfuError;
 use crate::forward::{
-    BandwidthEstimator, Drop as FwdDrop, KeyframeRequestLimiter, NackCache, RateMeter, Selection,
-    SimulcastSelector, SourceId, TrackForwarder, VideoCodec, is_keyframe,
+    BandwidthEstimator, KeyframeRequestLimiter, NackCache, RateMeter, Selection, SimulcastSelector,
+    SourceId, VideoCodec, is_keyframe,
 };
 use crate::net::{CountGuard, Net, SessionSockets};
 use crate::sdp::PublisherChoice;
@@ -19,7 +20,7 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp;
 use rtc::rtp;
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext};
 use std::collections::HashMap;
@@ -61,18 +62,6 @@ pub(crate) struct NewPeer {
     pub sockets: SessionSockets,
     pub guard: CountGuard,
     pub choice: Option<PublisherChoice>,
-}
-
-pub(crate) struct LegSpec {
-    pub sender: RTCRtpSenderId,
-    pub ssrc: u32,
-    pub pt: u8,
-    pub clock_rate: u32,
-}
-
-pub(crate) struct ViewerLegs {
-    pub audio: Option<LegSpec>,
-    pub video: Option<LegSpec>,
 }
 
 /// State shared between the room task and the `Sfu` handle (control plane only).
@@ -118,12 +107,10 @@ impl Peer {
     }
 
     fn flush(&mut self, net: &Net) {
-        while let Some(out) = self.pc.poll_write() {
-            let TaggedBytesMut {
-                transport, message, ..
-            } = out;
-            net.send(&self.sockets, &transport, message);
-        }
+        let sockets = &self.sockets;
+        drain(&mut self.pc, |out| {
+            net.send(sockets, &out.transport, out.message)
+        });
     }
 
     fn refresh_deadline(&mut self) {
@@ -147,35 +134,6 @@ struct Source {
     limiter: KeyframeRequestLimiter,
     last_sr: Option<(u64, u32, Instant)>,
     keyframes: u64,
-}
-
-struct Leg {
-    sender: RTCRtpSenderId,
-    ssrc: u32,
-    pt: u8,
-    clock_rate: u32,
-    fwd: TrackForwarder,
-    packets: u64,
-    octets: u64,
-    /// (middle 32 bits of SR NTP, when sent) for RTT from receiver reports.
-    srs: [(u32, Option<Instant>); 4],
-    sr_idx: usize,
-}
-
-impl Leg {
-    fn new(spec: LegSpec, video: bool) -> Self {
-        Self {
-            sender: spec.sender,
-            ssrc: spec.ssrc,
-            pt: spec.pt,
-            clock_rate: spec.clock_rate,
-            fwd: TrackForwarder::new(spec.clock_rate, video, rand::random(), rand::random()),
-            packets: 0,
-            octets: 0,
-            srs: [(0, None); 4],
-            sr_idx: 0,
-        }
-    }
 }
 
 struct Viewer {
@@ -216,9 +174,15 @@ pub(crate) struct Room {
     next_sr: Instant,
     keyframe_requests: u64,
     scratch: Vec<RTCMessage>,
+    /// Publisher packets received but not yet fanned out (see [`Room::fan_out`]).
+    outgoing: Vec<Outgoing>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
+
+/// Most publisher packets held back for one fan-out: bounds the delay the first
+/// packet of a burst waits while the rest of the burst is decrypted.
+const MAX_BATCH: usize = 32;
 
 impl Room {
     pub fn new(
@@ -246,6 +210,7 @@ impl Room {
             next_sr: now + Duration::from_millis(500),
             keyframe_requests: 0,
             scratch: Vec::new(),
+            outgoing: Vec::with_capacity(MAX_BATCH),
         }
     }
 
@@ -290,6 +255,8 @@ impl Room {
             if let Some(r) = ended {
                 break r;
             }
+            // Everything queued is decrypted: send it on before waiting again.
+            self.fan_out();
             let now = Instant::now();
             if now >= self.next_tick
                 && let Some(r) = self.on_timeout(now)
@@ -322,6 +289,10 @@ impl Room {
     }
 
     fn on_msg(&mut self, msg: RoomMsg) -> Option<EndReason> {
+        if !matches!(msg, RoomMsg::Net { .. }) {
+            // Control operations see the media that arrived before them as sent.
+            self.fan_out();
+        }
         match msg {
             RoomMsg::Net {
                 session,
@@ -699,46 +670,54 @@ impl Room {
         }
         src.cache
             .insert(pkt.header.sequence_number, now, pkt.clone());
-        let is_video = src.video.is_some();
-        let (seq, ts) = (pkt.header.sequence_number, pkt.header.timestamp);
+        let video = src.video.is_some();
+        self.outgoing.push(Outgoing {
+            pkt,
+            source: ssrc,
+            keyframe: kf,
+            video,
+            at: now,
+        });
+        if self.outgoing.len() >= MAX_BATCH {
+            self.fan_out();
+        }
+    }
 
-        let mut want_keyframe = false;
+    /// Send the queued publisher packets to every connected viewer: per viewer, the
+    /// whole batch and then one drain (see [`send_batch`]).
+    fn fan_out(&mut self) {
+        let Some(now) = self.outgoing.last().map(|o| o.at) else {
+            return;
+        };
         let net = &self.net;
+        let mut wants_keyframe: Vec<SourceId> = Vec::new();
         for v in &mut self.viewers {
             if !v.peer.connected() {
                 continue;
             }
-            let Some(leg) = (if is_video {
-                v.video.as_mut()
-            } else {
-                v.audio.as_mut()
-            }) else {
-                continue;
-            };
-            match leg.fwd.forward(ssrc, seq, ts, kf, now) {
-                Ok(rw) => {
-                    let mut out = pkt.clone();
-                    out.header.ssrc = leg.ssrc;
-                    out.header.payload_type = leg.pt;
-                    out.header.sequence_number = rw.seq;
-                    out.header.timestamp = rw.ts;
-                    let bytes = out.payload.len() + 12;
-                    if let Some(mut sender) = v.peer.pc.rtp_sender(leg.sender)
-                        && sender.write_rtp(now, out).is_ok()
-                    {
-                        leg.packets += 1;
-                        leg.octets += out_len(bytes);
-                        v.est.on_sent(bytes, now);
-                        v.sent.add(bytes, now);
-                        v.peer.flush(net);
-                    }
-                }
-                Err(FwdDrop::WaitingForKeyframe) => want_keyframe = true,
-                Err(_) => {}
+            let sockets = &v.peer.sockets;
+            let taken = send_batch(
+                &mut v.peer.pc,
+                v.audio.as_mut(),
+                v.video.as_mut(),
+                &self.outgoing,
+                |out| net.send(sockets, &out.transport, out.message),
+            );
+            if taken.bytes > 0 {
+                v.est.on_sent(taken.bytes, now);
+                v.sent.add(taken.bytes, now);
+            }
+            if let Some(s) = taken.wants_keyframe_of
+                && !wants_keyframe.contains(&s)
+            {
+                wants_keyframe.push(s);
             }
         }
-        if want_keyframe {
-            self.request_keyframe(si, now);
+        self.outgoing.clear();
+        for s in wants_keyframe {
+            if let Some(si) = self.sources.iter().position(|x| x.ssrc == s) {
+                self.request_keyframe(si, now);
+            }
         }
     }
 
@@ -883,32 +862,18 @@ impl Room {
         else {
             return;
         };
-        for pair in &nack.nacks {
-            for out_seq in pair.packet_list() {
-                let Some((src, src_seq, ts_off)) = leg.fwd.lookup(out_seq) else {
-                    continue;
-                };
-                let Some(cached) = sources
-                    .iter()
-                    .find(|s| s.ssrc == src)
-                    .and_then(|s| s.cache.get(src_seq, now))
-                else {
-                    continue;
-                };
-                let mut out = cached.clone();
-                out.header.ssrc = leg.ssrc;
-                out.header.payload_type = leg.pt;
-                out.header.sequence_number = out_seq;
-                out.header.timestamp = out.header.timestamp.wrapping_add(ts_off);
-                let bytes = out.payload.len() + 12;
-                if let Some(mut sender) = v.peer.pc.rtp_sender(leg.sender)
-                    && sender.write_rtp(now, out).is_ok()
-                {
-                    v.retransmits += 1;
-                    v.est.on_sent(bytes, now);
-                    v.sent.add(bytes, now);
-                }
-            }
+        let seqs = nack.nacks.iter().flat_map(|p| p.packet_list());
+        let cached = |src: SourceId, seq: u16| {
+            sources
+                .iter()
+                .find(|s| s.ssrc == src)
+                .and_then(|s| s.cache.get(seq, now))
+        };
+        let (packets, bytes) = leg.answer_nack(&mut v.peer.pc, seqs, cached, now);
+        if packets > 0 {
+            v.retransmits += packets as u64;
+            v.est.on_sent(bytes, now);
+            v.sent.add(bytes, now);
         }
         v.peer.flush(&net);
     }
@@ -948,6 +913,7 @@ impl Room {
     }
 
     fn on_timeout(&mut self, now: Instant) -> Option<EndReason> {
+        self.fan_out();
         let net = self.net.clone();
         // Peer connection timers.
         if let Some(p) = self.publisher.as_mut()
@@ -1143,10 +1109,6 @@ impl Room {
             reason,
         });
     }
-}
-
-fn out_len(b: usize) -> u64 {
-    b.saturating_sub(12) as u64
 }
 
 fn to_ntp(d: Duration) -> u64 {

@@ -1,7 +1,10 @@
 //! Reusable test peers (feature `testkit`): a synthetic publisher and a counting
-//! viewer, both real webrtc-rs peers (the async `webrtc` crate) over loopback.
+//! viewer, both real webrtc-rs peers (the async `webrtc` crate) over loopback; a
+//! [`LossyRelay`] that puts induced loss on the wire between a viewer and the SFU;
+//! and a [`LoopbackViewer`], an SFU viewer leg connected in memory (no sockets) for
+//! benches and sans-I/O tests of the send path.
 //!
-//! Both take the SDP exchange as an async closure `offer -> answer`, so the same
+//! Publisher and viewer take the SDP exchange as an async closure `offer -> answer`, so the same
 //! peers run against [`Sfu`](crate::Sfu) directly, over real WHIP/WHEP HTTP, or in
 //! the load generator.
 //!
@@ -10,10 +13,18 @@
 //! 20 ms Opus-sized audio packets. The first 8 bytes after the codec header hold
 //! the send time (µs since the UNIX epoch) so a viewer can measure latency.
 
+mod loopback;
+mod relay;
+
+pub use loopback::LoopbackViewer;
+pub use relay::{LossyRelay, RelayStats};
+
 use crate::DeliverRtcp;
 use crate::forward::{VideoCodec, is_keyframe};
 use bytes::{BufMut, Bytes, BytesMut};
-use rtc::interceptor::{Registry, Slot};
+use rtc::interceptor::{
+    Interceptor, NackGeneratorBuilder, Packet, Registry, Slot, StreamInfo, TaggedPacket,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -30,7 +41,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -192,7 +203,6 @@ async fn build_pc(
     let se = SettingEngineBuilder::new()
         .with_include_loopback_candidate(true)
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_srtp_replay_protection_window(0)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -615,8 +625,10 @@ pub struct ViewerOptions {
     pub video: Vec<SynthVideo>,
     /// Offer audio.
     pub audio: bool,
-    /// Simulate loss on this leg: drop every n-th video packet (by sequence number)
-    /// the first time it arrives, and NACK it. A re-arrival counts as a retransmission.
+    /// Induce loss on this leg: the viewer talks to the server through a
+    /// [`LossyRelay`] that drops every n-th video RTP packet (by sequence number) the
+    /// first time it passes, before the viewer's WebRTC stack sees it. The viewer's
+    /// own NACK generator asks for it again; a late arrival fills the gap.
     pub drop_one_in: Option<u16>,
 }
 
@@ -630,29 +642,184 @@ impl Default for ViewerOptions {
     }
 }
 
+/// Gaps in a received RTP sequence: when each opened and whether (and how fast) it
+/// was filled by a late packet (a retransmission, or reordering).
+#[derive(Debug, Default)]
+pub struct SeqTracker {
+    /// Highest extended sequence number received.
+    highest: Option<i64>,
+    /// Missing extended sequence numbers -> when the gap was noticed.
+    open: BTreeMap<i64, Instant>,
+    /// Filled gaps: (sequence number, time from noticing the gap to the fill).
+    filled: Vec<(u16, Duration)>,
+    duplicates: u64,
+}
+
+/// What one arriving packet meant for the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next packet, or a jump forward leaving `missing` packets behind.
+    New {
+        /// Packets skipped by this one (0 = in order).
+        missing: u64,
+    },
+    /// A packet that was missing arrived late.
+    Filled(Duration),
+    /// Already received (or too old to track).
+    Duplicate,
+}
+
+/// A forward jump larger than this is a discontinuity, not loss to wait for.
+const MAX_TRACKED_GAP: i64 = 1000;
+
+impl SeqTracker {
+    /// Account one arriving packet.
+    pub fn on_packet(&mut self, seq: u16, now: Instant) -> Arrival {
+        let Some(h) = self.highest else {
+            self.highest = Some(seq as i64);
+            return Arrival::New { missing: 0 };
+        };
+        let ext = h + seq.wrapping_sub(h as u16) as i16 as i64;
+        if ext > h {
+            if ext - h > 1 && ext - h <= MAX_TRACKED_GAP {
+                for m in h + 1..ext {
+                    self.open.insert(m, now);
+                }
+            }
+            self.highest = Some(ext);
+            // Bound memory: gaps this far behind are never filled usefully.
+            while let Some((&first, _)) = self.open.first_key_value() {
+                if ext - first <= 4 * MAX_TRACKED_GAP {
+                    break;
+                }
+                self.open.remove(&first);
+            }
+            return Arrival::New {
+                missing: (ext - h - 1) as u64,
+            };
+        }
+        match self.open.remove(&ext) {
+            Some(at) => {
+                let d = now.saturating_duration_since(at);
+                self.filled.push((ext as u16, d));
+                Arrival::Filled(d)
+            }
+            None => {
+                self.duplicates += 1;
+                Arrival::Duplicate
+            }
+        }
+    }
+
+    /// Gaps still open that were noticed at least `older_than` ago.
+    pub fn open_gaps(&self, older_than: Duration) -> Vec<u16> {
+        let now = Instant::now();
+        self.open
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= older_than)
+            .map(|(s, _)| *s as u16)
+            .collect()
+    }
+
+    /// Filled gaps: (sequence number, time from noticing the gap to the fill).
+    pub fn filled(&self) -> &[(u16, Duration)] {
+        &self.filled
+    }
+
+    /// Packets received more than once.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+}
+
 /// What a counting viewer saw.
 #[derive(Debug, Default)]
 pub struct ViewerCounters {
-    /// Video RTP packets (first arrivals, not dropped).
+    /// Distinct video RTP packets received (including late ones that filled a gap).
     pub video_packets: AtomicU64,
     /// Audio RTP packets.
     pub audio_packets: AtomicU64,
     /// Keyframes (first packet of).
     pub keyframes: AtomicU64,
-    /// Retransmissions received for packets this viewer NACKed.
+    /// Late video packets that filled a gap (retransmissions after a NACK).
     pub retransmissions: AtomicU64,
-    /// NACKs sent.
+    /// Late packets whose RTP timestamp matches neither neighbour's (every synthetic
+    /// frame spans several packets with one timestamp, so a correctly rewritten
+    /// retransmission shares its timestamp with the packet before or after it).
+    pub retransmissions_bad_timestamp: AtomicU64,
+    /// NACK packets the viewer's NACK generator sent.
     pub nacks_sent: AtomicU64,
-    /// Video sequence-number discontinuities (forward jumps > 1, not induced).
+    /// Sequence numbers those NACKs asked for (one per lost packet and attempt).
+    pub nacked_packets: AtomicU64,
+    /// Video sequence-number discontinuities (forward jumps > 1 when they happened;
+    /// induced loss causes them too, see [`Self::video_seq`] for whether they were filled).
     pub video_seq_gaps: AtomicU64,
+    /// The video sequence as received: gaps and fills.
+    pub video_seq: Mutex<SeqTracker>,
     /// Distinct video SSRCs seen.
     pub video_ssrcs: Mutex<HashSet<u32>>,
     /// When the first keyframe arrived.
     pub first_keyframe_at: Mutex<Option<Instant>>,
-    /// Largest one-way latency seen (send timestamp in payload vs now), µs.
+    /// Largest one-way latency seen (send timestamp in payload vs now), µs, over
+    /// packets that arrived in order.
     pub max_latency_us: AtomicU64,
-    /// Last video sequence number seen.
+    /// Last (highest) video sequence number seen.
     pub last_video_seq: Mutex<Option<u16>>,
+}
+
+/// Counts the NACKs the viewer's NACK generator writes (sits wire-ward of it).
+struct CountNacks {
+    counters: Arc<ViewerCounters>,
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for CountNacks {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        use rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+        if let Packet::Rtcp(pkts) = &msg.message.packet {
+            for p in pkts {
+                if let Some(n) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                    self.counters.nacks_sent.fetch_add(1, Ordering::Relaxed);
+                    let asked: usize = n.nacks.iter().map(|p| p.packet_list().len()).sum();
+                    self.counters
+                        .nacked_packets
+                        .fetch_add(asked as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl Interceptor for CountNacks {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
 /// A WHEP-style viewer that counts what it receives.
@@ -662,9 +829,10 @@ pub struct CountingViewer {
     pub counters: Arc<ViewerCounters>,
     /// When the connection came up.
     pub connected_at: Instant,
-    /// The server's answer.
+    /// The server's answer (before any relay rewrote its candidates).
     pub answer: String,
     remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
+    relay: Option<LossyRelay>,
 }
 
 impl CountingViewer {
@@ -699,15 +867,31 @@ impl CountingViewer {
             RtpCodecKind::Audio,
         )
         .map_err(s)?;
-        // No NACK generator: loss is simulated above SRTP and NACKed by hand.
         configure_simulcast_extension_headers(&mut me).map_err(s)?;
-        let registry = configure_rtcp_reports(Registry::new());
         let counters = Arc::new(ViewerCounters::default());
+        // Like a browser: receiver reports, and NACKs for missing video packets (the
+        // generator re-asks every 20 ms while a packet is still missing, up to 10 times).
+        let registry = configure_rtcp_reports(Registry::new())
+            .with(
+                Slot::NackGenerator,
+                NackGeneratorBuilder::new()
+                    .with_interval(Duration::from_millis(20))
+                    .with_max_nacks_per_packet(10)
+                    .build(),
+            )
+            .with(
+                Slot::from(6_500),
+                CountNacks {
+                    counters: counters.clone(),
+                    read: VecDeque::new(),
+                    write: VecDeque::new(),
+                },
+            );
         let remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>> = Arc::new(Mutex::new(None));
-        let (c2, drop_n, rt) = (counters.clone(), opts.drop_one_in, remb_track.clone());
+        let (c2, rt) = (counters.clone(), remb_track.clone());
         let on_track: OnTrack = Arc::new(move |track| {
             let (c, rt) = (c2.clone(), rt.clone());
-            tokio::spawn(read_track(track, c, drop_n, rt));
+            tokio::spawn(read_track(track, c, rt));
         });
         let (pc, g, st) = build_pc(me, registry, Some(on_track)).await?;
         let recv = || {
@@ -727,13 +911,31 @@ impl CountingViewer {
                 .await
                 .map_err(s)?;
         }
-        let answer = offer_answer(&pc, g, st, exchange).await?;
+        // With induced loss the viewer is handed an answer that points at the relay.
+        let relayed: Arc<Mutex<Option<(LossyRelay, String)>>> = Arc::new(Mutex::new(None));
+        let r2 = relayed.clone();
+        let drop_one_in = opts.drop_one_in.filter(|n| *n > 0);
+        let answer = offer_answer(&pc, g, st, move |offer| async move {
+            let answer = exchange(offer).await?;
+            let Some(n) = drop_one_in else {
+                return Ok(answer);
+            };
+            let (relay, rewritten) = LossyRelay::start(&answer, n).await?;
+            *r2.lock().unwrap_or_else(|p| p.into_inner()) = Some((relay, answer));
+            Ok(rewritten)
+        })
+        .await?;
+        let (relay, answer) = match relayed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some((relay, original)) => (Some(relay), original),
+            None => (None, answer),
+        };
         Ok(Self {
             pc,
             counters,
             connected_at: Instant::now(),
             answer,
             remb_track,
+            relay,
         })
     }
 
@@ -750,6 +952,21 @@ impl CountingViewer {
     /// Keyframes received so far.
     pub fn keyframes(&self) -> u64 {
         self.counters.keyframes.load(Ordering::Relaxed)
+    }
+
+    /// What the lossy relay saw, if this viewer was connected with `drop_one_in`.
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.relay.as_ref().map(|r| r.stats())
+    }
+
+    /// Video gaps still open that were noticed at least `older_than` ago.
+    pub fn open_video_gaps(&self, older_than: Duration) -> Vec<u16> {
+        lock(&self.counters.video_seq).open_gaps(older_than)
+    }
+
+    /// Video gaps filled by a late packet: (sequence number, time to fill).
+    pub fn filled_video_gaps(&self) -> Vec<(u16, Duration)> {
+        lock(&self.counters.video_seq).filled().to_vec()
     }
 
     /// Send a REMB (receiver bandwidth estimate) for the video stream.
@@ -775,15 +992,21 @@ impl CountingViewer {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn read_track(
     track: Arc<dyn TrackRemote>,
     c: Arc<ViewerCounters>,
-    drop_n: Option<u16>,
     remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 ) {
     let mut kind_codec: Option<(bool, Option<VideoCodec>)> = None;
-    let mut dropped: HashSet<u16> = HashSet::new();
-    let mut last_seq: Option<u16> = None;
+    // Recent (seq, timestamp) of received video, to check late packets against.
+    let mut recent_ts = vec![None::<(u16, u32)>; 1024];
+    let ts_of = |r: &[Option<(u16, u32)>], q: u16| {
+        r[q as usize % 1024].and_then(|(s, t)| (s == q).then_some(t))
+    };
     while let Some(ev) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(pkt) = ev else {
             continue;
@@ -801,7 +1024,7 @@ async fn read_track(
                 _ => None,
             };
             if video {
-                *remb_track.lock().unwrap_or_else(|p| p.into_inner()) = Some(track.clone());
+                *lock(&remb_track) = Some(track.clone());
             }
             kind_codec = Some((video, vc));
         }
@@ -813,52 +1036,44 @@ async fn read_track(
             c.audio_packets.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        c.video_ssrcs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pkt.header.ssrc);
-        if dropped.remove(&seq) {
-            c.retransmissions.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if let Some(last) = last_seq {
-            let d = seq.wrapping_sub(last);
-            if d > 1 && d < 0x8000 {
-                c.video_seq_gaps.fetch_add(1, Ordering::Relaxed);
+        lock(&c.video_ssrcs).insert(pkt.header.ssrc);
+        let arrival = lock(&c.video_seq).on_packet(seq, Instant::now());
+        let in_order = match arrival {
+            Arrival::Duplicate => continue,
+            Arrival::Filled(_) => {
+                c.retransmissions.fetch_add(1, Ordering::Relaxed);
+                let ts = pkt.header.timestamp;
+                let (before, after) = (
+                    ts_of(&recent_ts, seq.wrapping_sub(1)),
+                    ts_of(&recent_ts, seq.wrapping_add(1)),
+                );
+                if before != Some(ts) && after != Some(ts) {
+                    c.retransmissions_bad_timestamp
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                false
             }
-            if d == 0 || d >= 0x8000 {
-                continue; // duplicate or old
+            Arrival::New { missing } => {
+                if missing > 0 {
+                    c.video_seq_gaps.fetch_add(1, Ordering::Relaxed);
+                }
+                *lock(&c.last_video_seq) = Some(seq);
+                true
             }
-        }
-        last_seq = Some(seq);
-        *c.last_video_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(seq);
-        if let Some(n) = drop_n
-            && n > 0
-            && seq % n == 0
-        {
-            dropped.insert(seq);
-            let nack = rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack {
-                sender_ssrc: 1,
-                media_ssrc: pkt.header.ssrc,
-                nacks: rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers(&[seq]),
-            };
-            if track.write_rtcp(vec![Box::new(nack)]).await.is_ok() {
-                c.nacks_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
+        };
+        recent_ts[seq as usize % 1024] = Some((seq, pkt.header.timestamp));
         c.video_packets.fetch_add(1, Ordering::Relaxed);
         if let Some(vc) = vc
             && is_keyframe(vc, &pkt.payload)
         {
             c.keyframes.fetch_add(1, Ordering::Relaxed);
-            let mut first = c
-                .first_keyframe_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut first = lock(&c.first_keyframe_at);
             if first.is_none() {
                 *first = Some(Instant::now());
             }
+        }
+        if !in_order {
+            continue; // a late packet's age is the recovery time, not path latency
         }
         let hdr = match vc {
             Some(VideoCodec::Vp8) => {
@@ -884,5 +1099,36 @@ async fn read_track(
                 c.max_latency_us.fetch_max(lat, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_tracker_gaps_fills_and_wrap() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = SeqTracker::default();
+        assert_eq!(t.on_packet(65533, ms(0)), Arrival::New { missing: 0 });
+        assert_eq!(t.on_packet(65534, ms(1)), Arrival::New { missing: 0 });
+        // 65535 and 0 lost across the wrap
+        assert_eq!(t.on_packet(1, ms(2)), Arrival::New { missing: 2 });
+        assert_eq!(t.open_gaps(Duration::ZERO), vec![65535, 0]);
+        assert_eq!(
+            t.on_packet(0, ms(30)),
+            Arrival::Filled(Duration::from_millis(28))
+        );
+        assert_eq!(t.on_packet(0, ms(31)), Arrival::Duplicate);
+        assert_eq!(t.on_packet(1, ms(31)), Arrival::Duplicate);
+        assert_eq!(t.open_gaps(Duration::ZERO), vec![65535]);
+        assert_eq!(t.filled(), &[(0, Duration::from_millis(28))]);
+        // a huge jump is a discontinuity, not thousands of gaps
+        assert_eq!(
+            t.on_packet(20_000, ms(40)),
+            Arrival::New { missing: 19_998 }
+        );
+        assert_eq!(t.open_gaps(Duration::ZERO), Vec::<u16>::new());
     }
 }

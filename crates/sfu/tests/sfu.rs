@@ -5,6 +5,8 @@ use sfu::testkit::{
     CountingViewer, PublisherOptions, SynthVideo, SyntheticPublisher, ViewerOptions,
 };
 use sfu::{SessionId, Sfu, SfuConfig, SfuError, SfuEvent};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,9 +204,13 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viewer_nacks_are_answered_from_the_cache() {
+async fn retransmissions_from_the_cache_reach_a_lossy_viewer() {
     let sfu = start(cfg()).await;
     let (publisher, _) = publish(&sfu, "loss", PublisherOptions::default()).await;
+    // The viewer reaches the SFU through a relay that drops every 10th video packet
+    // on the wire the first time it passes. The viewer's own NACK generator asks for
+    // it; the SFU must answer from its cache with the viewer leg's SSRC, sequence
+    // number and timestamp, encrypted for this viewer, or the gap stays open.
     let (v, _) = view(
         &sfu,
         "loss",
@@ -214,37 +220,94 @@ async fn viewer_nacks_are_answered_from_the_cache() {
         },
     )
     .await;
-    // The viewer drops every 10th video packet above SRTP and NACKs it; the SFU must
-    // answer each NACK from its packet cache (same viewer-leg seq/ts/SSRC).
-    let retransmitted = || {
-        sfu.room_stats("loss")
-            .and_then(|s| {
-                s.viewers
-                    .first()
-                    .map(|x| (x.nacks_received, x.retransmitted))
-            })
-            .unwrap_or_default()
+    let relay = || v.relay_stats().expect("viewer runs behind the lossy relay");
+    assert!(
+        wait_until(Duration::from_secs(10), || relay().dropped >= 30).await,
+        "the relay drops video: {:?}",
+        relay()
+    );
+    // Every packet dropped so far must arrive at the viewer.
+    let dropped: Vec<u16> = {
+        let r = relay();
+        r.recovered
+            .iter()
+            .map(|x| x.1)
+            .chain(r.outstanding.iter().map(|x| x.1))
+            .collect()
+    };
+    let recovered_all = |v: &CountingViewer| {
+        let filled: HashSet<u16> = v.filled_video_gaps().iter().map(|x| x.0).collect();
+        dropped.iter().all(|s| filled.contains(s))
     };
     assert!(
-        wait_until(Duration::from_secs(6), || retransmitted().1 >= 10).await,
-        "retransmissions sent from the cache: {:?}, viewer nacked {}",
-        retransmitted(),
-        v.counters
-            .nacks_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        wait_until(Duration::from_secs(3), || recovered_all(&v)).await,
+        "every dropped packet reached the viewer after a NACK: dropped {dropped:?}, \
+         filled {:?}, relay {:?}",
+        v.filled_video_gaps(),
+        relay()
     );
-    let (nacks, rtx) = retransmitted();
+    assert_eq!(
+        v.counters
+            .retransmissions_bad_timestamp
+            .load(Ordering::Relaxed),
+        0,
+        "resent packets carry the viewer leg's timestamps"
+    );
+    let gaps = v.open_video_gaps(Duration::from_millis(500));
     assert!(
-        rtx * 10 >= nacks * 9,
-        "almost every NACK answered: {nacks} nacks, {rtx} resent"
+        gaps.is_empty(),
+        "no lasting gaps in the delivered video: {gaps:?}"
     );
-    // Known gap (see report): the webrtc-rs test viewer does not surface the
-    // re-sent packet on its track, so the receipt side is not asserted here.
+    // Room stats are a snapshot refreshed four times a second.
+    let viewer_stats = || {
+        sfu.room_stats("loss")
+            .unwrap()
+            .viewers
+            .first()
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), || viewer_stats().retransmitted
+            >= dropped.len() as u64)
+        .await,
+        "the SFU resent from its cache: {:?}",
+        viewer_stats()
+    );
+    let vs = viewer_stats();
+    let r = relay();
+    let mut at_relay: Vec<Duration> = r.recovered.iter().map(|x| x.2).collect();
+    let mut at_viewer: Vec<Duration> = v.filled_video_gaps().iter().map(|x| x.1).collect();
+    at_relay.sort();
+    at_viewer.sort();
+    let pct = |d: &[Duration], p: usize| {
+        d.get((d.len() * p / 100).min(d.len().saturating_sub(1)))
+            .copied()
+    };
     eprintln!(
-        "nack test: viewer saw {} retransmissions",
-        v.counters
-            .retransmissions
-            .load(std::sync::atomic::Ordering::Relaxed)
+        "loss test: relay dropped {} video packets, {} resent through it; viewer filled {} gaps \
+         (sent {} NACKs for {} packets); SFU got {} NACKs, resent {}; \
+         drop→resend at relay p50 {:?} max {:?}; gap→fill at viewer p50 {:?} max {:?}; \
+         open gaps now {:?}",
+        r.dropped,
+        r.recovered.len(),
+        at_viewer.len(),
+        v.counters.nacks_sent.load(Ordering::Relaxed),
+        v.counters.nacked_packets.load(Ordering::Relaxed),
+        vs.nacks_received,
+        vs.retransmitted,
+        pct(&at_relay, 50),
+        at_relay.last(),
+        pct(&at_viewer, 50),
+        at_viewer.last(),
+        v.open_video_gaps(Duration::ZERO),
+    );
+    // Generous: on loopback a NACK round trip takes a few ms plus the 20 ms NACK interval.
+    assert!(
+        at_viewer
+            .last()
+            .is_some_and(|d| *d < Duration::from_millis(500)),
+        "recovery is quick: {at_viewer:?}"
     );
     v.close().await;
     publisher.close().await;

@@ -67,8 +67,11 @@ pub struct TrackForwarder {
     current: Option<SourceId>,
     seq_offset: u16,
     ts_offset: u32,
-    switch_src_seq: u16,
-    highest_src_seq: u16,
+    /// Extended (wrap-free) source sequence number of the switch point and of the
+    /// highest packet since: "before the switch" must hold across 16-bit wraps, or a
+    /// long broadcast would stall for 32768 packets every 65536.
+    switch_src_ext: i64,
+    highest_src_ext: i64,
     last_out_seq: u16,
     last_out_ts: u32,
     last_out_at: Option<Instant>,
@@ -78,8 +81,10 @@ pub struct TrackForwarder {
     switches: u64,
 }
 
-fn seq_newer(a: u16, b: u16) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000
+/// `seq` placed in the extended sequence space next to `reference`.
+#[inline]
+fn extend(seq: u16, reference: i64) -> i64 {
+    reference + seq.wrapping_sub(reference as u16) as i16 as i64
 }
 
 impl TrackForwarder {
@@ -94,8 +99,8 @@ impl TrackForwarder {
             current: None,
             seq_offset: 0,
             ts_offset: 0,
-            switch_src_seq: 0,
-            highest_src_seq: 0,
+            switch_src_ext: 0,
+            highest_src_ext: 0,
             last_out_seq: initial_seq.wrapping_sub(1),
             last_out_ts: initial_ts,
             last_out_at: None,
@@ -158,14 +163,16 @@ impl TrackForwarder {
                 return Err(Drop::WaitingForKeyframe);
             }
             self.switch_to(source, seq, ts, now);
-        } else if !seq_newer(seq, self.switch_src_seq) && seq != self.switch_src_seq {
+        }
+        let ext = extend(seq, self.highest_src_ext);
+        if ext < self.switch_src_ext {
             return Err(Drop::BeforeSwitch);
         }
 
         let out_seq = seq.wrapping_add(self.seq_offset);
         let out_ts = ts.wrapping_add(self.ts_offset);
-        if seq_newer(seq, self.highest_src_seq) || seq == self.highest_src_seq {
-            self.highest_src_seq = seq;
+        if ext >= self.highest_src_ext {
+            self.highest_src_ext = ext;
             self.last_out_seq = out_seq;
             self.last_out_ts = out_ts;
             self.last_out_at = Some(now);
@@ -197,8 +204,9 @@ impl TrackForwarder {
         };
         self.seq_offset = next_seq.wrapping_sub(seq);
         self.ts_offset = next_ts.wrapping_sub(ts);
-        self.switch_src_seq = seq;
-        self.highest_src_seq = seq;
+        // A fresh extended space per source; the margin keeps it positive.
+        self.switch_src_ext = (1 << 20) + seq as i64;
+        self.highest_src_ext = self.switch_src_ext;
         if self.started {
             self.switches += 1;
         }
@@ -327,6 +335,33 @@ mod tests {
         assert_eq!(f.last_out().unwrap().0, 5);
         // timestamps move forward monotonically across the switch
         assert!(r.ts.wrapping_sub(12000) < 0x8000_0000);
+    }
+
+    #[test]
+    fn a_long_broadcast_keeps_flowing_across_sequence_wraps() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 7, 0);
+        f.set_target(Some(1));
+        let start = 60_000u16;
+        let first = f.forward(1, start, 0, true, t0).unwrap().seq;
+        // Three wraps of the 16-bit space (about 20 minutes of 150 packets/s).
+        for i in 1..200_000u32 {
+            let seq = start.wrapping_add(i as u16);
+            let r = f.forward(1, seq, i * 600, false, t0);
+            assert_eq!(
+                r.map(|r| r.seq),
+                Ok(first.wrapping_add(i as u16)),
+                "packet {i} after the switch"
+            );
+        }
+        // Reordering still works after the wraps, and a packet from before the
+        // switch point is still recognised as such by its distance.
+        let last = start.wrapping_add(199_999u32 as u16);
+        assert!(f.forward(1, last.wrapping_sub(5), 0, false, t0).is_ok());
+        assert_eq!(
+            f.last_out().unwrap().0,
+            first.wrapping_add(199_999u32 as u16)
+        );
     }
 
     #[test]
