@@ -1,0 +1,576 @@
+//! The hub: finds or opens a room task per broadcast, and is the door the
+//! rest of the server uses (websocket connections, order and media events,
+//! the moderation log).
+
+use crate::clock::Clock;
+use crate::config::LiveConfig;
+use crate::fanout::{ConnId, Fanout, LagOutcome, OutboxSender, Outgoing};
+use crate::persist::Persister;
+use crate::room::{Command, Effect, Loaded, RoomCore, ShopEvent};
+use crate::{Commerce, LiveError, Participant, RoomInfo};
+use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::WebSocket;
+use domain::{BroadcastId, BroadcastState, ShopId, UnixMillis};
+use protocol::{
+    Author, CloseReason, ModerationAction, ModerationEntry, OfferCard, PrivateMessage, SaleTicker,
+    ServerEvent, SnapshotReason, Timestamp,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+/// The live channel of every broadcast on this server. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveHub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) commerce: Arc<dyn Commerce>,
+    pub(crate) config: Arc<LiveConfig>,
+    pub(crate) clock: Clock,
+    rooms: Mutex<HashMap<BroadcastId, RoomHandle>>,
+    persist: Persister,
+    next_conn: AtomicU64,
+    next_room: AtomicU64,
+    ordinal: Arc<AtomicI64>,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Clone)]
+pub(crate) struct RoomHandle {
+    id: u64,
+    shop: ShopId,
+    pub(crate) cmds: mpsc::Sender<RoomCmd>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+}
+
+/// From a connection to its room (bounded: a busy room slows its senders).
+pub(crate) enum RoomCmd {
+    Join {
+        conn: ConnId,
+        who: Arc<Participant>,
+        tx: OutboxSender,
+        resume_from: Option<u64>,
+        reply: oneshot::Sender<Result<(), CloseReason>>,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    Command {
+        conn: ConnId,
+        who: Arc<Participant>,
+        command: Command,
+    },
+}
+
+/// From the rest of the server (unbounded: these calls never wait, and each
+/// costs the room O(1) because state is coalesced).
+enum RoomEvent {
+    Offer(OfferCard),
+    Sale(SaleTicker),
+    Private(String, ServerEvent),
+    MediaViewers(u64),
+    State(BroadcastState),
+    Shop(ShopEvent),
+    Stats(oneshot::Sender<RoomStats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A room at a glance, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomStats {
+    pub connections: usize,
+    pub lagging: usize,
+    pub seq: u64,
+    pub viewers: u64,
+}
+
+impl LiveHub {
+    /// Starts the hub's database writer; call inside a tokio runtime.
+    pub fn new(store: Store, commerce: Arc<dyn Commerce>, config: LiveConfig) -> LiveHub {
+        LiveHub::with_clock(store, commerce, config, Clock::system())
+    }
+
+    pub fn with_clock(
+        store: Store,
+        commerce: Arc<dyn Commerce>,
+        config: LiveConfig,
+        clock: Clock,
+    ) -> LiveHub {
+        let config = Arc::new(config.normalized());
+        let persist = Persister::spawn(store.clone(), config.persist_batch, config.persist_queue);
+        LiveHub {
+            inner: Arc::new(Inner {
+                store,
+                commerce,
+                config,
+                // Moderation-log order across restarts: starts from the clock.
+                ordinal: Arc::new(AtomicI64::new(clock.now().saturating_mul(1000))),
+                clock,
+                rooms: Mutex::new(HashMap::new()),
+                persist,
+                next_conn: AtomicU64::new(1),
+                next_room: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LiveConfig {
+        &self.inner.config
+    }
+
+    /// Applies the live channel's frame and buffer limits to an upgrade.
+    /// The HTTP route should call this before `on_upgrade`.
+    pub fn configure_upgrade(&self, ws: WebSocketUpgrade) -> WebSocketUpgrade {
+        let max = self.inner.config.max_ws_message_bytes();
+        ws.max_message_size(max)
+            .max_frame_size(max)
+            .write_buffer_size(16 * 1024)
+    }
+
+    /// Runs one viewer's connection until it ends. `resume_from` is the
+    /// highest `seq` the client saw before reconnecting (query parameter
+    /// `resume_from`).
+    pub async fn serve(
+        &self,
+        room: RoomInfo,
+        who: Participant,
+        socket: WebSocket,
+        resume_from: Option<u64>,
+    ) {
+        crate::conn::serve(self.clone(), room, who, socket, resume_from).await
+    }
+
+    /// Stock, price, state or countdown of an offer changed (order service).
+    pub fn update_offer(&self, room: &BroadcastId, card: OfferCard) {
+        self.send_event(room, RoomEvent::Offer(card));
+    }
+
+    /// Someone bought (order service). No personal data in the ticker.
+    pub fn sale(&self, room: &BroadcastId, ticker: SaleTicker) {
+        self.send_event(room, RoomEvent::Sale(ticker));
+    }
+
+    /// A message for one person's connections in one room.
+    pub fn private(&self, room: &BroadcastId, subject: &str, message: PrivateMessage) {
+        self.send_event(room, RoomEvent::Private(subject.to_owned(), message.into()));
+    }
+
+    /// The SFU's viewer count for the broadcast.
+    pub fn set_media_viewers(&self, room: &BroadcastId, viewers: u64) {
+        self.send_event(room, RoomEvent::MediaViewers(viewers));
+    }
+
+    pub fn set_broadcast_state(&self, room: &BroadcastId, state: BroadcastState) {
+        self.send_event(room, RoomEvent::State(state));
+    }
+
+    /// The shop's moderation log, newest first, for the owner and moderators
+    /// (the HTTP layer checks the role). Includes everything done so far.
+    pub async fn moderation_log(
+        &self,
+        shop: &ShopId,
+        limit: u32,
+    ) -> Result<Vec<ModerationEntry>, LiveError> {
+        self.inner.persist.flush().await;
+        let records = self.inner.store.moderation_log(shop, limit).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let Some(action) = ModerationAction::from_db(&r.action) else {
+                    tracing::warn!(action = %r.action, "unknown moderation action in the log");
+                    return None;
+                };
+                Some(ModerationEntry {
+                    action,
+                    actor: r.actor.map(|a| Author {
+                        subject: a.subject,
+                        name: a.name,
+                        role: a.role,
+                    }),
+                    target: r.target_subject,
+                    broadcast: r.broadcast_id,
+                    message: r.message_id,
+                    detail: r.detail,
+                    at: Timestamp(r.created_at),
+                })
+            })
+            .collect())
+    }
+
+    /// `None` when the room is not open.
+    pub async fn room_stats(&self, room: &BroadcastId) -> Option<RoomStats> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send_event(room, RoomEvent::Stats(tx)) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Waits until every chat and moderation write queued so far is stored.
+    pub async fn flush(&self) {
+        self.inner.persist.flush().await;
+    }
+
+    /// Closes every connection with 1001 (clients reconnect and resume) and
+    /// writes everything pending. New connections are refused from now on.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let handles: Vec<RoomHandle> = self.inner.rooms().drain().map(|(_, h)| h).collect();
+        for h in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.events.send(RoomEvent::Shutdown(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        self.inner.persist.flush().await;
+    }
+
+    fn send_event(&self, room: &BroadcastId, event: RoomEvent) -> bool {
+        let handle = self.inner.rooms().get(room).cloned();
+        handle.is_some_and(|h| h.events.send(event).is_ok())
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The open room for `info`, opening it if needed.
+    pub(crate) fn room(&self, info: &RoomInfo) -> Result<RoomHandle, LiveError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(LiveError::ShuttingDown);
+        }
+        let mut rooms = self.inner.rooms();
+        if let Some(h) = rooms.get(&info.broadcast)
+            && !h.cmds.is_closed()
+        {
+            return Ok(h.clone());
+        }
+        // Enough for a crowd arriving at once; senders wait beyond it.
+        let (cmds_tx, cmds_rx) = mpsc::channel(4096);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handle = RoomHandle {
+            id: self.inner.next_room.fetch_add(1, Ordering::Relaxed),
+            shop: info.shop.clone(),
+            cmds: cmds_tx,
+            events: events_tx,
+        };
+        rooms.insert(info.broadcast.clone(), handle.clone());
+        let span = tracing::info_span!("room", broadcast = %info.broadcast, shop = %info.shop);
+        tokio::spawn(
+            run_room(
+                self.inner.clone(),
+                handle.id,
+                info.clone(),
+                cmds_rx,
+                events_rx,
+            )
+            .instrument(span),
+        );
+        Ok(handle)
+    }
+}
+
+impl Inner {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<BroadcastId, RoomHandle>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (every change is a single insert or remove), so poison is ignored.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shop_wide(&self, shop: &ShopId, except: &BroadcastId, event: &ShopEvent) {
+        for (broadcast, h) in self.rooms().iter() {
+            if h.shop == *shop && broadcast != except {
+                let _ = h.events.send(RoomEvent::Shop(event.clone()));
+            }
+        }
+    }
+}
+
+/// Reads what the room starts from. Storage trouble does not keep the room
+/// closed (viewers still get stock and state), but it is logged loudly.
+async fn load(inner: &Inner, info: &RoomInfo) -> Loaded {
+    // Writes a previous run of this room queued must land before we read.
+    inner.persist.flush().await;
+    let now = inner.clock.now();
+    let store = &inner.store;
+    let mut loaded = Loaded::default();
+    for attempt in 0..3u32 {
+        let result: Result<Loaded, store::StoreError> = async {
+            let room = store.live_room(&info.broadcast).await?;
+            let pinned_message = match &room.pinned_message_id {
+                Some(id) => store.chat_message(id).await?,
+                None => None,
+            };
+            Ok(Loaded {
+                history: store
+                    .chat_history(&info.broadcast, inner.config.recent_capacity as u32)
+                    .await?,
+                slow_mode_seconds: room.slow_mode_seconds,
+                pinned_message,
+                offers: Vec::new(),
+                blocked_words: store.blocked_words(&info.shop).await?,
+                bans: store.chat_bans(&info.shop).await?,
+                timeouts: store.active_timeouts(&info.shop, now).await?,
+            })
+        }
+        .await;
+        match result {
+            Ok(l) => {
+                loaded = l;
+                let pinned = store
+                    .live_room(&info.broadcast)
+                    .await
+                    .map(|r| r.pinned_offers)
+                    .unwrap_or_default();
+                for offer in pinned {
+                    let card = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        inner.commerce.offer_card(&info.broadcast, &offer),
+                    )
+                    .await;
+                    match card {
+                        Ok(Some(card)) => loaded.offers.push(card),
+                        Ok(None) => {
+                            tracing::info!(%offer, "pinned offer no longer sold here; dropped")
+                        }
+                        Err(_) => {
+                            tracing::warn!(%offer, "order service did not answer for a pinned offer")
+                        }
+                    }
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "could not load the room's chat state");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+    loaded
+}
+
+struct RoomTask {
+    inner: Arc<Inner>,
+    core: RoomCore,
+    fanout: Fanout,
+    connected: usize,
+}
+
+async fn run_room(
+    inner: Arc<Inner>,
+    room_id: u64,
+    info: RoomInfo,
+    mut cmds: mpsc::Receiver<RoomCmd>,
+    mut events: mpsc::UnboundedReceiver<RoomEvent>,
+) {
+    let loaded = load(&inner, &info).await;
+    let now = inner.clock.now();
+    let start_seq = (now.max(0) as u64).saturating_mul(1000);
+    let core = RoomCore::new(
+        info.clone(),
+        inner.config.clone(),
+        loaded,
+        start_seq,
+        inner.ordinal.clone(),
+        now,
+    );
+    let mut task = RoomTask {
+        inner: inner.clone(),
+        core,
+        fanout: Fanout::new(),
+        connected: 0,
+    };
+    tracing::debug!(start_seq, "room open");
+
+    let mut tick = tokio::time::interval(inner.config.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stall_ms = inner.config.stall_timeout.as_millis() as i64;
+    let idle_ms = inner.config.room_idle_close.as_millis() as i64;
+    let mut empty_since: Option<UnixMillis> = Some(now);
+
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Some(RoomEvent::Shutdown(done)) => {
+                    task.fanout.close_all(CloseReason::GOING_AWAY);
+                    let _ = done.send(());
+                    break;
+                }
+                Some(event) => task.handle_event(event),
+                None => break,
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(cmd) => task.handle_cmd(cmd),
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now = inner.clock.now();
+                task.core.poll(now);
+                for outcome in task.fanout.poll_lagging(now, stall_ms) {
+                    match outcome {
+                        LagOutcome::Resync { id, missed } => {
+                            let frame = task.core.snapshot_frame(SnapshotReason::Lagged, missed);
+                            task.fanout.send_to(id, Outgoing::Frame(frame), now);
+                        }
+                        LagOutcome::Stalled { id } => tracing::info!(conn = %id, "closing a stalled connection"),
+                    }
+                }
+                task.apply_effects();
+                if task.fanout.is_empty() {
+                    let since = *empty_since.get_or_insert(now);
+                    if now - since >= idle_ms && task.try_close(&info.broadcast, room_id, &mut cmds) {
+                        break;
+                    }
+                } else {
+                    empty_since = None;
+                }
+            }
+        }
+        task.apply_effects();
+    }
+    // Anything still queued: joins are answered by dropping their reply, so
+    // those connections open a fresh room.
+    cmds.close();
+    while cmds.try_recv().is_ok() {}
+    let mut rooms = inner.rooms();
+    if rooms.get(&info.broadcast).is_some_and(|h| h.id == room_id) {
+        rooms.remove(&info.broadcast);
+    }
+    tracing::debug!("room closed");
+}
+
+impl RoomTask {
+    fn handle_cmd(&mut self, cmd: RoomCmd) {
+        let now = self.inner.clock.now();
+        match cmd {
+            RoomCmd::Join {
+                conn,
+                who,
+                tx,
+                resume_from,
+                reply,
+            } => match self.core.handle_join(conn, &who, resume_from, now) {
+                Ok(frames) => {
+                    for f in frames {
+                        // Fits: the queue is new and larger than any join.
+                        let _ = tx.push(Outgoing::Frame(f));
+                    }
+                    self.fanout.attach(conn, who, tx);
+                    if reply.send(Ok(())).is_err() {
+                        self.fanout.detach(conn);
+                    }
+                }
+                Err(reason) => {
+                    let _ = reply.send(Err(reason));
+                }
+            },
+            RoomCmd::Leave { conn } => {
+                self.fanout.detach(conn);
+            }
+            RoomCmd::Command { conn, who, command } => {
+                // A connection closed by the room (ban, stall) may still have
+                // commands in flight; they no longer count.
+                if self.fanout.contains(conn) {
+                    self.core.handle_command(conn, &who, command, now);
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: RoomEvent) {
+        let now = self.inner.clock.now();
+        match event {
+            RoomEvent::Offer(card) => self.core.handle_offer_update(card, now),
+            RoomEvent::Sale(t) => self.core.handle_sale(t, now),
+            RoomEvent::Private(subject, ev) => self.core.handle_private(&subject, ev),
+            RoomEvent::MediaViewers(n) => self.core.set_media_viewers(n, now),
+            RoomEvent::State(s) => self.core.handle_broadcast_state(s),
+            RoomEvent::Shop(ev) => self.core.apply_shop_event(ev, now),
+            RoomEvent::Stats(reply) => {
+                let _ = reply.send(RoomStats {
+                    connections: self.fanout.len(),
+                    lagging: self.fanout.lagging(),
+                    seq: self.core.seq(),
+                    viewers: self.core.room_state().viewers.count,
+                });
+            }
+            RoomEvent::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Carries out what the core decided, until nothing is left (a change in
+    /// the number of connections is itself an input to the core).
+    fn apply_effects(&mut self) {
+        loop {
+            if self.fanout.len() != self.connected {
+                self.connected = self.fanout.len();
+                self.core
+                    .set_connected(self.connected, self.inner.clock.now());
+            }
+            let effects = self.core.take_effects();
+            if effects.is_empty() {
+                return;
+            }
+            let now = self.inner.clock.now();
+            for effect in effects {
+                match effect {
+                    Effect::Broadcast(frame) => {
+                        let d = self.fanout.deliver(&frame, now);
+                        if d.newly_lagging > 0 {
+                            tracing::debug!(
+                                seq = frame.seq,
+                                lagging = d.newly_lagging,
+                                "connections fell behind"
+                            );
+                        }
+                    }
+                    Effect::ToConn(id, ev) => {
+                        self.fanout.send_to(id, Outgoing::Event(Box::new(ev)), now);
+                    }
+                    Effect::ToSubject(subject, ev) => {
+                        self.fanout.send_to_subject(&subject, &ev, now);
+                    }
+                    Effect::ToModerators(ev) => {
+                        self.fanout.send_to_moderators(&ev, now);
+                    }
+                    Effect::CloseSubject(subject, reason) => {
+                        self.fanout.close_subject(&subject, reason);
+                    }
+                    Effect::Persist(w) => self.inner.persist.push(w),
+                    Effect::ShopWide(ev) => {
+                        let info = self.core.info();
+                        self.inner.shop_wide(&info.shop, &info.broadcast, &ev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaves the hub's map if nobody is about to join. Holding the map's
+    /// lock, no new handle can be handed out; a join already sent is seen
+    /// here as a non-empty queue.
+    fn try_close(
+        &mut self,
+        broadcast: &BroadcastId,
+        room_id: u64,
+        cmds: &mut mpsc::Receiver<RoomCmd>,
+    ) -> bool {
+        let mut rooms = self.inner.rooms();
+        if !cmds.is_empty() {
+            return false;
+        }
+        if rooms.get(broadcast).is_some_and(|h| h.id == room_id) {
+            rooms.remove(broadcast);
+        }
+        true
+    }
+}
