@@ -2,6 +2,7 @@
 //! graceful life cycle. Everything with a rule in it lives in the crates
 //! under `crates/`; this package only puts them together.
 
+mod bridge;
 pub mod config;
 mod demo;
 pub mod telemetry;
@@ -80,15 +81,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let orders = orders::OrderService::start(store.clone(), orders::OrdersConfig::default())
         .await
         .context("starting the order service")?;
-    let events = tokio::spawn(broadcast_lifecycle(
-        sfu.clone(),
+    let live = live::LiveHub::new(
         store.clone(),
-        orders.clone(),
-    ));
+        std::sync::Arc::new(api::commerce::OrderCommerce::new(orders.clone())),
+        live::LiveConfig::default(),
+    );
+    let bridges = [
+        tokio::spawn(bridge::media_lifecycle(
+            sfu.clone(),
+            store.clone(),
+            orders.clone(),
+            live.clone(),
+        )),
+        tokio::spawn(bridge::orders_to_live(orders.clone(), live.clone())),
+    ];
     let state = api::AppState::new(
         store.clone(),
         sfu.clone(),
         orders.clone(),
+        live.clone(),
         settings,
         telemetry::metrics_handle(),
     );
@@ -116,8 +127,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         // Requests have drained (or the grace period ran out): now the
         // subsystems, so nothing they flush is lost.
+        // Websockets were handed off by the HTTP server: close them (clients
+        // are told to reconnect) and flush chat before the rest stops.
+        live.shutdown().await;
         sfu.shutdown().await;
-        events.abort();
+        for bridge in bridges {
+            bridge.abort();
+        }
         // Commits every reservation already decided before the pool closes.
         orders.shutdown().await;
         task_store.close().await;
@@ -149,54 +165,6 @@ async fn tls_config(
                 key.display()
             )
         })
-}
-
-/// Follows the SFU's room events into broadcast state: a publisher that
-/// connects makes the broadcast live; one gone past the grace period ends it.
-async fn broadcast_lifecycle(sfu: sfu::Sfu, store: store::Store, orders: orders::OrderService) {
-    use domain::{BroadcastId, BroadcastState};
-    let mut events = sfu.events();
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "broadcast lifecycle fell behind the SFU's events");
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        let (room, to) = match &event {
-            sfu::SfuEvent::RoomLive { room } | sfu::SfuEvent::PublisherReconnected { room } => {
-                (room, BroadcastState::Live)
-            }
-            sfu::SfuEvent::RoomEnded { room, reason } if *reason != sfu::EndReason::Shutdown => {
-                (room, BroadcastState::Ended)
-            }
-            _ => continue,
-        };
-        let Ok(id) = BroadcastId::parse(room) else {
-            continue;
-        };
-        match store
-            .set_broadcast_state(&id, to, store::now_millis())
-            .await
-        {
-            Ok(Some(b)) => {
-                tracing::info!(broadcast = %id, state = b.state.as_str(), "broadcast state changed");
-                if b.state == BroadcastState::Ended
-                    && let Err(e) = orders.end_offers_of_broadcast(&id).await
-                {
-                    tracing::error!(broadcast = %id, error = %e, "could not end the broadcast's offers");
-                }
-            }
-            Ok(None) => {
-                tracing::debug!(broadcast = %id, to = to.as_str(), "broadcast state unchanged")
-            }
-            Err(e) => {
-                tracing::error!(broadcast = %id, error = %e, "could not record broadcast state")
-            }
-        }
-    }
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.

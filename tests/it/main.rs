@@ -5,9 +5,11 @@
 mod accounts;
 mod authorization;
 mod browser;
+mod browser_media;
 mod crash;
 mod harness;
 mod interop;
+mod live;
 mod media;
 mod openapi;
 mod ops;

@@ -196,6 +196,14 @@ async fn publish_with_stream_key_and_watch_over_whep() {
         .await
         .unwrap();
     expect_problem(res, StatusCode::CONFLICT, "broadcast_ended").await;
+    let err = whep_play(&app, &live.broadcast)
+        .await
+        .err()
+        .expect("no playback of an ended broadcast");
+    assert!(
+        err.contains("409") && err.contains("broadcast_ended"),
+        "{err}"
+    );
     b.close().await;
     publisher.close().await;
     app.shutdown().await;

@@ -4,6 +4,7 @@
 //! cannot list a route the server lacks, or miss one it has).
 
 pub mod auth;
+pub mod commerce;
 pub mod error;
 pub mod extract;
 mod middleware;
@@ -38,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "shops", description = "Shops and moderators"),
         (name = "products", description = "What a shop sells"),
         (name = "broadcasts", description = "Scheduling and stream keys"),
+        (name = "live", description = "The live channel (websocket) and the moderation log"),
         (name = "orders", description = "Live offers, buy now, checkout, the farmer's orders"),
         (name = "media", description = "WHIP ingest and WHEP playback (RFC 9725); see docs/media.md"),
     )
@@ -53,6 +55,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::broadcasts::router())
         .merge(routes::media::router())
         .merge(routes::orders::router())
+        .merge(routes::live::router())
 }
 
 /// The whole application: API, OpenAPI document, operator endpoints, with
@@ -81,7 +84,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::ops::router())
         .merge(routes::pages::router())
         .layer(axum::middleware::from_fn(middleware::record_metrics))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::content_security_policy(&state.settings.public_url),
+            middleware::security_headers,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()

@@ -56,19 +56,43 @@ fn origin_matches_host(origin: &HeaderValue, host: &HeaderValue) -> bool {
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
-/// Headers every response carries. The CSP forbids inline script and
-/// plugins everywhere: chat text can never become code.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+/// The Content-Security-Policy for a server reached at `public_url`. It
+/// forbids inline script and style and plugins everywhere, so chat text can
+/// never become code. The live channel's websocket origin is listed
+/// explicitly: older Safari and some in-app browsers do not treat `'self'`
+/// as covering `ws:`/`wss:`.
+pub fn content_security_policy(public_url: &str) -> HeaderValue {
+    let websocket_origin = public_url
+        .strip_prefix("https://")
+        .map(|host| format!("wss://{}", host.trim_end_matches('/')))
+        .or_else(|| {
+            public_url
+                .strip_prefix("http://")
+                .map(|host| format!("ws://{}", host.trim_end_matches('/')))
+        })
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; connect-src 'self' {websocket_origin}; object-src 'none'; base-uri 'none'; \
+         frame-ancestors 'none'; form-action 'self'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'",
+        )
+    })
+}
+
+/// Headers every response carries (see [`content_security_policy`]).
+pub async fn security_headers(
+    axum::extract::State(csp): axum::extract::State<HeaderValue>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-             media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-             frame-ancestors 'none'; form-action 'self'",
-        ),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -84,6 +108,19 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csp_lists_the_websocket_origin() {
+        let csp = content_security_policy("https://live.example.cn/");
+        let csp = csp.to_str().unwrap();
+        assert!(
+            csp.contains("connect-src 'self' wss://live.example.cn;"),
+            "{csp}"
+        );
+        assert!(csp.contains("script-src 'self';"));
+        let csp = content_security_policy("http://localhost:8080");
+        assert!(csp.to_str().unwrap().contains("ws://localhost:8080"));
+    }
 
     #[test]
     fn origin_must_match_host() {

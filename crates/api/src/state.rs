@@ -41,6 +41,7 @@ pub struct AppState {
     pub store: store::Store,
     pub sfu: sfu::Sfu,
     pub orders: orders::OrderService,
+    pub live: live::LiveHub,
     pub settings: Arc<ApiSettings>,
     pub(crate) throttle: Arc<SignInThrottle>,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -51,6 +52,7 @@ impl AppState {
         store: store::Store,
         sfu: sfu::Sfu,
         orders: orders::OrderService,
+        live: live::LiveHub,
         settings: ApiSettings,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
@@ -58,6 +60,7 @@ impl AppState {
             store,
             sfu,
             orders,
+            live,
             settings: Arc::new(settings),
             throttle: Arc::new(SignInThrottle::default()),
             metrics,

@@ -474,7 +474,13 @@ pub struct OfferCard {
     pub price_fen: Fen,
     /// Units that can still be reserved.
     pub available: u32,
+    /// Units already bought in this broadcast (confirmed orders).
+    #[serde(default)]
+    pub sold: u32,
     pub state: OfferState,
+    /// When buying opens, for a countdown while `state` is `upcoming`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
     /// When the sale closes, for a countdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<Timestamp>,

@@ -258,6 +258,9 @@ async fn end_broadcast(
     // reaches the live channel like any other end.
     state.sfu.close_room(ended.id.as_str()).await;
     state
+        .live
+        .set_broadcast_state(&ended.id, BroadcastState::Ended);
+    state
         .orders
         .end_offers_of_broadcast(&ended.id)
         .await

@@ -222,7 +222,8 @@ async fn whip_publish(
     responses(
         (status = 201, body = String, content_type = "application/sdp", description = "SDP answer"),
         (status = 400, body = crate::error::Problem, description = "`bad_sdp`"),
-        (status = 404, body = crate::error::Problem, description = "unknown broadcast, or `no_publisher` (not live)"),
+        (status = 404, body = crate::error::Problem, description = "unknown broadcast, or `no_publisher` (not live yet)"),
+        (status = 409, body = crate::error::Problem, description = "`broadcast_ended`"),
         (status = 406, body = crate::error::Problem,
          description = "`unsupported_codecs`: this player cannot decode the broadcast's codec"),
         (status = 415, body = crate::error::Problem),
@@ -234,6 +235,12 @@ async fn whep_play(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let (broadcast, _) = load_broadcast(&state, &broadcast_id).await?;
+    if broadcast.state == BroadcastState::Ended {
+        return Err(ApiError::conflict(
+            "broadcast_ended",
+            "this broadcast has ended",
+        ));
+    }
     require_content_type(&headers, SDP)?;
     let answer = state
         .sfu

@@ -1,0 +1,183 @@
+//! The live channel's websocket and the moderation log.
+
+use super::broadcasts::load_broadcast;
+use super::shops::load_shop;
+use crate::auth::{Caller, SignedIn};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use live::{Participant, RoomInfo};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live_socket))
+        .routes(routes!(moderation_log))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LiveQuery {
+    /// The highest `seq` this client saw before it reconnected: the server
+    /// replays what it missed.
+    pub resume_from: Option<u64>,
+}
+
+/// A websocket request from a page of another site would carry the
+/// viewer's cookies (cross-site websocket hijacking): only same-origin
+/// pages, and clients that send no `Origin` (apps, tools), may connect.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// Join a broadcast's live channel (websocket; protocol in docs/protocol.md).
+/// Without a session you may watch the room; a guest nickname or an
+/// account lets you chat and buy; the owner and moderators moderate.
+#[utoipa::path(get, path = "/broadcasts/{broadcast_id}/live", tag = "live",
+    params(("broadcast_id" = String, Path), LiveQuery),
+    responses((status = 101, description = "Switching to the websocket protocol"),
+              (status = 403, body = crate::error::Problem, description = "cross-site request"),
+              (status = 404, body = crate::error::Problem),
+              (status = 426, body = crate::error::Problem, description = "not a websocket request")))]
+async fn live_socket(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(broadcast_id): Path<String>,
+    Query(query): Query<LiveQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    if !same_origin(&headers) {
+        return Err(ApiError::Forbidden("cross-site websocket refused"));
+    }
+    let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
+    let upgrade = upgrade.map_err(|e| ApiError::Other {
+        status: StatusCode::UPGRADE_REQUIRED,
+        code: "websocket_required",
+        detail: format!("connect with a websocket: {}", e.body_text()),
+    })?;
+    let who = match caller {
+        Some(caller) => {
+            let role = state
+                .store
+                .role_in_shop(&shop.id, caller.identity.subject())
+                .await?;
+            Participant::from_identity(&caller.identity, role)
+        }
+        None => Participant::anonymous(),
+    };
+    let room = RoomInfo {
+        broadcast: broadcast.id,
+        shop: shop.id,
+        state: broadcast.state,
+    };
+    let hub = state.live.clone();
+    Ok(hub
+        .configure_upgrade(upgrade)
+        .on_upgrade(
+            move |socket| async move { hub.serve(room, who, socket, query.resume_from).await },
+        ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LogQuery {
+    /// How many entries, newest first (default 100, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// One moderation action, as recorded.
+#[derive(Serialize, ToSchema)]
+pub struct ModerationEntryView {
+    /// e.g. `delete_message`, `timeout`, `ban`, `unban`, `slow_mode`,
+    /// `blocked_words`, `pin_message`, `clear_chat`, `auto_mute`.
+    pub action: String,
+    /// Who acted (absent for automatic mutes).
+    pub actor_name: Option<String>,
+    pub actor: Option<String>,
+    /// Whom it was about (`usr_…`/`gst_…`), if anyone.
+    pub target: Option<String>,
+    pub broadcast_id: Option<String>,
+    pub message_id: Option<String>,
+    pub detail: Option<String>,
+    pub at: crate::views::Timestamp,
+}
+
+/// The shop's moderation log, newest first (owner and moderators).
+#[utoipa::path(get, path = "/shops/{shop_id}/moderation-log", tag = "live",
+    params(("shop_id" = String, Path), LogQuery),
+    responses((status = 200, body = Vec<ModerationEntryView>), (status = 403, body = crate::error::Problem)))]
+async fn moderation_log(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(shop_id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<Json<Vec<ModerationEntryView>>> {
+    let shop = load_shop(&state, &shop_id).await?;
+    let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
+    if !role.can_moderate() {
+        return Err(ApiError::Forbidden(
+            "only the owner and moderators may read the moderation log",
+        ));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let entries = state
+        .live
+        .moderation_log(&shop.id, limit)
+        .await
+        .map_err(|e| match e {
+            live::LiveError::ShuttingDown => ApiError::Unavailable("the server is restarting"),
+            live::LiveError::Store(e) => e.into(),
+        })?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| ModerationEntryView {
+                action: e.action.as_str().to_owned(),
+                actor_name: e.actor.as_ref().map(|a| a.name.to_string()),
+                actor: e.actor.map(|a| a.subject),
+                target: e.target,
+                broadcast_id: e.broadcast.map(|b| b.into_string()),
+                message_id: e.message.map(|m| m.into_string()),
+                detail: e.detail,
+                at: crate::views::Timestamp(e.at.0),
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn websockets_from_other_sites_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("live.example.cn"));
+        assert!(same_origin(&h), "apps send no Origin");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://live.example.cn"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,366 @@
+//! The live channel through the real server: cookies decide who you are,
+//! chat reaches the room, buying goes to the order service, stock and the
+//! sale ticker come back, the SFU's state reaches viewers.
+
+use crate::harness::*;
+use crate::media::{scheduled_broadcast, whip_publish};
+use crate::orders::sale;
+use futures::{SinkExt, StreamExt};
+use reqwest::cookie::CookieStore;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A phone: an HTTP client whose cookies the websocket can reuse.
+pub struct Phone {
+    pub http: Client,
+    jar: Arc<reqwest::cookie::Jar>,
+}
+
+impl Phone {
+    pub fn new() -> Phone {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Phone {
+            http: Client::builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+        }
+    }
+
+    pub async fn guest(app: &TestApp, nickname: &str) -> Phone {
+        let phone = Phone::new();
+        expect(
+            app.post(&phone.http, "/api/v1/guest", json!({"nickname": nickname}))
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        phone
+    }
+
+    pub async fn connect(&self, app: &TestApp, broadcast: &str) -> Socket {
+        let url = app
+            .url(&format!("/api/v1/broadcasts/{broadcast}/live"))
+            .replacen("http", "ws", 1);
+        let mut request = url.as_str().into_client_request().unwrap();
+        if let Some(cookie) = self.jar.cookies(&app.url("/").parse().unwrap()) {
+            request.headers_mut().insert("cookie", cookie);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        socket
+    }
+}
+
+pub async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .unwrap();
+}
+
+/// The next server message of `kind`, skipping others (bounded wait).
+pub async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let wait = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    if v["type"] == kind {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended waiting for {kind}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {kind} within 10 s"))
+}
+
+#[tokio::test]
+async fn chat_reaches_the_room_and_anonymous_visitors_only_watch() {
+    let app = TestApp::spawn().await;
+    let live = scheduled_broadcast(&app, "13800138000").await;
+    let li = Phone::guest(&app, "小李").await;
+    let mut li_ws = li.connect(&app, &live.broadcast).await;
+    let hello = next_of(&mut li_ws, "hello").await;
+    assert_eq!(hello["you"]["name"], "小李");
+    assert_eq!(hello["you"]["role"], "viewer");
+    assert_eq!(hello["you"]["can_chat"], true);
+
+    let anonymous = Phone::new();
+    let mut anon_ws = anonymous.connect(&app, &live.broadcast).await;
+    let hello = next_of(&mut anon_ws, "hello").await;
+    assert_eq!(hello["you"]["anonymous"], true);
+    send(
+        &mut anon_ws,
+        json!({"type": "chat", "text": "hi", "nonce": "a1"}),
+    )
+    .await;
+    let refused = next_of(&mut anon_ws, "refused").await;
+    assert_eq!(refused["code"], "nickname_required");
+
+    // The owner's cookie makes them the owner in their own room.
+    let owner = Phone::new();
+    let res = owner
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut owner_ws = owner.connect(&app, &live.broadcast).await;
+    assert_eq!(
+        next_of(&mut owner_ws, "hello").await["you"]["role"],
+        "owner"
+    );
+
+    send(
+        &mut li_ws,
+        json!({"type": "chat", "text": "<b>今年的小米真黄！</b>", "nonce": "c1"}),
+    )
+    .await;
+    for ws in [&mut owner_ws, &mut anon_ws] {
+        let chat = next_of(ws, "chat").await;
+        assert_eq!(
+            chat["text"], "<b>今年的小米真黄！</b>",
+            "text as typed, never HTML-interpreted by the server"
+        );
+        assert_eq!(chat["author"]["name"], "小李");
+    }
+    assert_eq!(next_of(&mut li_ws, "accepted").await["nonce"], "c1");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn websocket_requests_from_other_sites_or_without_upgrade_are_refused() {
+    let app = TestApp::spawn().await;
+    let live = scheduled_broadcast(&app, "13800138000").await;
+    let url = app
+        .url(&format!("/api/v1/broadcasts/{}/live", live.broadcast))
+        .replacen("http", "ws", 1);
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(request)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("403"), "{err}");
+
+    let res = app
+        .get(
+            &app.client(),
+            &format!("/api/v1/broadcasts/{}/live", live.broadcast),
+        )
+        .await;
+    expect_problem(res, StatusCode::UPGRADE_REQUIRED, "websocket_required").await;
+    let res = app
+        .get(&app.client(), "/api/v1/broadcasts/brd_nosuchroom/live")
+        .await;
+    expect_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn buying_in_the_room_reserves_and_everyone_sees_stock_fall() {
+    let app = TestApp::spawn().await;
+    let s = sale(&app, 10, 3).await;
+    let owner = Phone::new();
+    owner
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let mut owner_ws = owner.connect(&app, &s.broadcast).await;
+    next_of(&mut owner_ws, "hello").await;
+    send(
+        &mut owner_ws,
+        json!({"type": "pin_offer", "offer": s.offer}),
+    )
+    .await;
+    let pinned = next_of(&mut owner_ws, "offer_pinned").await;
+    assert_eq!(pinned["offer"]["available"], 10);
+    assert_eq!(pinned["offer"]["price_fen"], 12800);
+
+    let buyer = Phone::guest(&app, "李华").await;
+    let mut buyer_ws = buyer.connect(&app, &s.broadcast).await;
+    let snapshot = next_of(&mut buyer_ws, "snapshot").await;
+    assert_eq!(
+        snapshot["state"]["offers"][0]["offer"],
+        s.offer.as_str(),
+        "the pinned card is in the snapshot"
+    );
+    let other = Phone::guest(&app, "路人").await;
+    let mut other_ws = other.connect(&app, &s.broadcast).await;
+    next_of(&mut other_ws, "hello").await;
+
+    send(
+        &mut buyer_ws,
+        json!({"type": "buy", "offer": s.offer, "quantity": 2, "nonce": "b1"}),
+    )
+    .await;
+    let reservation = next_of(&mut buyer_ws, "reservation").await;
+    assert_eq!(reservation["quantity"], 2);
+    assert_eq!(reservation["total_fen"], 2 * 12800);
+    // Everyone's card shows the stock fall (coalesced, so maybe after a beat).
+    let updated = loop {
+        let u = next_of(&mut other_ws, "offer_updated").await;
+        if u["offer"]["available"] == 8 {
+            break u;
+        }
+    };
+    assert_eq!(updated["offer"]["offer"], s.offer.as_str());
+
+    // A retried tap with the same nonce is the same reservation.
+    send(
+        &mut buyer_ws,
+        json!({"type": "buy", "offer": s.offer, "quantity": 2, "nonce": "b1"}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut buyer_ws, "reservation").await["reservation"],
+        reservation["reservation"]
+    );
+    // Over the limit is refused privately.
+    send(
+        &mut buyer_ws,
+        json!({"type": "buy", "offer": s.offer, "quantity": 2, "nonce": "b2"}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut buyer_ws, "buy_refused").await["code"],
+        "limit_reached"
+    );
+
+    // Checkout over HTTP; the room's ticker names only a region.
+    let id = reservation["reservation"].as_str().unwrap();
+    let order = buyer
+        .http
+        .post(app.url(&format!("/api/v1/reservations/{id}/order")))
+        .json(&json!({"name": "李华", "mobile": "13912345678", "address": "山西省太原市小店区 1 号", "payment_method": "cash_on_delivery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), StatusCode::CREATED);
+    let ticker = next_of(&mut other_ws, "sale").await;
+    assert_eq!(ticker["quantity"], 2);
+    let region = ticker["buyer_region"].as_str().unwrap_or("");
+    assert!(
+        region.contains("太原") || region.contains("山西"),
+        "{ticker}"
+    );
+    assert!(!ticker.to_string().contains("李华") && !ticker.to_string().contains("13912345678"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn moderation_is_logged_for_the_owner_and_moderators_only() {
+    let app = TestApp::spawn().await;
+    let live = scheduled_broadcast(&app, "13800138000").await;
+    let shop = expect(
+        app.get(
+            &live.owner,
+            &format!("/api/v1/broadcasts/{}", live.broadcast),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let shop = shop["shop"]["id"].as_str().unwrap().to_owned();
+    let spammer = Phone::guest(&app, "广告哥").await;
+    let mut spam_ws = spammer.connect(&app, &live.broadcast).await;
+    next_of(&mut spam_ws, "hello").await;
+    send(
+        &mut spam_ws,
+        json!({"type": "chat", "text": "加我微信买便宜货", "nonce": "s1"}),
+    )
+    .await;
+    let message = next_of(&mut spam_ws, "chat").await;
+
+    let owner = Phone::new();
+    owner
+        .http
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let mut owner_ws = owner.connect(&app, &live.broadcast).await;
+    next_of(&mut owner_ws, "hello").await;
+    send(
+        &mut owner_ws,
+        json!({"type": "delete_message", "message": message["id"]}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut spam_ws, "message_deleted").await["message"],
+        message["id"]
+    );
+
+    let path = format!("/api/v1/shops/{shop}/moderation-log");
+    let log = loop {
+        // Moderation is persisted in batches off the fan-out path.
+        let log = expect(app.get(&owner.http, &path).await, StatusCode::OK).await;
+        if !log.as_array().unwrap().is_empty() {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(log[0]["action"], "delete_message");
+    assert_eq!(log[0]["actor_name"], "王大姐");
+    let viewer = app.client();
+    app.sign_up(&viewer, "13700137000", "买家").await;
+    expect_problem(
+        app.get(&viewer, &path).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect_problem(
+        app.get(&spammer.http, &path).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_see_the_broadcast_go_live_and_end() {
+    let app = TestApp::spawn().await;
+    let live = scheduled_broadcast(&app, "13800138000").await;
+    let viewer = Phone::guest(&app, "小李").await;
+    let mut ws = viewer.connect(&app, &live.broadcast).await;
+    let snapshot = next_of(&mut ws, "snapshot").await;
+    assert_eq!(snapshot["state"]["broadcast_state"], "scheduled");
+
+    let (publisher, _) = whip_publish(&app, &live, sfu::testkit::PublisherOptions::default()).await;
+    let state = next_of(&mut ws, "broadcast_state").await;
+    assert_eq!(state["state"], "live");
+    let res = app
+        .post(
+            &live.owner,
+            &format!("/api/v1/broadcasts/{}/end", live.broadcast),
+            json!({}),
+        )
+        .await;
+    expect(res, StatusCode::OK).await;
+    assert_eq!(next_of(&mut ws, "broadcast_state").await["state"], "ended");
+    publisher.close().await;
+    app.shutdown().await;
+}
