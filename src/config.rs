@@ -98,6 +98,15 @@ pub struct SettingsArgs {
     /// Media: most viewers per broadcast.
     #[arg(long, env = "FIELDCAST_MEDIA_MAX_VIEWERS")]
     pub media_max_viewers: Option<usize>,
+    /// Chat: messages one person may send at once before the rate limit applies.
+    #[arg(long, env = "FIELDCAST_CHAT_BURST")]
+    pub chat_burst: Option<u32>,
+    /// Chat: sustained messages per minute per person per broadcast.
+    #[arg(long, env = "FIELDCAST_CHAT_PER_MINUTE")]
+    pub chat_per_minute: Option<u32>,
+    /// Orders: default minutes a reservation is held for checkout (1-60).
+    #[arg(long, env = "FIELDCAST_HOLD_MINUTES")]
+    pub hold_minutes: Option<u32>,
 }
 
 /// The TOML file's shape.
@@ -113,6 +122,23 @@ pub struct FileConfig {
     pub tls: FileTls,
     #[serde(default)]
     pub media: FileMedia,
+    #[serde(default)]
+    pub chat: FileChat,
+    #[serde(default)]
+    pub orders: FileOrders,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileChat {
+    pub burst: Option<u32>,
+    pub per_minute: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileOrders {
+    pub hold_minutes: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -182,6 +208,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub media: MediaSettings,
+    /// Live-channel tunables (chat rate limits).
+    pub live: live::LiveConfig,
+    /// Order-service tunables (reservation hold time).
+    pub orders: orders::OrdersConfig,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
 }
@@ -318,6 +348,31 @@ impl Config {
             bind_ips: file.media.bind_ips,
             include_loopback: file.media.include_loopback,
         };
+        let mut live = live::LiveConfig::default();
+        if let Some(burst) = args.chat_burst.or(file.chat.burst) {
+            if burst == 0 {
+                bail!("chat burst must be at least 1");
+            }
+            live.chat_burst = burst;
+        }
+        if let Some(per_minute) = args.chat_per_minute.or(file.chat.per_minute) {
+            if per_minute == 0 {
+                bail!("chat per-minute rate must be at least 1");
+            }
+            live.chat_per_minute = per_minute;
+        }
+        let mut orders = orders::OrdersConfig::default();
+        if let Some(minutes) = args.hold_minutes.or(file.orders.hold_minutes) {
+            let hold = Duration::from_secs(u64::from(minutes) * 60);
+            if hold < orders.min_hold || hold > orders.max_hold {
+                bail!(
+                    "hold minutes must be between {} and {}",
+                    orders.min_hold.as_secs() / 60,
+                    orders.max_hold.as_secs() / 60
+                );
+            }
+            orders.default_hold = hold;
+        }
         Ok(Config {
             bind,
             public_url: public_url.trim_end_matches('/').to_owned(),
@@ -326,6 +381,8 @@ impl Config {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             tls,
             media,
+            live,
+            orders,
             shutdown_grace: Duration::from_secs(10),
         })
     }
@@ -382,6 +439,19 @@ mod tests {
         assert_eq!(c.media.udp, UdpPorts::Range(50000, 50099));
         assert_eq!(c.media.public_ips.len(), 1);
         assert_eq!(c.media.ice_servers[0].urls[0], "stun:stun.example.cn:3478");
+    }
+
+    #[test]
+    fn chat_and_hold_settings_apply_and_are_checked() {
+        let file: FileConfig = toml::from_str("[chat]\nburst = 3\nper_minute = 10\n[orders]\nhold_minutes = 15").unwrap();
+        let c = Config::resolve(SettingsArgs::default(), file).unwrap();
+        assert_eq!((c.live.chat_burst, c.live.chat_per_minute), (3, 10));
+        assert_eq!(c.orders.default_hold, Duration::from_secs(900));
+        let too_long = SettingsArgs {
+            hold_minutes: Some(600),
+            ..Default::default()
+        };
+        assert!(Config::resolve(too_long, FileConfig::default()).is_err());
     }
 
     #[test]

@@ -78,13 +78,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sfu = sfu::Sfu::start(config.media.sfu_config())
         .await
         .context("starting the media server (check the UDP/TCP media ports are free)")?;
-    let orders = orders::OrderService::start(store.clone(), orders::OrdersConfig::default())
+    let orders = orders::OrderService::start(store.clone(), config.orders.clone())
         .await
         .context("starting the order service")?;
     let live = live::LiveHub::new(
         store.clone(),
         std::sync::Arc::new(api::commerce::OrderCommerce::new(orders.clone())),
-        live::LiveConfig::default(),
+        config.live.clone(),
     );
     let bridges = [
         tokio::spawn(bridge::media_lifecycle(
