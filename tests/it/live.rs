@@ -45,6 +45,20 @@ impl Phone {
         phone
     }
 
+    /// Signs in an account made by the harness (its test password).
+    pub async fn signed_in(app: &TestApp, mobile: &str) -> Phone {
+        let phone = Phone::new();
+        let res = app
+            .post(
+                &phone.http,
+                "/api/v1/session",
+                json!({"mobile": mobile, "password": "correct horse battery"}),
+            )
+            .await;
+        expect(res, StatusCode::OK).await;
+        phone
+    }
+
     pub async fn connect(&self, app: &TestApp, broadcast: &str) -> Socket {
         let url = app
             .url(&format!("/api/v1/broadcasts/{broadcast}/live"))
@@ -112,15 +126,7 @@ async fn chat_reaches_the_room_and_anonymous_visitors_only_watch() {
     assert_eq!(refused["code"], "nickname_required");
 
     // The owner's cookie makes them the owner in their own room.
-    let owner = Phone::new();
-    let res = owner
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let owner = Phone::signed_in(&app, "13800138000").await;
     let mut owner_ws = owner.connect(&app, &live.broadcast).await;
     assert_eq!(
         next_of(&mut owner_ws, "hello").await["you"]["role"],
@@ -178,14 +184,7 @@ async fn websocket_requests_from_other_sites_or_without_upgrade_are_refused() {
 async fn buying_in_the_room_reserves_and_everyone_sees_stock_fall() {
     let app = TestApp::spawn().await;
     let s = sale(&app, 10, 3).await;
-    let owner = Phone::new();
-    owner
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
+    let owner = Phone::signed_in(&app, "13800138000").await;
     let mut owner_ws = owner.connect(&app, &s.broadcast).await;
     next_of(&mut owner_ws, "hello").await;
     send(
@@ -292,14 +291,7 @@ async fn moderation_is_logged_for_the_owner_and_moderators_only() {
     .await;
     let message = next_of(&mut spam_ws, "chat").await;
 
-    let owner = Phone::new();
-    owner
-        .http
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"mobile": "13800138000", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
+    let owner = Phone::signed_in(&app, "13800138000").await;
     let mut owner_ws = owner.connect(&app, &live.broadcast).await;
     next_of(&mut owner_ws, "hello").await;
     send(

@@ -128,6 +128,36 @@ fn replace_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Defines `mod $name { async fn sqlite(); async fn postgres() }`: the same
+/// async test body, given a migrated [`Store`](crate::Store), on a fresh
+/// SQLite file and on a fresh PostgreSQL database (skipped only where
+/// `TestDb::postgres` allows it). Needs tokio's test macro in the caller.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let db = $crate::testing::TestDb::sqlite();
+                let store = db.store().await.expect("sqlite store");
+                ($body)(store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = $crate::testing::TestDb::postgres().await else {
+                    return;
+                };
+                let store = db.store().await.expect("postgres store");
+                ($body)(store.clone()).await;
+                store.close().await;
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -4,33 +4,8 @@
 
 use domain::*;
 use std::sync::Arc;
-use store::testing::TestDb;
+use store::on_both_engines;
 use store::*;
-
-macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                let db = TestDb::sqlite();
-                let store = db.store().await.expect("sqlite store");
-                ($body)(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres().await else {
-                    return;
-                };
-                let store = db.store().await.expect("postgres store");
-                ($body)(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
 
 struct Setup {
     shop: ShopRecord,

@@ -2,35 +2,8 @@
 //! fresh SQLite file and once on a fresh PostgreSQL database.
 
 use domain::*;
-use store::testing::TestDb;
+use store::on_both_engines;
 use store::*;
-
-/// Defines `mod name { sqlite(); postgres() }` for an async test body
-/// taking a migrated `Store`.
-macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                let db = TestDb::sqlite();
-                let store = db.store().await.expect("sqlite store");
-                ($body)(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres().await else {
-                    return;
-                };
-                let store = db.store().await.expect("postgres store");
-                ($body)(store.clone()).await;
-                store.close().await;
-            }
-        }
-    };
-}
 
 async fn farmer(store: &Store, mobile: &str) -> UserRecord {
     store
