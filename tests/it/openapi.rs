@@ -18,6 +18,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/broadcasts/{broadcast_id}/offers"),
     ("PATCH", "/broadcasts/{broadcast_id}/sessions/{session_id}"),
     ("DELETE", "/broadcasts/{broadcast_id}/sessions/{session_id}"),
+    ("GET", "/broadcasts/{broadcast_id}/stats"),
     ("GET", "/broadcasts/{broadcast_id}/stream-key"),
     ("POST", "/broadcasts/{broadcast_id}/stream-key"),
     ("OPTIONS", "/broadcasts/{broadcast_id}/whep"),

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(whip_publish, whip_options))
         .routes(routes!(whep_play, whep_options))
         .routes(routes!(trickle, end_session))
+        .routes(routes!(media_stats))
         // Any web page may publish (with the stream key) or play: WHIP/WHEP
         // clients are often hosted elsewhere. Cookies are never sent
         // cross-origin (no allow-credentials), so this grants nothing a
@@ -313,6 +314,124 @@ async fn end_session(
         .await
         .map_err(sfu_error)?;
     Ok(StatusCode::OK)
+}
+
+/// How the broadcast's media is doing, for the studio.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MediaStats {
+    /// A publisher is connected.
+    pub live: bool,
+    pub viewer_count: usize,
+    pub publisher: Option<PublisherView>,
+    /// Keyframe requests sent to the publisher so far (rate-limited).
+    pub keyframe_requests_sent: u64,
+    /// Per viewer (at most 200, worst connections first).
+    pub viewers: Vec<ViewerView>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PublisherView {
+    pub connected: bool,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Simulcast layers (or the one video stream), lowest first.
+    pub layers: Vec<LayerView>,
+    pub audio_bitrate_bps: u64,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LayerView {
+    pub rid: Option<String>,
+    pub bitrate_bps: u64,
+    pub keyframes: u64,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ViewerView {
+    pub connected: bool,
+    pub bitrate_bps: u64,
+    pub estimate_bps: u64,
+    /// Loss fraction (0–1) from the viewer's last receiver report.
+    pub loss: f64,
+    pub rtt_ms: Option<u32>,
+    /// Simulcast layer index (0 = lowest), if video flows.
+    pub layer: Option<usize>,
+    pub audio_only: bool,
+    pub retransmitted: u64,
+}
+
+/// Media health of a broadcast: the publisher's layers and every viewer's
+/// bitrate, loss and round-trip time (owner and moderators).
+#[utoipa::path(get, path = "/broadcasts/{broadcast_id}/stats", tag = "media",
+    params(("broadcast_id" = String, Path)),
+    responses((status = 200, body = MediaStats), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem)))]
+async fn media_stats(
+    State(state): State<AppState>,
+    me: crate::auth::SignedIn,
+    Path(broadcast_id): Path<String>,
+) -> ApiResult<crate::extract::Json<MediaStats>> {
+    let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
+    if !state
+        .store
+        .role_in_shop(&shop.id, me.user.as_str())
+        .await?
+        .can_moderate()
+    {
+        return Err(ApiError::Forbidden(
+            "only the owner and moderators see media statistics",
+        ));
+    }
+    let Some(stats) = state.sfu.room_stats(broadcast.id.as_str()) else {
+        return Ok(crate::extract::Json(MediaStats {
+            live: false,
+            viewer_count: 0,
+            publisher: None,
+            keyframe_requests_sent: 0,
+            viewers: Vec::new(),
+        }));
+    };
+    let mut viewers: Vec<ViewerView> = stats
+        .viewers
+        .iter()
+        .map(|v| ViewerView {
+            connected: v.connected,
+            bitrate_bps: v.bitrate_bps,
+            estimate_bps: v.estimate_bps,
+            loss: v.loss,
+            rtt_ms: v.rtt_ms,
+            layer: v.layer,
+            audio_only: v.audio_only,
+            retransmitted: v.retransmitted,
+        })
+        .collect();
+    viewers.sort_by(|a, b| {
+        b.loss
+            .total_cmp(&a.loss)
+            .then(a.estimate_bps.cmp(&b.estimate_bps))
+    });
+    viewers.truncate(200);
+    Ok(crate::extract::Json(MediaStats {
+        live: stats.live,
+        viewer_count: stats.viewer_count,
+        publisher: stats.publisher.map(|p| PublisherView {
+            connected: p.connected,
+            video_codec: p.video_codec,
+            audio_codec: p.audio_codec,
+            layers: p
+                .layers
+                .into_iter()
+                .map(|l| LayerView {
+                    rid: l.rid,
+                    bitrate_bps: l.bitrate_bps,
+                    keyframes: l.keyframes,
+                })
+                .collect(),
+            audio_bitrate_bps: p.audio_bitrate_bps,
+        }),
+        keyframe_requests_sent: stats.keyframe_requests_sent,
+        viewers,
+    }))
 }
 
 #[cfg(test)]
