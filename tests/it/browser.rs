@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 // ── tools ──────────────────────────────────────────────────────────────
 
-struct Tools {
+pub(crate) struct Tools {
     chromium: PathBuf,
     chromedriver: PathBuf,
 }
@@ -42,7 +42,7 @@ fn find_tool(env: &str, names: &[&str]) -> Option<PathBuf> {
 }
 
 /// The browser tools, or `None` (after saying so) when the test should skip.
-fn tools(test: &str) -> Option<Tools> {
+pub(crate) fn tools(test: &str) -> Option<Tools> {
     let chromium = find_tool(
         "FIELDCAST_CHROMIUM",
         &["chromium", "chromium-browser", "google-chrome"],
@@ -74,7 +74,7 @@ fn artifacts_dir() -> PathBuf {
 }
 
 /// A chromedriver process of our own; killed (by its handle) on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     tools: Tools,
@@ -89,7 +89,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start(tools: Tools) -> Driver {
+    pub(crate) async fn start(tools: Tools) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -128,7 +128,7 @@ impl Driver {
     }
 
     /// A fresh browser (own profile, own cookies) with a 360x740 phone screen.
-    async fn browser(&self) -> Browser {
+    pub(crate) async fn browser(&self) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let args = [
             "--headless=new",
@@ -180,14 +180,14 @@ impl Driver {
     }
 }
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: String,
     _profile: tempfile::TempDir,
 }
 
 /// Calls `probe` until it returns `Some`, or gives up after `limit`.
-async fn poll<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+pub(crate) async fn poll<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -205,11 +205,11 @@ where
 }
 
 impl Browser {
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -217,7 +217,7 @@ impl Browser {
     }
 
     /// Waits until `condition` (a JS expression) is truthy.
-    async fn wait(&self, condition: &str, limit: Duration, what: &str) {
+    pub(crate) async fn wait(&self, condition: &str, limit: Duration, what: &str) {
         let script = format!("return Boolean({condition});");
         let ok = poll(limit, || async {
             let v = self.client.execute(&script, vec![]).await.ok()?;
@@ -230,14 +230,14 @@ impl Browser {
         }
     }
 
-    async fn visible(&self, css: &str, what: &str) {
+    pub(crate) async fn visible(&self, css: &str, what: &str) {
         let cond = format!(
             "(() => {{ const e = document.querySelector({css:?}); return Boolean(e && e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden'); }})()"
         );
         self.wait(&cond, Duration::from_secs(15), what).await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.js(&format!(
             "const e = document.querySelector({css:?}); return e ? e.textContent : null;"
         ))
@@ -248,7 +248,7 @@ impl Browser {
         .to_owned()
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
             .await
@@ -259,7 +259,7 @@ impl Browser {
     }
 
     /// Types into a field like a person (replacing what was there).
-    async fn fill(&self, css: &str, value: &str) {
+    pub(crate) async fn fill(&self, css: &str, value: &str) {
         let field = self
             .client
             .find(Locator::Css(css))
@@ -277,7 +277,7 @@ impl Browser {
         .await;
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
         let path = artifacts_dir().join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
@@ -315,12 +315,12 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    async fn assert_no_script_errors(&self, who: &str) {
+    pub(crate) async fn assert_no_script_errors(&self, who: &str) {
         let errors = self.script_errors().await;
         assert!(errors.is_empty(), "{who}'s page logged errors: {errors:#?}");
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.close().await;
     }
 

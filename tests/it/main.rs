@@ -5,11 +5,13 @@
 mod accounts;
 mod authorization;
 mod browser;
+mod browser_live;
 mod browser_media;
 mod crash;
 mod harness;
 mod interop;
 mod live;
+mod loadgen;
 mod media;
 mod openapi;
 mod ops;

@@ -164,12 +164,25 @@ async fn publish_with_stream_key_and_watch_over_whep() {
     );
 
     // The studio sees the media's health; viewers do not.
-    let stats = expect(app.get(&live.owner, &format!("/api/v1/broadcasts/{}/stats", live.broadcast)).await, StatusCode::OK).await;
+    let stats = expect(
+        app.get(
+            &live.owner,
+            &format!("/api/v1/broadcasts/{}/stats", live.broadcast),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(stats["live"], true);
     assert_eq!(stats["viewer_count"], 2);
     assert_eq!(stats["publisher"]["video_codec"], "VP8");
     assert_eq!(stats["viewers"].as_array().unwrap().len(), 2);
-    let res = app.get(&app.client(), &format!("/api/v1/broadcasts/{}/stats", live.broadcast)).await;
+    let res = app
+        .get(
+            &app.client(),
+            &format!("/api/v1/broadcasts/{}/stats", live.broadcast),
+        )
+        .await;
     expect_problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 
     // A viewer leaves with DELETE; its session is gone afterwards.

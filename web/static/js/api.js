@@ -2,6 +2,8 @@
 // ({code, detail, errors: [{field, code, message}]}); they surface here as
 // ApiProblem so forms can put each message next to its field.
 
+import { noteServerDate } from './clock.js';
+
 export class ApiProblem extends Error {
   constructor(status, body = {}) {
     super(body.detail || `HTTP ${status}`);
@@ -24,8 +26,12 @@ export async function problemFrom(res) {
   return new ApiProblem(res.status, body);
 }
 
-export async function api(method, path, body) {
-  const init = { method, credentials: 'same-origin', headers: { accept: 'application/json' } };
+/**
+ * One request. `headers` adds request headers (e.g. Idempotency-Key).
+ * Every answer's Date header corrects the page's clock for countdowns.
+ */
+export async function api(method, path, body, { headers = {} } = {}) {
+  const init = { method, credentials: 'same-origin', headers: { accept: 'application/json', ...headers } };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -36,6 +42,7 @@ export async function api(method, path, body) {
   } catch (_) {
     throw new ApiProblem(0, { code: 'network' });
   }
+  noteServerDate(res.headers.get('date'));
   if (!res.ok) throw await problemFrom(res);
   if (res.status === 204) return null;
   const type = res.headers.get('content-type') || '';
@@ -43,6 +50,6 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api('GET', path);
-export const post = (path, body) => api('POST', path, body ?? {});
+export const post = (path, body, options) => api('POST', path, body ?? {}, options);
 export const patch = (path, body) => api('PATCH', path, body);
 export const del = (path) => api('DELETE', path);

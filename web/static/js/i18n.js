@@ -375,6 +375,15 @@ const en = {
 
 const dictionaries = { zh, en };
 
+/**
+ * Adds a feature's words (e.g. the live channel's). Modules call this when
+ * they load, so a page only downloads the words it uses.
+ */
+export function extend(moreZh, moreEn) {
+  Object.assign(zh, moreZh);
+  Object.assign(en, moreEn);
+}
+
 export function lang() {
   try {
     const saved = localStorage.getItem(STORE_KEY);

@@ -5,11 +5,13 @@
 //   /studio/shop               edit the shop
 //   /studio/products/new       add a product (or /studio/products/{id})
 //   /studio/broadcasts/new     schedule a broadcast
-//   /studio/broadcasts/{id}    go live / app keys
+//   /studio/broadcasts/{id}    go live / app keys, selling, chat
+//   /studio/orders             orders: ship, mark paid, cancel, export
+//   /studio/moderators         appoint and remove moderators, the log
+//   /studio/shop/new           open a (further) shop
 //
-// Phase 2 adds views the same way (e.g. /studio/orders) with their own
-// modules under studio/, and panels in the go-live view (#studio-offers-slot,
-// #studio-chat-slot).
+// An account that only moderates other farmers' shops sees those shops'
+// broadcasts instead of the shop form.
 
 import { initLangSwitch, t } from './i18n.js';
 import { $ } from './dom.js';
@@ -22,9 +24,11 @@ import * as dashboard from './studio/dashboard.js';
 import * as products from './studio/products.js';
 import * as schedule from './studio/schedule.js';
 import * as golive from './studio/golive.js';
+import * as orders from './studio/orders.js';
+import * as moderators from './studio/moderators.js';
 
 initLangSwitch();
-[auth, shop, dashboard, products, schedule, golive].forEach((m) => m.init());
+[auth, shop, dashboard, products, schedule, golive, orders, moderators].forEach((m) => m.init());
 
 async function whoAmI() {
   try {
@@ -42,6 +46,9 @@ const routes = [
   [/^\/studio\/products\/([^/]+)$/, (m) => products.view(decodeURIComponent(m[1]))],
   [/^\/studio\/broadcasts\/new$/, () => schedule.view()],
   [/^\/studio\/broadcasts\/([^/]+)$/, (m) => golive.view(decodeURIComponent(m[1]))],
+  [/^\/studio\/orders$/, () => orders.view()],
+  [/^\/studio\/moderators$/, () => moderators.view()],
+  [/^\/studio\/shop\/new$/, () => shop.view(null, { another: true })],
 ];
 
 let here = location.pathname;
@@ -56,7 +63,12 @@ async function router() {
     }
     const owned = ownedShops();
     if (!owned.length) {
-      await shop.view(null);
+      // Moderators of other shops start at those shops; anyone else opens one.
+      if (moderators.moderatedShops().length && location.pathname !== '/studio/shop/new') {
+        await moderators.home();
+      } else {
+        await shop.view(null, { another: location.pathname === '/studio/shop/new' });
+      }
       return;
     }
     if (!owned.some((s) => s.id === ctx.shopId)) {

@@ -1,15 +1,22 @@
 // The viewer page (/live/{id}): the player, what state the broadcast is
-// in, the shop and its products, and the share button.
+// in, the shop and its products, the share button, and the live channel:
+// chat (#chat-slot, with moderator tools for the owner and moderators), the
+// pinned offers with their buy button (#offer-slot), checkout.
 //
-// Phase 2 mounts the live channel here: chat (#chat-slot), the pinned offer
-// with its countdown and buy button (#offer-slot), checkout and moderator
-// tools, each as its own module started from this file.
+// The broadcast's state (scheduled, live, ended) and the viewer count come
+// over the live channel. Only while the channel cannot connect (a network
+// that blocks websockets) does the page fall back to asking the API.
 
 import { initLangSwitch, t, formatTime, formatDate, yuan } from './i18n.js';
 import { $, el } from './dom.js';
 import { get } from './api.js';
 import { shareLink } from './share.js';
 import { WhepPlayer } from './whep.js';
+import { LiveChannel } from './live/channel.js';
+import { ChatPanel } from './live/chat.js';
+import { ModTools } from './live/moderation.js';
+import { OfferCards } from './live/offer.js';
+import { Checkout } from './live/checkout.js';
 
 initLangSwitch();
 
@@ -78,10 +85,7 @@ function render() {
 }
 
 player.addEventListener('status', (e) => {
-  const before = playerStatus;
   playerStatus = e.detail.status;
-  const lost = ['waiting', 'reconnecting', 'stalled'].includes(playerStatus);
-  if (lost && playerStatus !== before) refreshSoon(Math.max(300, 3000 - (Date.now() - lastRefresh)));
   if (playerStatus === 'playing' && state !== 'live') state = 'live';
   render();
 });
@@ -105,27 +109,20 @@ function fitStage() {
 video.addEventListener('loadedmetadata', fitStage);
 video.addEventListener('resize', fitStage);
 
-// The broadcast's state, from the API. The player only runs while the
-// broadcast is live, so a page left open on a scheduled broadcast costs the
-// server one small GET every few seconds, not a WebRTC offer. When the
-// player loses the farmer, the state is checked at once (ended, or only
-// signal trouble?). Phase 2's live channel pushes state changes instead.
-const openedAt = Date.now();
-let stateTimer = 0;
-let lastRefresh = 0;
-function refreshSoon(ms) {
-  clearTimeout(stateTimer);
-  stateTimer = setTimeout(refreshState, ms);
-}
-
-function nextRefreshMs() {
-  if (state === 'live') return 15000;
-  return Date.now() - openedAt < 180000 ? 3000 : 10000;
+// The broadcast's state. The player only runs while the broadcast is live,
+// so a page left open on a scheduled broadcast costs the server nothing
+// but its share of the live channel.
+function setState(next) {
+  if (!next || next === state) return;
+  state = next;
+  follow();
+  render();
 }
 
 function follow() {
   if (state === 'live') {
     player.start();
+    player.poke();
   } else if (state === 'ended') {
     player.stop();
     video.pause();
@@ -134,15 +131,18 @@ function follow() {
   }
 }
 
-async function refreshState() {
-  lastRefresh = Date.now();
-  try {
-    const b = await get(`/broadcasts/${broadcastId}`);
-    state = b.state;
-    follow();
-    render();
-  } catch (_) { /* offline for a moment: try again later */ }
-  if (state !== 'ended') refreshSoon(nextRefreshMs());
+// Fallback for when the live channel cannot connect at all: ask the API
+// every so often, as the page did before the channel existed.
+let fallbackTimer = 0;
+function fallback(on) {
+  clearTimeout(fallbackTimer);
+  if (!on || state === 'ended') return;
+  fallbackTimer = setTimeout(async () => {
+    try {
+      setState((await get(`/broadcasts/${broadcastId}`)).state);
+    } catch (_) { /* offline: the next try will tell */ }
+    fallback(channel.status !== 'open');
+  }, state === 'live' ? 15000 : 5000);
 }
 
 // After the end, point to the shop's live or next broadcast, if any.
@@ -191,9 +191,34 @@ $('share').addEventListener('click', () => {
   shareLink({ url: watchUrl, title, text: t('share.text', { shop, title }) });
 });
 
-document.addEventListener('langchange', () => { render(); loadProducts(); });
+// ── the live channel ──────────────────────────────────────────────────
+const channel = new LiveChannel(broadcastId);
+
+function showViewers(count) {
+  if (typeof count !== 'number') return;
+  $('viewer-chip').hidden = false;
+  $('viewer-count').textContent = t('chat.viewers', { n: count.toLocaleString() });
+  viewerCount = count;
+}
+let viewerCount = null;
+
+channel.on('snapshot', (m) => { setState(m.state.broadcast_state); showViewers(m.state.viewers.count); });
+channel.on('room_state', (m) => { setState(m.state.broadcast_state); showViewers(m.state.viewers.count); });
+channel.on('broadcast_state', (m) => setState(m.state));
+channel.on('viewers', (m) => showViewers(m.count));
+channel.on('status', ({ status }) => fallback(status !== 'open' && status !== 'stopped'));
+
+// The headline shows the viewer count already.
+const chat = new ChatPanel($('chat-slot'), channel, { viewers: false });
+new ModTools(chat, channel, { shopId });
+const cards = new OfferCards($('offer-slot'), channel, {
+  onBuy: (card, quantity) => checkout.buy(card, quantity),
+});
+const checkout = new Checkout(channel, { broadcastId, cards });
+
+document.addEventListener('langchange', () => { render(); loadProducts(); showViewers(viewerCount); });
 
 render();
 loadProducts();
 follow();
-if (state !== 'ended') refreshSoon(nextRefreshMs());
+channel.start();

@@ -25,7 +25,7 @@ const LAYERS = [
 ];
 const SINGLE = [{ maxBitrate: 1_200_000 }];
 const DISCONNECTED_GRACE_MS = 2500;
-const SIMULCAST_PREFERS_H264 = false;
+const SIMULCAST_PREFERS_H264 = true;
 
 function preferCodecs(transceiver, simulcast) {
   if (!window.RTCRtpSender || !RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;

@@ -1,6 +1,6 @@
-//! The web pages: home, the viewer page people share, the farmer's studio,
-//! and the static assets they load (all from `web/`, embedded in the binary
-//! in release builds).
+//! The web pages: home, the viewer page people share, the buyer's private
+//! order page, the farmer's studio, and the static assets they load (all
+//! from `web/`, embedded in the binary in release builds).
 //!
 //! Pages are small HTML templates filled on the server; everything dynamic
 //! happens in plain ES modules under `/static/<version>/js/`. The version is
@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/live/{broadcast_id}", get(viewer))
+        .route("/o/{token}", get(private_order))
         .route("/studio", get(studio))
         .route("/studio/{*rest}", get(studio))
         .route("/static/{version}/{*path}", get(asset))
@@ -396,6 +397,58 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// Like [`html`], for pages about one person's private data: never stored
+/// by the browser or a proxy.
+fn private_html(status: StatusCode, body: String) -> Response {
+    let mut response = html(status, body);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, private"),
+    );
+    response
+}
+
+/// Head tags for private pages: not indexed, and the link (which is the
+/// key to the order) is not sent as the referrer anywhere.
+const PRIVATE_HEAD: &str = "<meta name=\"robots\" content=\"noindex, nofollow\">\n<meta name=\"referrer\" content=\"no-referrer\">";
+
+/// The buyer's order page behind the private link in the confirmation
+/// (`/o/{token}`). The order itself is fetched by the page's script from
+/// the API with the same token; an unknown token gets a 404 page here.
+async fn private_order(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let (status, page, body) = match state.orders.order_by_token(&token).await {
+        Ok(_) => (StatusCode::OK, "order", "order.html"),
+        Err(orders::OrdersError::NotFound) => {
+            (StatusCode::NOT_FOUND, "order-missing", "order-missing.html")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "private order page");
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                render(Page {
+                    title: "请稍后再试 · 田间直播".into(),
+                    head: PRIVATE_HEAD.to_owned(),
+                    page: "error",
+                    body: "error.html",
+                    values: vec![],
+                    script: "common.js",
+                }),
+            );
+        }
+    };
+    private_html(
+        status,
+        render(Page {
+            title: "我的订单 · 田间直播".into(),
+            head: PRIVATE_HEAD.to_owned(),
+            page,
+            body,
+            values: vec![("token", Value::Text(token.into()))],
+            script: "order.js",
+        }),
+    )
+}
+
 async fn home() -> Response {
     html(
         StatusCode::OK,
@@ -650,7 +703,7 @@ mod tests {
                 assert!(Assets::get(&path).is_some(), "{name} links missing {path}");
             }
         }
-        for script in ["home.js", "studio.js", "viewer.js", "common.js"] {
+        for script in ["home.js", "studio.js", "viewer.js", "common.js", "order.js"] {
             assert!(Assets::get(&format!("js/{script}")).is_some(), "{script}");
         }
     }
@@ -671,6 +724,26 @@ mod tests {
             assert!(viewer.iter().any(|m| m == needed), "{viewer:?}");
         }
         assert!(!viewer.iter().any(|m| m.contains("studio")), "{viewer:?}");
+        for needed in [
+            "js/live/channel.js",
+            "js/live/chat.js",
+            "js/live/checkout.js",
+        ] {
+            assert!(viewer.iter().any(|m| m == needed), "{viewer:?}");
+        }
+        // The private order page loads no player and nothing of the studio.
+        let order = module_closure("js/order.js");
+        assert!(
+            !order
+                .iter()
+                .any(|m| m.contains("studio") || m.contains("whep") || m.contains("channel")),
+            "{order:?}"
+        );
+        let studio = module_closure("js/studio.js");
+        assert!(
+            studio.iter().any(|m| m == "js/live/moderation.js"),
+            "{studio:?}"
+        );
     }
 
     #[test]

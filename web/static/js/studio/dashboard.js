@@ -4,6 +4,7 @@ import { $, el, icon } from '../dom.js';
 import { get, del } from '../api.js';
 import { t, formatTime, formatDate, yuan } from '../i18n.js';
 import { ctx, show, go, ownedShops, chooseShop } from './context.js';
+import { summary as ordersSummary } from './orders.js';
 
 let data = null;
 
@@ -70,4 +71,5 @@ export async function view() {
   data = { shop, broadcasts, products };
   render();
   show('view-home');
+  ordersSummary();
 }

@@ -1,6 +1,7 @@
 // One broadcast in the studio: go live from this phone (camera preview,
 // front/back switch, WHIP publish, signal quality, end), share the link,
-// or publish from an app (WHIP URL and stream key, owner only).
+// or publish from an app (WHIP URL and stream key, owner only). Below the
+// camera: selling (offers), the chat and the viewer count (studio/live.js).
 
 import { $, toast } from '../dom.js';
 import { get, post } from '../api.js';
@@ -9,6 +10,7 @@ import { describe } from '../forms.js';
 import { shareLink, copyText } from '../share.js';
 import { WhipPublisher } from '../whip.js';
 import { ctx, show, confirmSheet } from './context.js';
+import { mountLive } from './live.js';
 
 let broadcast = null;
 let stream = null;
@@ -16,6 +18,27 @@ let facing = 'environment'; // the field, not the farmer's face
 let publisher = null;
 let wakeLock = null;
 let keyLoaded = false;
+let stopLive = null;
+
+function unmountLive() {
+  if (stopLive) {
+    const stop = stopLive;
+    stopLive = null;
+    stop();
+  }
+}
+
+/** The room's word on the broadcast's state (e.g. ended elsewhere). */
+function roomState(state) {
+  if (!broadcast || !state || state === broadcast.state) return;
+  // "live" is the publisher's to announce here; an end is always news.
+  if (state === 'ended' || (state === 'live' && broadcast.state === 'scheduled')) {
+    broadcast.state = state;
+    if (state === 'ended') stopCamera();
+    renderHead();
+    renderButtons();
+  }
+}
 
 const onAir = () => Boolean(publisher && !publisher.stopped);
 
@@ -208,6 +231,9 @@ async function endLive() {
   ctx.leaveGuard = null;
   renderHead();
   renderButtons();
+  // Offers ended with the broadcast: show the results without the chat.
+  unmountLive();
+  stopLive = mountLive(broadcast, broadcast.shop.id, { onState: roomState });
 }
 
 async function leaveGuard() {
@@ -292,5 +318,7 @@ export async function view(broadcastId) {
   renderHead();
   renderButtons();
   show('view-live');
-  ctx.cleanup = () => stopCamera();
+  unmountLive();
+  stopLive = mountLive(broadcast, broadcast.shop.id, { onState: roomState });
+  ctx.cleanup = () => { stopCamera(); unmountLive(); };
 }

@@ -37,13 +37,17 @@ export function init() {
   });
 }
 
-/** `shopId` null: the first-shop form (no way back: a farmer needs a shop). */
-export async function view(shopId) {
+/**
+ * `shopId` null: a new shop. The very first one has no way back (a farmer
+ * needs a shop); `another` (a further shop, or a moderator opening their
+ * own) does.
+ */
+export async function view(shopId, { another = false } = {}) {
   editing = shopId;
   const form = $('form-shop');
   clearErrors(form);
   form.reset();
-  $('shop-back').hidden = !shopId;
+  $('shop-back').hidden = !shopId && !another;
   $('shop-form-title').dataset.i18n = shopId ? 'shop.edit_title' : 'shop.new_title';
   $('shop-form-hint').dataset.i18n = shopId ? 'shop.edit_hint' : 'shop.new_hint';
   $('shop-form-title').textContent = t($('shop-form-title').dataset.i18n);

@@ -1,0 +1,1 @@
+//! Browser tests of the media path (headless Chromium as publisher and viewer).

@@ -1,0 +1,1 @@
+//! Smoke runs of the load generator scenarios (correctness, not speed).
