@@ -44,6 +44,10 @@ pub async fn seed_demo(store: &Store) -> anyhow::Result<DemoAccount> {
                             "我们村的谷子只上羊粪，不打除草剂。从播种到收割，每一步都在直播里给你看。\n\
                              Millet grown on sheep manure, no herbicide. Watch every step, from sowing to harvest.",
                         )?,
+                        payment_note: PaymentNote::parse(
+                            "微信转账：王大姐（演示账号，请勿真实付款）。转账时请备注订单号。\n\
+                             WeChat transfer to 王大姐 (demo account, do not really pay); put the order number in the note.",
+                        )?,
                     },
                     now,
                 )

@@ -112,7 +112,7 @@ impl TestApp {
             .post(
                 &client,
                 "/api/v1/shops",
-                json!({"name": "王家沟小米", "place": "山西 岢岚县 王家沟村", "story": "羊粪小米"}),
+                json!({"name": "王家沟小米", "place": "山西 岢岚县 王家沟村", "story": "羊粪小米", "payment_note": "微信转账 wangdajie"}),
             )
             .await;
         let shop = expect(shop, StatusCode::CREATED).await;

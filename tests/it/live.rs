@@ -256,6 +256,11 @@ async fn buying_in_the_room_reserves_and_everyone_sees_stock_fall() {
         .await
         .unwrap();
     assert_eq!(order.status(), StatusCode::CREATED);
+    let placed = next_of(&mut buyer_ws, "order_placed").await;
+    assert_eq!(
+        placed["reservation"], reservation["reservation"],
+        "the buyer's room hears of the order"
+    );
     let ticker = next_of(&mut other_ws, "sale").await;
     assert_eq!(ticker["quantity"], 2);
     let region = ticker["buyer_region"].as_str().unwrap_or("");
@@ -354,5 +359,74 @@ async fn viewers_see_the_broadcast_go_live_and_end() {
     expect(res, StatusCode::OK).await;
     assert_eq!(next_of(&mut ws, "broadcast_state").await["state"], "ended");
     publisher.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_banned_viewer_can_no_longer_buy_over_http() {
+    let app = TestApp::spawn().await;
+    let s = sale(&app, 10, 3).await;
+    let spammer = Phone::guest(&app, "广告哥").await;
+    let mut spam_ws = spammer.connect(&app, &s.broadcast).await;
+    let subject = next_of(&mut spam_ws, "hello").await["you"]["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner = Phone::signed_in(&app, "13800138000").await;
+    let mut owner_ws = owner.connect(&app, &s.broadcast).await;
+    next_of(&mut owner_ws, "hello").await;
+    send(
+        &mut owner_ws,
+        json!({"type": "ban", "subject": subject, "reason": "广告"}),
+    )
+    .await;
+
+    // The ban closes the socket (4001), then reaches the database in the
+    // next persistence batch.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match spam_ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("banned socket closes");
+    assert_eq!(closed, Some(4001));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = spammer
+            .http
+            .post(app.url(&format!("/api/v1/offers/{}/reservations", s.offer)))
+            .header(
+                "idempotency-key",
+                format!("try-{}", deadline.elapsed().as_nanos()),
+            )
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::FORBIDDEN {
+            expect_problem(res, StatusCode::FORBIDDEN, "banned").await;
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still buying after the ban: {}",
+            res.status()
+        );
+        // Not yet persisted: the reservation went through; give it back.
+        let held = expect(res, StatusCode::CREATED).await;
+        let id = held["id"].as_str().unwrap();
+        spammer
+            .http
+            .delete(app.url(&format!("/api/v1/reservations/{id}")))
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.shutdown().await;
 }

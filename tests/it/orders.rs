@@ -176,6 +176,14 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         .await;
     let order = expect(order, StatusCode::CREATED).await;
     assert_eq!(order["state"], "placed");
+    assert_eq!(order["shop_id"], s.shop.as_str());
+    // A transfer buyer learns how to pay from the shop.
+    let shop = expect(
+        app.get(&buyer, &format!("/api/v1/shops/{}", s.shop)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shop["payment_note"], "微信转账 wangdajie");
     let again = app
         .post(
             &buyer,
@@ -452,6 +460,24 @@ async fn only_the_owner_creates_offers() {
         "unauthenticated",
     )
     .await;
+    for (body, field) in [
+        (
+            json!({"product_id": s.product, "price_fen": 0, "quantity": 1, "per_buyer_limit": 1}),
+            "price_fen",
+        ),
+        (
+            json!({"product_id": s.product, "price_fen": 100, "quantity": 1, "per_buyer_limit": 1, "hold_minutes": 600}),
+            "hold_minutes",
+        ),
+    ] {
+        let res = app.post(&s.owner, &path, body).await;
+        let problem =
+            expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "named as the request names it: {problem}"
+        );
+    }
     let too_many = json!({"product_id": s.product, "price_fen": 100, "quantity": 100_000, "per_buyer_limit": 1});
     let res = app.post(&s.owner, &path, too_many).await;
     let problem = expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;

@@ -102,6 +102,9 @@ text_type!(/// A buyer's name at checkout.
     PersonName, min = 1, max = 40, multiline = false);
 text_type!(/// A delivery address at checkout.
     Address, min = 5, max = 200, multiline = true);
+text_type!(/// How to pay the shop by transfer: WeChat ID, bank account, what to
+    /// write in the transfer note.
+    PaymentNote, min = 0, max = 300, multiline = true);
 text_type!(/// Free text a farmer or moderator gives as a reason.
     Reason, min = 0, max = 200, multiline = false);
 

@@ -192,6 +192,7 @@ fn socket_load(clients: usize, rate: u64, seconds: u64) {
                     name: domain::ShopName::parse("王家沟").unwrap(),
                     place: domain::Place::parse("岢岚").unwrap(),
                     story: domain::Story::parse("").unwrap(),
+                    payment_note: domain::PaymentNote::from_trusted(String::new()),
                 },
                 1,
             )

@@ -62,6 +62,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 name: ShopName::parse("王家沟小米").unwrap(),
                 place: Place::parse("山西 岢岚县 王家沟村").unwrap(),
                 story: Story::parse("").unwrap(),
+                payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
             1,
         )

@@ -1,7 +1,7 @@
 //! Shops and the moderators their owners appoint.
 
 use crate::{Store, StoreError};
-use domain::{DisplayName, Mobile, Place, Role, ShopId, ShopName, Story, UserId};
+use domain::{DisplayName, Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId};
 
 #[derive(Clone, Debug)]
 pub struct ShopRecord {
@@ -10,6 +10,7 @@ pub struct ShopRecord {
     pub name: ShopName,
     pub place: Place,
     pub story: Story,
+    pub payment_note: PaymentNote,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -21,6 +22,7 @@ struct ShopRow {
     name: String,
     place: String,
     story: String,
+    payment_note: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -33,6 +35,7 @@ impl From<ShopRow> for ShopRecord {
             name: ShopName::from_trusted(r.name),
             place: Place::from_trusted(r.place),
             story: Story::from_trusted(r.story),
+            payment_note: PaymentNote::from_trusted(r.payment_note),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -44,6 +47,7 @@ pub struct NewShop {
     pub name: ShopName,
     pub place: Place,
     pub story: Story,
+    pub payment_note: PaymentNote,
 }
 
 /// Fields left `None` keep their value.
@@ -52,6 +56,7 @@ pub struct ShopUpdate {
     pub name: Option<ShopName>,
     pub place: Option<Place>,
     pub story: Option<Story>,
+    pub payment_note: Option<PaymentNote>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,7 +79,7 @@ struct ModeratorRow {
 /// `&'static str`, which sqlx accepts as audited SQL).
 macro_rules! shop_columns {
     () => {
-        "id, owner_id, name, place, story, created_at, updated_at"
+        "id, owner_id, name, place, story, payment_note, created_at, updated_at"
     };
 }
 
@@ -82,14 +87,15 @@ impl Store {
     pub async fn create_shop(&self, new: NewShop, now: i64) -> Result<ShopRecord, StoreError> {
         let id = ShopId::generate();
         sqlx::query(
-            "INSERT INTO shops (id, owner_id, name, place, story, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO shops (id, owner_id, name, place, story, payment_note, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.as_str())
         .bind(new.owner_id.as_str())
         .bind(new.name.as_str())
         .bind(new.place.as_str())
         .bind(new.story.as_str())
+        .bind(new.payment_note.as_str())
         .bind(now)
         .bind(now)
         .execute(self.pool())
@@ -100,6 +106,7 @@ impl Store {
             name: new.name,
             place: new.place,
             story: new.story,
+            payment_note: new.payment_note,
             created_at: now,
             updated_at: now,
         })
@@ -132,7 +139,7 @@ impl Store {
     /// Shops where `user` is a moderator.
     pub async fn shops_moderated_by(&self, user: &UserId) -> Result<Vec<ShopRecord>, StoreError> {
         let rows: Vec<ShopRow> = sqlx::query_as(
-            "SELECT s.id, s.owner_id, s.name, s.place, s.story, s.created_at, s.updated_at \
+            "SELECT s.id, s.owner_id, s.name, s.place, s.story, s.payment_note, s.created_at, s.updated_at \
              FROM shops s JOIN shop_moderators m ON m.shop_id = s.id \
              WHERE m.user_id = $1 ORDER BY m.appointed_at, s.id",
         )
@@ -150,11 +157,13 @@ impl Store {
     ) -> Result<ShopRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE shops SET name = COALESCE($1, name), place = COALESCE($2, place), \
-             story = COALESCE($3, story), updated_at = $4 WHERE id = $5",
+             story = COALESCE($3, story), payment_note = COALESCE($4, payment_note), \
+             updated_at = $5 WHERE id = $6",
         )
         .bind(update.name.as_ref().map(|v| v.as_str()))
         .bind(update.place.as_ref().map(|v| v.as_str()))
         .bind(update.story.as_ref().map(|v| v.as_str()))
+        .bind(update.payment_note.as_ref().map(|v| v.as_str()))
         .bind(now)
         .bind(id.as_str())
         .execute(self.pool())

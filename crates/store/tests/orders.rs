@@ -30,6 +30,7 @@ async fn setup(store: &Store, stock: u32) -> Setup {
                 name: ShopName::parse("王家沟小米").unwrap(),
                 place: Place::parse("山西 岢岚县").unwrap(),
                 story: Story::parse("").unwrap(),
+                payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
             1,
         )

@@ -25,6 +25,7 @@ async fn shop_of(store: &Store, owner: &UserRecord) -> ShopRecord {
                 name: ShopName::parse("王家沟小米").unwrap(),
                 place: Place::parse("山西 岢岚县 王家沟村").unwrap(),
                 story: Story::parse("羊粪养出来的小米").unwrap(),
+                payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
             1_000,
         )

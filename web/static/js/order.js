@@ -7,6 +7,7 @@ import { $, toast } from './dom.js';
 import { get } from './api.js';
 import { describe } from './forms.js';
 import { copyText } from './share.js';
+import { showPaymentHow } from './payment.js';
 import './live/words.js';
 
 extend({
@@ -125,6 +126,7 @@ function render() {
   $('order-presale').hidden = !o.ships_on;
   $('order-presale-tag').textContent = o.ships_on ? t('offer.presale', { date: formatDate(o.ships_on) }) : '';
   $('order-pay').textContent = t(`ord.pay.${o.payment_method}`);
+  showPaymentHow($('order-pay-how'), o);
 
   $('order-name').textContent = o.recipient_name;
   $('order-mobile').textContent = o.mobile;

@@ -206,6 +206,8 @@ pub struct OrderBody {
     pub private_url: String,
     pub offer_id: String,
     pub broadcast_id: String,
+    /// The shop to pay (its `payment_note` says how, for transfers).
+    pub shop_id: String,
     pub product_id: String,
     pub title: String,
     pub unit: String,
@@ -237,6 +239,7 @@ fn order_body(state: &AppState, o: OrderView) -> OrderBody {
         id: o.id.into_string(),
         offer_id: o.offer_id.into_string(),
         broadcast_id: o.broadcast_id.into_string(),
+        shop_id: o.shop_id.into_string(),
         product_id: o.product_id.into_string(),
         title: o.title.into_string(),
         unit: o.unit.into_string(),
@@ -323,7 +326,21 @@ async fn create_offer(
             },
         )
         .await
-        .map_err(orders_error)?;
+        .map_err(|e| match e {
+            // Name the fields as this request spells them.
+            OrdersError::Validation(mut errors) => {
+                for error in &mut errors {
+                    error.field = match error.field.as_str() {
+                        "price" => "price_fen".into(),
+                        "hold_secs" | "hold" => "hold_minutes".into(),
+                        "product" => "product_id".into(),
+                        other => other.into(),
+                    };
+                }
+                ApiError::Validation(errors)
+            }
+            other => orders_error(other),
+        })?;
     tracing::info!(offer = %offer.offer_id, broadcast = %offer.broadcast_id, "offer created");
     Ok((StatusCode::CREATED, Json(OfferView::from(&offer))))
 }
@@ -382,6 +399,24 @@ async fn reserve(
     Json(body): Json<ReserveBody>,
 ) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
     let offer = parse_id("offer", &offer_id, OfferId::parse)?;
+    // Someone the shop banned from its broadcasts may not buy there either
+    // (the live channel refuses them at the door; this is the HTTP door).
+    let snapshot = state
+        .orders
+        .offer_snapshot(&offer)
+        .await
+        .map_err(orders_error)?;
+    if state
+        .store
+        .is_chat_banned(&snapshot.shop_id, buyer.identity.subject())
+        .await?
+    {
+        return Err(ApiError::Other {
+            status: StatusCode::FORBIDDEN,
+            code: "banned",
+            detail: "this shop has banned you from its broadcasts".into(),
+        });
+    }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -453,6 +488,15 @@ async fn checkout(
         .await
         .map_err(orders_error)?;
     tracing::info!(order = %order.id, "order placed");
+    // The buyer's other tabs and phones in the room learn it too.
+    state.live.private(
+        &order.broadcast_id,
+        buyer.identity.subject(),
+        protocol::PrivateMessage::OrderPlaced {
+            reservation: order.reservation_id.clone(),
+            order: order.id.clone(),
+        },
+    );
     Ok((StatusCode::CREATED, Json(order_body(&state, order))))
 }
 

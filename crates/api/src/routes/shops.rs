@@ -7,7 +7,7 @@ use crate::state::AppState;
 use crate::views::{Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{Mobile, Place, Role, ShopId, ShopName, Story, UserId, Validator};
+use domain::{Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId, Validator};
 use serde::{Deserialize, Serialize};
 use store::ShopRecord;
 use utoipa::ToSchema;
@@ -28,6 +28,8 @@ pub struct ShopView {
     /// Village and county.
     pub place: String,
     pub story: String,
+    /// How to pay by transfer (WeChat ID, bank account, what to note).
+    pub payment_note: String,
     pub owner_name: String,
     pub created_at: Timestamp,
 }
@@ -40,6 +42,9 @@ pub struct NewShopBody {
     pub place: String,
     #[serde(default)]
     pub story: String,
+    /// How buyers who pay by transfer should pay (shown on their order).
+    #[serde(default)]
+    pub payment_note: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -50,6 +55,8 @@ pub struct ShopPatch {
     pub place: Option<String>,
     #[serde(default)]
     pub story: Option<String>,
+    #[serde(default)]
+    pub payment_note: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -74,6 +81,7 @@ pub(crate) async fn shop_view(state: &AppState, shop: ShopRecord) -> ApiResult<S
         name: shop.name.into_string(),
         place: shop.place.into_string(),
         story: shop.story.into_string(),
+        payment_note: shop.payment_note.into_string(),
         owner_name: owner.display_name.into_string(),
         created_at: ts(shop.created_at),
     })
@@ -110,6 +118,7 @@ async fn create_shop(
     let name = v.check("name", ShopName::parse(&body.name));
     let place = v.check("place", Place::parse(&body.place));
     let story = v.check("story", Story::parse(&body.story));
+    let payment_note = v.check("payment_note", PaymentNote::parse(&body.payment_note));
     v.finish()?;
     let shop = state
         .store
@@ -119,6 +128,7 @@ async fn create_shop(
                 name: name.unwrap(),
                 place: place.unwrap(),
                 story: story.unwrap(),
+                payment_note: payment_note.unwrap(),
             },
             store::now_millis(),
         )
@@ -160,6 +170,12 @@ async fn update_shop(
             .flatten(),
         story: v
             .check_opt("story", body.story.as_deref().map(Story::parse))
+            .flatten(),
+        payment_note: v
+            .check_opt(
+                "payment_note",
+                body.payment_note.as_deref().map(PaymentNote::parse),
+            )
             .flatten(),
     };
     v.finish()?;

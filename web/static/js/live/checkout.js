@@ -12,6 +12,7 @@
 import { t, yuan } from '../i18n.js';
 import { $, el, toast, sleep } from '../dom.js';
 import { post, del } from '../api.js';
+import { showPaymentHow } from '../payment.js';
 import { showProblem, clearErrors, busy } from '../forms.js';
 import { noteServerTime, msUntil, clockText } from '../clock.js';
 import { showSheet, openSheet } from '../sheet.js';
@@ -260,6 +261,7 @@ export class Checkout {
     $('co-pay-note').textContent = order.payment_method === 'cash_on_delivery'
       ? t('co.pay_cod', { total: yuan(order.total_fen) })
       : t('co.pay_transfer', { total: yuan(order.total_fen), ref });
+    showPaymentHow($('co-pay-how'), order);
   }
 
   async release() {

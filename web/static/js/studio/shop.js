@@ -1,4 +1,4 @@
-// Open a shop, or edit its name, village/county and story.
+// Open a shop, or edit its name, village/county, story and how to pay it.
 
 import { $ } from '../dom.js';
 import { get, post, patch } from '../api.js';
@@ -19,6 +19,7 @@ export function init() {
         name: form.elements.name.value.trim(),
         place: form.elements.place.value.trim(),
         story: form.elements.story.value.trim(),
+        payment_note: form.elements.payment_note.value.trim(),
       };
       try {
         if (editing) {
@@ -57,6 +58,7 @@ export async function view(shopId, { another = false } = {}) {
     form.elements.name.value = shop.name;
     form.elements.place.value = shop.place;
     form.elements.story.value = shop.story;
+    form.elements.payment_note.value = shop.payment_note || '';
   }
   show('view-shop');
 }
