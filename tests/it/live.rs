@@ -428,5 +428,62 @@ async fn a_banned_viewer_can_no_longer_buy_over_http() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The studio lists the ban with the person's chat name and lifts it;
+    // then they may buy again. Viewers cannot see or lift bans.
+    let path = format!("/api/v1/shops/{}/bans", s.shop);
+    expect_problem(
+        app.get(&spammer.http, &path).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    let bans = expect(app.get(&owner.http, &path).await, StatusCode::OK).await;
+    assert_eq!(bans[0]["subject"], subject.as_str());
+    assert_eq!(bans[0]["name"], "广告哥");
+    let viewer = app.client();
+    app.sign_up(&viewer, "13700137000", "买家").await;
+    expect_problem(
+        app.delete(&viewer, &format!("{path}/{subject}")).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        app.delete(&owner.http, &format!("{path}/{subject}")).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    expect_problem(
+        app.delete(&owner.http, &format!("{path}/{subject}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let res = spammer
+        .http
+        .post(app.url(&format!("/api/v1/offers/{}/reservations", s.offer)))
+        .header("idempotency-key", "after-unban")
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    expect(res, StatusCode::CREATED).await;
+    let mut back = spammer.connect(&app, &s.broadcast).await;
+    assert_eq!(
+        next_of(&mut back, "hello").await["you"]["can_chat"],
+        true,
+        "welcome back"
+    );
+    let log = expect(
+        app.get(
+            &owner.http,
+            &format!("/api/v1/shops/{}/moderation-log", s.shop),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(log[0]["action"], "unban");
     app.shutdown().await;
 }

@@ -49,6 +49,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/shops"),
     ("GET", "/shops/{shop_id}"),
     ("PATCH", "/shops/{shop_id}"),
+    ("GET", "/shops/{shop_id}/bans"),
+    ("DELETE", "/shops/{shop_id}/bans/{subject}"),
     ("GET", "/shops/{shop_id}/broadcasts"),
     ("POST", "/shops/{shop_id}/broadcasts"),
     ("GET", "/shops/{shop_id}/moderation-log"),
@@ -105,7 +107,8 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
             .replace("{offer_id}", "ofr_placeholder")
             .replace("{reservation_id}", "rsv_placeholder")
             .replace("{order_id}", "ord_placeholder")
-            .replace("{token}", "placeholder");
+            .replace("{token}", "placeholder")
+            .replace("{subject}", "gst_placeholder");
         let res = client
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),

@@ -172,6 +172,62 @@ impl LiveHub {
         self.send_event(room, RoomEvent::State(state));
     }
 
+    /// Lifts a shop ban from outside any room (the studio's moderators page).
+    /// The HTTP layer checks that `actor` may moderate the shop. Returns
+    /// `false` when the person was not banned. Open rooms of the shop learn
+    /// it at once; the log records who lifted it.
+    pub async fn unban(
+        &self,
+        shop: &ShopId,
+        subject: &str,
+        actor: &Participant,
+    ) -> Result<bool, LiveError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(LiveError::ShuttingDown);
+        }
+        // Bans reach the database in batches: make any pending one visible.
+        self.inner.persist.flush().await;
+        if !self.inner.store.is_chat_banned(shop, subject).await? {
+            return Ok(false);
+        }
+        let now = self.inner.clock.now();
+        self.inner.persist.push(store::ChatWrite::Unban {
+            shop: shop.clone(),
+            subject: subject.to_owned(),
+        });
+        self.inner
+            .persist
+            .push(store::ChatWrite::Log(store::ModerationRecord {
+                shop_id: shop.clone(),
+                broadcast_id: None,
+                ordinal: self.inner.ordinal.fetch_add(1, Ordering::Relaxed),
+                actor: Some(store::ModerationActor {
+                    subject: actor.subject.clone(),
+                    name: actor.name.clone(),
+                    role: actor.role,
+                }),
+                action: protocol::ModerationAction::Unban.as_str().to_owned(),
+                target_subject: Some(subject.to_owned()),
+                message_id: None,
+                detail: None,
+                created_at: now,
+            }));
+        self.inner.persist.flush().await;
+        let rooms: Vec<RoomHandle> = self
+            .inner
+            .rooms()
+            .values()
+            .filter(|h| h.shop == *shop)
+            .cloned()
+            .collect();
+        for room in rooms {
+            let _ = room.events.send(RoomEvent::Shop(ShopEvent::Unbanned {
+                subject: subject.to_owned(),
+            }));
+        }
+        Ok(true)
+    }
+
     /// The shop's moderation log, newest first, for the owner and moderators
     /// (the HTTP layer checks the role). Includes everything done so far.
     pub async fn moderation_log(

@@ -165,6 +165,24 @@ impl Store {
         Ok(row.into())
     }
 
+    /// The name a `usr_…` or `gst_…` subject shows in chat, if it exists.
+    pub async fn subject_name(&self, subject: &str) -> Result<Option<DisplayName>, StoreError> {
+        let row: Option<(String,)> = if subject.starts_with(UserId::PREFIX) {
+            sqlx::query_as("SELECT display_name FROM users WHERE id = $1")
+                .bind(subject)
+                .fetch_optional(self.pool())
+                .await?
+        } else if subject.starts_with(GuestId::PREFIX) {
+            sqlx::query_as("SELECT display_name FROM guests WHERE id = $1")
+                .bind(subject)
+                .fetch_optional(self.pool())
+                .await?
+        } else {
+            None
+        };
+        Ok(row.map(|(name,)| DisplayName::from_trusted(name)))
+    }
+
     pub async fn create_guest(&self, name: &DisplayName, now: i64) -> Result<GuestId, StoreError> {
         let id = GuestId::generate();
         sqlx::query("INSERT INTO guests (id, display_name, created_at) VALUES ($1, $2, $3)")

@@ -19,6 +19,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(live_socket))
         .routes(routes!(moderation_log))
+        .routes(routes!(list_bans))
+        .routes(routes!(lift_ban))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -157,6 +159,87 @@ async fn moderation_log(
             })
             .collect(),
     ))
+}
+
+/// The owner or a moderator of the shop, as a live-channel participant.
+async fn moderator_of(
+    state: &AppState,
+    me: &SignedIn,
+    shop: &domain::ShopId,
+) -> ApiResult<Participant> {
+    let role = state.store.role_in_shop(shop, me.user.as_str()).await?;
+    if !role.can_moderate() {
+        return Err(ApiError::Forbidden(
+            "only the owner and moderators manage bans",
+        ));
+    }
+    Ok(Participant::from_identity(&me.identity, role))
+}
+
+/// Someone banned from a shop's broadcasts.
+#[derive(Serialize, ToSchema)]
+pub struct BanView {
+    /// `usr_…` or `gst_…`.
+    pub subject: String,
+    /// Their chat name, when known.
+    pub name: Option<String>,
+    pub reason: String,
+    pub banned_by: String,
+    pub created_at: crate::views::Timestamp,
+}
+
+/// People banned from the shop's broadcasts (owner and moderators).
+#[utoipa::path(get, path = "/shops/{shop_id}/bans", tag = "live", params(("shop_id" = String, Path)),
+    responses((status = 200, body = Vec<BanView>), (status = 403, body = crate::error::Problem)))]
+async fn list_bans(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path(shop_id): Path<String>,
+) -> ApiResult<Json<Vec<BanView>>> {
+    let shop = load_shop(&state, &shop_id).await?;
+    moderator_of(&state, &me, &shop.id).await?;
+    let mut views = Vec::new();
+    for ban in state.store.chat_bans(&shop.id).await? {
+        views.push(BanView {
+            name: state
+                .store
+                .subject_name(&ban.subject)
+                .await?
+                .map(|n| n.into_string()),
+            subject: ban.subject,
+            reason: ban.reason,
+            banned_by: ban.banned_by,
+            created_at: crate::views::Timestamp(ban.created_at),
+        });
+    }
+    Ok(Json(views))
+}
+
+/// Lift a ban (owner and moderators): they may watch, chat and buy again.
+#[utoipa::path(delete, path = "/shops/{shop_id}/bans/{subject}", tag = "live",
+    params(("shop_id" = String, Path), ("subject" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem, description = "not banned")))]
+async fn lift_ban(
+    State(state): State<AppState>,
+    me: SignedIn,
+    Path((shop_id, subject)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let shop = load_shop(&state, &shop_id).await?;
+    let actor = moderator_of(&state, &me, &shop.id).await?;
+    let lifted = state
+        .live
+        .unban(&shop.id, &subject, &actor)
+        .await
+        .map_err(|e| match e {
+            live::LiveError::ShuttingDown => ApiError::Unavailable("the server is restarting"),
+            live::LiveError::Store(e) => e.into(),
+        })?;
+    if !lifted {
+        return Err(ApiError::NotFound("ban"));
+    }
+    tracing::info!(shop = %shop.id, subject, "ban lifted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 // Moderators: the owner appoints people (by the mobile number they signed
-// up with), sees who they are, removes them, and reads the moderation log.
+// up with), sees who they are, removes them, reads the moderation log and
+// lifts bans.
 // And the first screen of an account that moderates other shops.
 
 import { $, el, icon, toast } from '../dom.js';
@@ -36,7 +37,7 @@ export function init() {
     await go('/studio', { replace: true });
   });
   document.addEventListener('langchange', () => {
-    if (!$('view-moderators').hidden) { renderList(); renderLog(); }
+    if (!$('view-moderators').hidden) { renderList(); renderLog(); renderBans(); }
   });
 }
 
@@ -85,6 +86,39 @@ function renderLog() {
       e.detail ? el('span', { class: 'muted', text: ` · ${e.detail}` }) : null))));
 }
 
+let bans = [];
+
+function renderBans() {
+  $('ban-list').replaceChildren(...bans.map((b) => {
+    const name = b.name || shortSubject(b.subject);
+    const lift = el('button', { type: 'button', class: 'btn btn-quiet btn-small' }, icon('check'), el('span', { text: t('bans.lift') }));
+    lift.addEventListener('click', async () => {
+      if (!(await confirmSheet(t('bans.lift_q', { name }), t('bans.lift')))) return;
+      try {
+        await del(`/shops/${encodeURIComponent(ctx.shopId)}/bans/${encodeURIComponent(b.subject)}`);
+        toast(t('bans.lifted'));
+        await loadBans();
+      } catch (problem) {
+        toast(problem.detail || t('e.generic'), 4000);
+      }
+    });
+    return el('li', { class: 'row', data: { subject: b.subject } },
+      icon('shield'),
+      el('span', { class: 'row-main' },
+        el('span', { class: 'row-title', text: name }),
+        el('span', { class: 'row-sub' },
+          el('span', { text: formatTime(b.created_at) }),
+          b.reason ? el('span', { text: t('bans.reason', { reason: b.reason }) }) : null)),
+      lift);
+  }));
+  $('bans-empty').hidden = bans.length > 0;
+}
+
+async function loadBans() {
+  bans = await get(`/shops/${encodeURIComponent(ctx.shopId)}/bans`).catch(() => []);
+  renderBans();
+}
+
 export async function view() {
   const form = $('form-moderator');
   clearErrors(form);
@@ -97,6 +131,7 @@ export async function view() {
   log = entries;
   renderList();
   renderLog();
+  await loadBans();
   show('view-moderators');
 }
 
