@@ -485,5 +485,6 @@ async fn a_banned_viewer_can_no_longer_buy_over_http() {
     )
     .await;
     assert_eq!(log[0]["action"], "unban");
+    assert_eq!(log[0]["target_name"], "广告哥");
     app.shutdown().await;
 }

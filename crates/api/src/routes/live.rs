@@ -112,6 +112,8 @@ pub struct ModerationEntryView {
     pub actor: Option<String>,
     /// Whom it was about (`usr_…`/`gst_…`), if anyone.
     pub target: Option<String>,
+    /// Their chat name, when known.
+    pub target_name: Option<String>,
     pub broadcast_id: Option<String>,
     pub message_id: Option<String>,
     pub detail: Option<String>,
@@ -144,6 +146,19 @@ async fn moderation_log(
             live::LiveError::ShuttingDown => ApiError::Unavailable("the server is restarting"),
             live::LiveError::Store(e) => e.into(),
         })?;
+    // Names for the people acted on, looked up once each.
+    let mut names: std::collections::HashMap<String, Option<String>> =
+        std::collections::HashMap::new();
+    for target in entries.iter().filter_map(|e| e.target.as_ref()) {
+        if !names.contains_key(target) {
+            let name = state
+                .store
+                .subject_name(target)
+                .await?
+                .map(|n| n.into_string());
+            names.insert(target.clone(), name);
+        }
+    }
     Ok(Json(
         entries
             .into_iter()
@@ -151,6 +166,10 @@ async fn moderation_log(
                 action: e.action.as_str().to_owned(),
                 actor_name: e.actor.as_ref().map(|a| a.name.to_string()),
                 actor: e.actor.map(|a| a.subject),
+                target_name: e
+                    .target
+                    .as_ref()
+                    .and_then(|t| names.get(t).cloned().flatten()),
                 target: e.target,
                 broadcast_id: e.broadcast.map(|b| b.into_string()),
                 message_id: e.message.map(|m| m.into_string()),

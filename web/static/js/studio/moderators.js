@@ -81,8 +81,7 @@ function renderLog() {
     el('span', { class: 'mod-time', text: formatTime(e.at) }),
     el('span', { class: 'mod-what' },
       el('strong', { text: e.actor_name || t('mod.auto') }), ' ', t(`mod.a.${e.action}`),
-      // The log names people by id only (the API gives no name for targets).
-      e.target ? el('span', { class: 'mod-target', text: ` ${shortSubject(e.target)}` }) : null,
+      e.target ? el('span', { class: 'mod-target', text: ` ${e.target_name || shortSubject(e.target)}` }) : null,
       e.detail ? el('span', { class: 'muted', text: ` · ${e.detail}` }) : null))));
 }
 
