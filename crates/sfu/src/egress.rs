@@ -133,16 +133,13 @@ impl Leg {
         keyframe: bool,
         now: Instant,
     ) -> Result<usize, NotSent> {
-        let rw = self
-            .fwd
-            .forward(
-                source,
-                pkt.header.sequence_number,
-                pkt.header.timestamp,
-                keyframe,
-                now,
-            )
-            .map_err(NotSent::Skipped)?;
+        let (seq, ts) = (pkt.header.sequence_number, pkt.header.timestamp);
+        let rw = if pkt.payload.is_empty() {
+            self.fwd.forward_padding(source, seq, ts)
+        } else {
+            self.fwd.forward(source, seq, ts, keyframe, now)
+        }
+        .map_err(NotSent::Skipped)?;
         let payload = pkt.payload.len();
         write(pc, self.rewritten(pkt, rw.seq, rw.ts), now).map_err(|_| NotSent::Rejected)?;
         self.packets += 1;
@@ -205,17 +202,20 @@ fn write(
 impl Leg {
     /// Answer a viewer's NACK for `seqs` (its leg's sequence numbers): map each back
     /// to the publisher packet it was forwarded from, take that from `cached`, and
-    /// resend it. Sequence numbers this leg never sent, whose mapping was
-    /// overwritten, or whose packet left the cache (too old) are skipped: a late
-    /// retransmission is useless to the player. Returns `(packets, bytes)` resent.
+    /// resend it if `allow` grants its size (the viewer's
+    /// [`RetransmitBudget`](crate::forward::RetransmitBudget)). Sequence numbers this
+    /// leg never sent, whose mapping was overwritten, or whose packet left the cache
+    /// (too old) are skipped: a late retransmission is useless to the player.
+    /// Returns `(packets, bytes)` resent and the packets `allow` refused.
     pub fn answer_nack<'c>(
         &mut self,
         pc: &mut RTCPeerConnection,
         seqs: impl IntoIterator<Item = u16>,
         cached: impl Fn(SourceId, u16) -> Option<&'c rtp::Packet>,
+        mut allow: impl FnMut(usize) -> bool,
         now: Instant,
-    ) -> (usize, usize) {
-        let (mut packets, mut bytes) = (0, 0);
+    ) -> (usize, usize, usize) {
+        let (mut packets, mut bytes, mut refused) = (0, 0, 0);
         for out_seq in seqs {
             let Some((src, src_seq, ts_off)) = self.fwd.lookup(out_seq) else {
                 continue;
@@ -223,12 +223,16 @@ impl Leg {
             let Some(pkt) = cached(src, src_seq) else {
                 continue;
             };
+            if !allow(pkt.payload.len() + 12) {
+                refused += 1;
+                continue;
+            }
             if let Some(b) = self.resend(pc, pkt, out_seq, ts_off, now) {
                 packets += 1;
                 bytes += b;
             }
         }
-        (packets, bytes)
+        (packets, bytes, refused)
     }
 }
 

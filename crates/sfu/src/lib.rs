@@ -24,7 +24,8 @@
 //!   `now`, no sockets, benchmarkable.
 //! * **Own RTCP policy.** Viewer legs run with no NACK responder and no SR
 //!   generator from `rtc`: NACKs are answered from the room's shared
-//!   [`NackCache`], and sender reports carry the *publisher's*
+//!   [`NackCache`] (within each viewer's [`RetransmitBudget`]), and sender
+//!   reports carry the *publisher's*
 //!   NTP↔RTP mapping translated into each viewer's timestamp space (so lip sync
 //!   survives forwarding). Publisher legs use `rtc`'s NACK generator, receiver
 //!   reports and transport-wide-cc feedback (so the phone's own congestion control
@@ -94,7 +95,9 @@ pub mod testkit;
 
 pub use config::{IceServer, SfuConfig, UdpPorts};
 pub use error::SfuError;
-pub use forward::{KeyframeRequestLimiter, NackCache, SimulcastSelector, TrackForwarder};
+pub use forward::{
+    KeyframeRequestLimiter, NackCache, RetransmitBudget, SimulcastSelector, TrackForwarder,
+};
 
 use crate::error::internal;
 use crate::net::{CountGuard, Counters, Net, Route, spawn_counted};
@@ -222,6 +225,8 @@ pub struct LayerStats {
     pub packets: u64,
     /// Keyframes received.
     pub keyframes: u64,
+    /// Padding-only packets received (bandwidth probing; not forwarded).
+    pub padding_packets: u64,
 }
 
 /// Publisher info.
@@ -264,6 +269,8 @@ pub struct ViewerStats {
     pub packets_sent: u64,
     /// Retransmissions sent in answer to NACKs.
     pub retransmitted: u64,
+    /// NACKed packets not resent: over the viewer's retransmission budget.
+    pub retransmissions_withheld: u64,
     /// NACK packets received.
     pub nacks_received: u64,
     /// PLI/FIR received.

@@ -6,8 +6,8 @@ use crate::config::SfuConfig;
 use crate::egress::{Leg, Outgoing, ViewerLegs, drain, send_batch};
 use crate::error::SfuError;
 use crate::forward::{
-    BandwidthEstimator, KeyframeRequestLimiter, NackCache, RateMeter, Selection, SimulcastSelector,
-    SourceId, VideoCodec, is_keyframe,
+    BandwidthEstimator, KeyframeDetector, KeyframeRequestLimiter, NackCache, RateMeter,
+    RetransmitBudget, Selection, SimulcastSelector, SourceId, VideoCodec,
 };
 use crate::net::{CountGuard, Net, SessionSockets};
 use crate::sdp::PublisherChoice;
@@ -126,6 +126,7 @@ struct Source {
     ssrc: SourceId,
     generation: u64,
     video: Option<VideoCodec>,
+    keyframe_start: Option<KeyframeDetector>,
     rid: Option<String>,
     receiver: RTCRtpReceiverId,
     clock_rate: u32,
@@ -134,6 +135,8 @@ struct Source {
     limiter: KeyframeRequestLimiter,
     last_sr: Option<(u64, u32, Instant)>,
     keyframes: u64,
+    /// Padding-only packets received (not forwarded as media).
+    padding: u64,
 }
 
 struct Viewer {
@@ -147,6 +150,8 @@ struct Viewer {
     rtt: Option<Duration>,
     nacks: u64,
     retransmits: u64,
+    rtx_budget: RetransmitBudget,
+    rtx_withheld: u64,
     plis: u64,
 }
 
@@ -179,6 +184,11 @@ pub(crate) struct Room {
 }
 
 const TICK: Duration = Duration::from_millis(250);
+
+/// Retransmissions to a viewer may use up to half its estimate, in bursts of up to
+/// a second's worth (see [`RetransmitBudget`]).
+const RTX_SHARE: f64 = 0.5;
+const RTX_BURST: Duration = Duration::from_secs(1);
 
 /// Most publisher packets held back for one fan-out: bounds the delay the first
 /// packet of a burst waits while the rest of the burst is decrypted.
@@ -364,6 +374,8 @@ impl Room {
                     rtt: None,
                     nacks: 0,
                     retransmits: 0,
+                    rtx_budget: RetransmitBudget::new(RTX_SHARE, RTX_BURST),
+                    rtx_withheld: 0,
                     plis: 0,
                 };
                 // Follow the current audio source right away.
@@ -586,6 +598,7 @@ impl Room {
             ssrc,
             generation,
             video,
+            keyframe_start: video.map(KeyframeDetector::new),
             rid,
             receiver,
             clock_rate,
@@ -597,6 +610,7 @@ impl Room {
             limiter: KeyframeRequestLimiter::new(self.cfg.keyframe_request_min_interval),
             last_sr: None,
             keyframes: 0,
+            padding: 0,
         });
         // Older generations' streams of this kind are finished.
         self.sources
@@ -649,9 +663,6 @@ impl Room {
         let Some(si) = self.source_index(pkt.header.ssrc, track_id, now) else {
             return;
         };
-        if pkt.payload.is_empty() {
-            return; // padding-only probe
-        }
         // Strip header extensions once: viewer legs negotiate none, and a stripped
         // header clones without allocating.
         pkt.header.extension = false;
@@ -662,19 +673,32 @@ impl Room {
 
         let src = &mut self.sources[si];
         let ssrc = src.ssrc;
-        let kf = src.video.is_some_and(|c| is_keyframe(c, &pkt.payload));
-        src.rate.add(pkt.payload.len() + 12, now);
-        if kf {
-            src.keyframes += 1;
-            src.limiter.on_keyframe(now);
-        }
-        src.cache
-            .insert(pkt.header.sequence_number, now, pkt.clone());
         let video = src.video.is_some();
+        // Padding-only packets (the publisher probing its uplink; Chromium pads a
+        // simulcast top layer on its media SSRC when RTX is not negotiated) are
+        // not media: they neither count towards the layer's bitrate nor get cached.
+        // They still go to the fan-out, where each viewer's forwarder closes its
+        // sequence over them (see `TrackForwarder::forward_padding`).
+        let mut keyframe = false;
+        if pkt.payload.is_empty() {
+            src.padding += 1;
+        } else {
+            keyframe = src
+                .keyframe_start
+                .as_mut()
+                .is_some_and(|d| d.on_packet(&pkt.payload, pkt.header.timestamp));
+            src.rate.add(pkt.payload.len() + 12, now);
+            if keyframe {
+                src.keyframes += 1;
+                src.limiter.on_keyframe(now);
+            }
+            src.cache
+                .insert(pkt.header.sequence_number, now, pkt.clone());
+        }
         self.outgoing.push(Outgoing {
             pkt,
             source: ssrc,
-            keyframe: kf,
+            keyframe,
             video,
             at: now,
         });
@@ -810,20 +834,25 @@ impl Room {
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 self.on_nack(i, nack, now);
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                tracing::trace!(viewer = %self.viewers[i].peer.id, bps = remb.bitrate, "REMB");
                 self.viewers[i]
                     .est
                     .on_remb(remb.bitrate.max(0.0) as u64, now);
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 let v = &mut self.viewers[i];
+                let video_ssrc = v.video.as_ref().map(|l| l.ssrc);
+                let video_flows = v.video.as_ref().is_some_and(|l| l.fwd.target().is_some());
                 for rep in &rr.reports {
                     let leg = [v.video.as_ref(), v.audio.as_ref()]
                         .into_iter()
                         .flatten()
                         .find(|l| l.ssrc == rep.ssrc);
                     let Some(leg) = leg else { continue };
-                    if leg.fwd.target().is_some()
-                        && Some(leg.ssrc) == v.video.as_ref().map(|l| l.ssrc)
-                    {
+                    // The estimate learns from the stream that carries the bulk:
+                    // video while it flows, audio while the viewer is on audio only
+                    // (else it would never see the link recover).
+                    let is_video = Some(leg.ssrc) == video_ssrc;
+                    if is_video == video_flows {
                         v.est.on_fraction_lost(rep.fraction_lost, now);
                     }
                     v.loss = rep.fraction_lost as f64 / 256.0;
@@ -869,7 +898,11 @@ impl Room {
                 .find(|s| s.ssrc == src)
                 .and_then(|s| s.cache.get(seq, now))
         };
-        let (packets, bytes) = leg.answer_nack(&mut v.peer.pc, seqs, cached, now);
+        let estimate = v.est.estimate(now);
+        let budget = &mut v.rtx_budget;
+        let allow = |bytes: usize| budget.take(bytes, estimate, now);
+        let (packets, bytes, refused) = leg.answer_nack(&mut v.peer.pc, seqs, cached, allow, now);
+        v.rtx_withheld += refused as u64;
         if packets > 0 {
             v.retransmits += packets as u64;
             v.est.on_sent(bytes, now);
@@ -899,12 +932,28 @@ impl Room {
             v.selector
                 .select(v.est.estimate(now), &layer_bps, audio_bps, now)
         };
+        if let Some(need) = v.selector.take_restore() {
+            // A failed up-switch: back to the layer the link carried before.
+            v.est.restore(need);
+        }
         let target = match sel {
             Selection::Layer(l) => self.layers.get(l).map(|x| x.0),
             Selection::AudioOnly => None,
         };
         if leg.fwd.target() != target {
-            tracing::debug!(room = %self.shared.name, viewer = %v.peer.id, ?sel, "layer selection");
+            // Back from audio only (not the first selection).
+            if leg.fwd.target().is_none() && target.is_some() && leg.fwd.last_out().is_some() {
+                v.est.on_video_resumed(now);
+            }
+            tracing::debug!(
+                room = %self.shared.name,
+                viewer = %v.peer.id,
+                ?sel,
+                estimate_bps = v.est.estimate(now),
+                sent_bps = v.est.sent_rate(),
+                ?layer_bps,
+                "layer selection"
+            );
             leg.fwd.set_target(target);
             if target.is_some() && v.peer.connected() {
                 self.want_keyframe_for(i, now);
@@ -1044,6 +1093,7 @@ impl Room {
                     bitrate_bps: s.rate.bps(now),
                     packets: s.rate.packets(),
                     keyframes: s.keyframes,
+                    padding_packets: s.padding,
                 })
                 .collect(),
             audio_bitrate_bps: self
@@ -1078,6 +1128,7 @@ impl Room {
                         .map(|l| l.packets)
                         .sum(),
                     retransmitted: v.retransmits,
+                    retransmissions_withheld: v.rtx_withheld,
                     nacks_received: v.nacks,
                     keyframe_requests_received: v.plis,
                 }

@@ -135,6 +135,10 @@ pub struct PublisherOptions {
     pub keyframe_interval: Duration,
     /// Simulcast rids (e.g. `["q","h","f"]`, lowest first); empty = no simulcast.
     pub rids: Vec<String>,
+    /// Padding-only packets sent after each frame of the top layer, on its media
+    /// SSRC with the frame's timestamp: what Chromium does when it pads a simulcast
+    /// top layer up to the layer's bitrate and RTX is not negotiated.
+    pub padding_per_frame: usize,
 }
 
 impl Default for PublisherOptions {
@@ -146,6 +150,7 @@ impl Default for PublisherOptions {
             packets_per_frame: 3,
             keyframe_interval: Duration::from_secs(30),
             rids: Vec::new(),
+            padding_per_frame: 0,
         }
     }
 }
@@ -161,6 +166,8 @@ pub struct PublisherCounters {
     pub packets_sent: AtomicU64,
     /// NACKed packets (the webrtc-rs responder resends them; counted here).
     pub nacks_received: AtomicU64,
+    /// Padding-only packets sent.
+    pub padding_sent: AtomicU64,
 }
 
 struct Handler {
@@ -451,10 +458,11 @@ impl SyntheticPublisher {
         if !layers.is_empty() {
             let (c, f, stop) = (counters.clone(), force_kf.clone(), stop.clone());
             let codec = opts.video.unwrap_or(SynthVideo::Vp8);
-            let (fps, ppf, kfi) = (
+            let (fps, ppf, kfi, padding) = (
                 opts.fps.max(1),
                 opts.packets_per_frame.max(1),
                 opts.keyframe_interval,
+                opts.padding_per_frame,
             );
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1) / fps);
@@ -478,10 +486,17 @@ impl SyntheticPublisher {
                             ppf
                         };
                         let size = if n_layers > 1 { 300 + 350 * li } else { 1000 };
-                        for i in 0..packets {
-                            let payload = video_payload(codec, key, i, packets, size);
+                        let pad = if li + 1 == n_layers { padding } else { 0 };
+                        for i in 0..packets + pad {
+                            let padding_only = i >= packets;
+                            let payload = if padding_only {
+                                Bytes::new()
+                            } else {
+                                video_payload(codec, key, i, packets, size)
+                            };
                             let mut header = rtp::header::Header {
                                 version: 2,
+                                padding: padding_only,
                                 marker: i + 1 == packets,
                                 payload_type: layer.pt,
                                 sequence_number: layer.seq,
@@ -505,6 +520,9 @@ impl SyntheticPublisher {
                                 .is_ok()
                             {
                                 c.packets_sent.fetch_add(1, Ordering::Relaxed);
+                                if padding_only {
+                                    c.padding_sent.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -630,6 +648,9 @@ pub struct ViewerOptions {
     /// first time it passes, before the viewer's WebRTC stack sees it. The viewer's
     /// own NACK generator asks for it again; a late arrival fills the gap.
     pub drop_one_in: Option<u16>,
+    /// Talk to the server through a [`LossyRelay`] even without induced loss, so
+    /// the test can narrow the viewer's downlink ([`CountingViewer::set_downlink_bps`]).
+    pub through_relay: bool,
 }
 
 impl Default for ViewerOptions {
@@ -638,6 +659,7 @@ impl Default for ViewerOptions {
             video: vec![SynthVideo::Vp8, SynthVideo::H264],
             audio: true,
             drop_one_in: None,
+            through_relay: false,
         }
     }
 }
@@ -914,7 +936,10 @@ impl CountingViewer {
         // With induced loss the viewer is handed an answer that points at the relay.
         let relayed: Arc<Mutex<Option<(LossyRelay, String)>>> = Arc::new(Mutex::new(None));
         let r2 = relayed.clone();
-        let drop_one_in = opts.drop_one_in.filter(|n| *n > 0);
+        let drop_one_in = match opts.drop_one_in.filter(|n| *n > 0) {
+            None if opts.through_relay => Some(0),
+            other => other,
+        };
         let answer = offer_answer(&pc, g, st, move |offer| async move {
             let answer = exchange(offer).await?;
             let Some(n) = drop_one_in else {
@@ -952,6 +977,14 @@ impl CountingViewer {
     /// Keyframes received so far.
     pub fn keyframes(&self) -> u64 {
         self.counters.keyframes.load(Ordering::Relaxed)
+    }
+
+    /// Narrow this viewer's downlink to `bps` (or open it with `None`), if it was
+    /// connected through a relay (`drop_one_in` or `through_relay`).
+    pub fn set_downlink_bps(&self, bps: Option<u64>) {
+        if let Some(r) = &self.relay {
+            r.set_downlink_bps(bps);
+        }
     }
 
     /// What the lossy relay saw, if this viewer was connected with `drop_one_in`.

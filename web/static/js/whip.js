@@ -5,11 +5,10 @@
 // Simulcast: three layers (quarter, half, full resolution) when the browser
 // accepts three send encodings; one plain encoding otherwise.
 //
-// Codec: with one encoding, H.264 constrained baseline first (phones encode
-// and decode it in hardware, iPhones everywhere), then VP8. With simulcast,
-// VP8 first for now: the SFU stalls Chrome's H.264 simulcast after the first
-// frames (viewers fall back to audio only), while VP8 simulcast plays.
-// Flip SIMULCAST_PREFERS_H264 once the SFU handles it.
+// Codec: H.264 constrained baseline first (phones encode and decode it in
+// hardware, iPhones everywhere), then VP8, with or without simulcast.
+// SIMULCAST_PREFERS_H264 = false would prefer VP8 when simulcasting (the
+// SFU once stalled on Chrome's padded H.264 layers; see docs/media.md).
 //
 // A dropped connection is re-published at once with a new POST: the server
 // replaces the old publisher and viewers keep watching, as long as we are

@@ -85,6 +85,45 @@ fn h264_is_keyframe(p: &[u8]) -> bool {
     }
 }
 
+/// Finds the packet where a keyframe *starts* in one publisher stream: the place a
+/// viewer can switch onto the stream.
+///
+/// [`is_keyframe`] looks at one payload. An H.264 keyframe is usually several
+/// packets that each look like one: Chromium sends the SPS and PPS in a STAP-A and
+/// then the IDR slice as FU-A fragments, and the first fragment carries the IDR
+/// type too. A switch at that fragment would hand the decoder an IDR without the
+/// parameter sets that went before it (a simulcast layer's SPS differs from the
+/// other layers' in resolution, under the same id), so only the first packet of an
+/// access unit (one RTP timestamp) that carries an SPS or IDR counts. VP8 marks
+/// exactly one packet per keyframe already.
+#[derive(Debug, Clone)]
+pub struct KeyframeDetector {
+    codec: VideoCodec,
+    /// RTP timestamp of the last access unit already reported as a keyframe start.
+    last: Option<u32>,
+}
+
+impl KeyframeDetector {
+    /// A detector for one stream of `codec`.
+    pub fn new(codec: VideoCodec) -> Self {
+        Self { codec, last: None }
+    }
+
+    /// Is this packet (payload and RTP timestamp) the start of a keyframe?
+    pub fn on_packet(&mut self, payload: &[u8], ts: u32) -> bool {
+        if !is_keyframe(self.codec, payload) {
+            return false;
+        }
+        if self.codec == VideoCodec::H264 {
+            if self.last == Some(ts) {
+                return false; // a later packet of a keyframe already reported
+            }
+            self.last = Some(ts);
+        }
+        true
+    }
+}
+
 /// Coalesces keyframe requests (PLI) towards one publisher stream.
 ///
 /// However many viewers ask (joins, layer switches, their own PLIs), at most one
@@ -215,6 +254,30 @@ mod tests {
         // hostile STAP-A sizes
         assert!(!is_keyframe(VideoCodec::H264, &[0x78, 0xff, 0xff, 0x41]));
         assert!(!is_keyframe(VideoCodec::H264, &[0x78, 0x00, 0x00]));
+    }
+
+    #[test]
+    fn one_keyframe_start_per_h264_access_unit() {
+        let mut d = KeyframeDetector::new(VideoCodec::H264);
+        // What Chromium sends: STAP-A [SPS, PPS], then the IDR as FU-A fragments.
+        let stap = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        let idr_start = [0x7c, 0x85, 0x00];
+        let idr_middle = [0x7c, 0x05, 0x00];
+        assert!(d.on_packet(&stap, 1000));
+        assert!(!d.on_packet(&idr_start, 1000), "same access unit");
+        assert!(!d.on_packet(&idr_middle, 1000));
+        assert!(!d.on_packet(&[0x7c, 0x81, 0x00], 4000), "P-frame");
+        // The next keyframe, and one whose parameter sets went out of band
+        // (the IDR is its first packet).
+        assert!(d.on_packet(&stap, 90_000));
+        assert!(d.on_packet(&idr_start, 180_000));
+        assert!(!d.on_packet(&idr_middle, 180_000));
+        // A retransmitted STAP-A of a keyframe already reported is no new start.
+        assert!(!d.on_packet(&stap, 180_000));
+
+        let mut v = KeyframeDetector::new(VideoCodec::Vp8);
+        assert!(v.on_packet(&[0x10, 0x00, 0x9d, 0x01, 0x2a], 7));
+        assert!(!v.on_packet(&[0x00, 0x00], 7));
     }
 
     #[test]

@@ -4,19 +4,21 @@
 //!
 //! * [`TrackForwarder`] — per viewer and kind: follow one source, switch at
 //!   keyframes, rewrite sequence numbers and timestamps, remember the mapping for NACKs.
-//! * [`NackCache`] — per publisher stream: recent packets to answer NACKs from.
+//! * [`NackCache`] — per publisher stream: recent packets to answer NACKs from;
+//!   [`RetransmitBudget`] — per viewer: how much of that it may be sent.
 //! * [`KeyframeRequestLimiter`] — per publisher stream: at most one PLI per interval.
 //! * [`BandwidthEstimator`] + [`SimulcastSelector`] — per viewer: which layer fits.
 //! * [`RateMeter`] — per publisher stream: measured bitrate of each layer.
-//! * [`is_keyframe`] — VP8 / H.264 keyframe detection from the RTP payload.
+//! * [`is_keyframe`] — VP8 / H.264 keyframe detection from the RTP payload;
+//!   [`KeyframeDetector`] — per publisher stream: where each keyframe starts.
 
 mod keyframe;
 mod nack;
 mod rewrite;
 mod simulcast;
 
-pub use keyframe::{KeyframeRequestLimiter, VideoCodec, is_keyframe};
-pub use nack::NackCache;
+pub use keyframe::{KeyframeDetector, KeyframeRequestLimiter, VideoCodec, is_keyframe};
+pub use nack::{NackCache, RetransmitBudget};
 pub use rewrite::{Drop, Rewritten, SourceId, TrackForwarder};
 pub use simulcast::{BandwidthEstimator, Selection, SimulcastSelector};
 

@@ -23,11 +23,19 @@ pub enum Drop {
     NotSelected,
     /// A switch to this source is wanted but it may only happen at a keyframe.
     WaitingForKeyframe,
-    /// Older than the point where the viewer switched onto this source.
+    /// Older than the point where the viewer switched onto this source, or so late
+    /// that where it belongs in the viewer's sequence is no longer known.
     BeforeSwitch,
+    /// A padding-only packet, left out: the viewer's sequence closes over it.
+    Padding,
 }
 
 const HISTORY: usize = 2048;
+
+/// Padding packets remembered for placing late packets (see [`TrackForwarder`]).
+/// Chromium pads a simulcast top layer with up to ~200 packets/s, so this covers
+/// packets arriving up to ~2.5 s late, beyond any useful retransmission.
+const SKIPS: usize = 512;
 
 #[derive(Clone, Copy, Default)]
 struct Mapping {
@@ -57,6 +65,16 @@ struct Mapping {
 ///   relative position; packets from before the switch point are dropped.
 /// * Every forwarded packet records `(out_seq -> source, src_seq)` in a small ring
 ///   so a viewer's NACK can be answered from the shared [`NackCache`](super::NackCache).
+/// * Padding-only packets ([`forward_padding`](Self::forward_padding)) are left out
+///   and the viewer's sequence closes over them: the next packet takes the number.
+///   A publisher's congestion control pads to probe its uplink (Chromium pads a
+///   simulcast top layer up to the bitrate the layer needs, often more packets
+///   than media); the viewer has no use for them, and a hole in its sequence is
+///   worse than a waste: it NACKs what nobody can resend, counts it as loss, and an
+///   H.264 receiver (whose frames reference each other by sequence continuity)
+///   stops decoding at the hole until the next keyframe. A packet that arrives
+///   after later padding was left out is placed by counting the left-out padding
+///   before it.
 ///
 /// `forward` is allocation-free and does no locking: it is the per-packet,
 /// per-viewer hot path.
@@ -76,6 +94,14 @@ pub struct TrackForwarder {
     last_out_ts: u32,
     last_out_at: Option<Instant>,
     started: bool,
+    /// Padding packets of the current source left out so far, and the extended
+    /// sequence numbers of the most recent ones (ascending). A packet's output
+    /// number is `seq + seq_offset - (left out before it)`.
+    skipped: u16,
+    skips: std::collections::VecDeque<i64>,
+    /// Extended sequence number of the newest padding forgotten from `skips`:
+    /// where packets up to it belong is no longer known.
+    skips_forgotten_to: i64,
     history: Box<[Mapping]>,
     packets: u64,
     switches: u64,
@@ -105,6 +131,9 @@ impl TrackForwarder {
             last_out_ts: initial_ts,
             last_out_at: None,
             started: false,
+            skipped: 0,
+            skips: std::collections::VecDeque::with_capacity(SKIPS),
+            skips_forgotten_to: i64::MIN,
             history: vec![Mapping::default(); HISTORY].into_boxed_slice(),
             packets: 0,
             switches: 0,
@@ -165,11 +194,7 @@ impl TrackForwarder {
             self.switch_to(source, seq, ts, now);
         }
         let ext = extend(seq, self.highest_src_ext);
-        if ext < self.switch_src_ext {
-            return Err(Drop::BeforeSwitch);
-        }
-
-        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_seq = self.out_seq(seq, ext)?;
         let out_ts = ts.wrapping_add(self.ts_offset);
         if ext >= self.highest_src_ext {
             self.highest_src_ext = ext;
@@ -191,6 +216,60 @@ impl TrackForwarder {
         })
     }
 
+    /// A padding-only packet of `source`. In order (newer than anything forwarded)
+    /// it is left out and the sequence closes over it: `Err(Drop::Padding)`. Late,
+    /// its number is already part of the viewer's sequence (later packets went out
+    /// around it, and the viewer may be asking for it), so it goes out too, as an
+    /// empty packet with this header.
+    pub fn forward_padding(
+        &mut self,
+        source: SourceId,
+        seq: u16,
+        ts: u32,
+    ) -> Result<Rewritten, Drop> {
+        if Some(source) != self.current {
+            return Err(Drop::NotSelected);
+        }
+        let ext = extend(seq, self.highest_src_ext);
+        if ext <= self.highest_src_ext {
+            if self.skips.contains(&ext) {
+                return Err(Drop::Padding); // a duplicate of one left out
+            }
+            let out_seq = self.out_seq(seq, ext)?;
+            return Ok(Rewritten {
+                seq: out_seq,
+                ts: ts.wrapping_add(self.ts_offset),
+            });
+        }
+        if self.skips.len() == SKIPS
+            && let Some(oldest) = self.skips.pop_front()
+        {
+            self.skips_forgotten_to = oldest;
+        }
+        self.skips.push_back(ext);
+        self.skipped = self.skipped.wrapping_add(1);
+        self.highest_src_ext = ext;
+        // The number the next packet takes is this one's: the last number used
+        // (or held for a packet still missing before the padding) is one less.
+        self.last_out_seq = seq.wrapping_add(self.seq_offset).wrapping_sub(self.skipped);
+        Err(Drop::Padding)
+    }
+
+    /// Output sequence number of the current source's packet `seq` (extended `ext`),
+    /// counting the padding left out before it.
+    #[inline]
+    fn out_seq(&self, seq: u16, ext: i64) -> Result<u16, Drop> {
+        if ext < self.switch_src_ext || ext <= self.skips_forgotten_to {
+            return Err(Drop::BeforeSwitch);
+        }
+        // Skips after `ext` did not shift it; newest first, so in-order packets
+        // (the common case) look at one entry at most.
+        let later = self.skips.iter().rev().take_while(|&&s| s > ext).count() as u16;
+        Ok(seq
+            .wrapping_add(self.seq_offset)
+            .wrapping_sub(self.skipped.wrapping_sub(later)))
+    }
+
     fn switch_to(&mut self, source: SourceId, seq: u16, ts: u32, now: Instant) {
         let next_seq = self.last_out_seq.wrapping_add(1);
         let next_ts = match (self.started, self.last_out_at) {
@@ -207,6 +286,9 @@ impl TrackForwarder {
         // A fresh extended space per source; the margin keeps it positive.
         self.switch_src_ext = (1 << 20) + seq as i64;
         self.highest_src_ext = self.switch_src_ext;
+        self.skipped = 0;
+        self.skips.clear();
+        self.skips_forgotten_to = i64::MIN;
         if self.started {
             self.switches += 1;
         }
@@ -362,6 +444,96 @@ mod tests {
             f.last_out().unwrap().0,
             first.wrapping_add(199_999u32 as u16)
         );
+    }
+
+    #[test]
+    fn padding_is_left_out_and_the_sequence_closes_over_it() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 1000, 0);
+        f.set_target(Some(1));
+        assert_eq!(f.forward(1, 10, 0, true, t0).unwrap().seq, 1000);
+        assert_eq!(f.forward(1, 11, 0, false, t0).unwrap().seq, 1001);
+        // Chromium pads between frames, on the media SSRC.
+        assert_eq!(f.forward_padding(1, 12, 0), Err(Drop::Padding));
+        assert_eq!(f.forward_padding(1, 13, 0), Err(Drop::Padding));
+        let r = f.forward(1, 14, 3000, false, ms(t0, 33)).unwrap();
+        assert_eq!(
+            r,
+            Rewritten {
+                seq: 1002,
+                ts: 3000
+            }
+        );
+        assert_eq!(f.lookup(1002), Some((1, 14, 0)));
+        // Padding after a packet that is still missing: the missing one keeps its
+        // number (the viewer NACKs it; the publisher's retransmission fills it).
+        assert_eq!(f.forward(1, 15, 3000, false, ms(t0, 34)).unwrap().seq, 1003);
+        assert_eq!(f.forward_padding(1, 17, 3000), Err(Drop::Padding));
+        assert_eq!(f.forward(1, 18, 6000, false, ms(t0, 66)).unwrap().seq, 1005);
+        assert_eq!(f.forward(1, 16, 3000, false, ms(t0, 67)).unwrap().seq, 1004);
+        assert_eq!(f.lookup(1004), Some((1, 16, 0)));
+        // A padding packet that arrives late already has a number in the viewer's
+        // sequence (the packets around it went out): it goes out to fill it.
+        assert_eq!(
+            f.forward(1, 20, 9000, false, ms(t0, 100)).unwrap().seq,
+            1007
+        );
+        assert_eq!(
+            f.forward_padding(1, 19, 6000),
+            Ok(Rewritten {
+                seq: 1006,
+                ts: 6000
+            })
+        );
+        // A duplicate of padding that was left out stays out.
+        assert_eq!(f.forward_padding(1, 17, 3000), Err(Drop::Padding));
+        // Other sources' padding is not this viewer's business.
+        assert_eq!(f.forward_padding(2, 5, 0), Err(Drop::NotSelected));
+        assert_eq!(f.last_out().unwrap().0, 1007);
+    }
+
+    #[test]
+    fn a_switch_after_padding_continues_the_sequence() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 500, 0);
+        f.set_target(Some(1));
+        assert_eq!(f.forward(1, 65534, 0, true, t0).unwrap().seq, 500);
+        // padding across the wrap of the source's sequence numbers
+        for q in [65535u16, 0, 1] {
+            assert_eq!(f.forward_padding(1, q, 0), Err(Drop::Padding));
+        }
+        assert_eq!(f.forward(1, 2, 3000, false, ms(t0, 33)).unwrap().seq, 501);
+        assert_eq!(f.forward_padding(1, 3, 3000), Err(Drop::Padding));
+        f.set_target(Some(2));
+        let r = f.forward(2, 7000, 123, true, ms(t0, 66)).unwrap();
+        assert_eq!(r.seq, 502, "no gap and no reuse across the switch");
+        // the new source starts with nothing left out
+        assert_eq!(f.forward(2, 7001, 123, false, ms(t0, 66)).unwrap().seq, 503);
+        assert_eq!(f.forward_padding(1, 4, 3000), Err(Drop::NotSelected));
+    }
+
+    #[test]
+    fn a_packet_later_than_the_remembered_padding_is_dropped_not_misplaced() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(90_000, true, 0, 0);
+        f.set_target(Some(1));
+        f.forward(1, 0, 0, true, t0).unwrap();
+        // seq 1 goes missing, then a long run of padding
+        let n = SKIPS as u16 + 10;
+        for q in 2..2 + n {
+            assert_eq!(f.forward_padding(1, q, 0), Err(Drop::Padding));
+        }
+        let next = f.forward(1, 2 + n, 3000, false, ms(t0, 33)).unwrap().seq;
+        assert_eq!(next, 2, "seq 1 keeps its number, the padding none");
+        // Where seq 1 belongs is no longer known (padding before it was
+        // forgotten): better dropped than sent under a wrong number.
+        assert_eq!(
+            f.forward(1, 1, 0, false, ms(t0, 34)),
+            Err(Drop::BeforeSwitch)
+        );
+        // A packet after the remembered padding is still placed exactly.
+        assert_eq!(f.forward_padding(1, 3 + n, 3000), Err(Drop::Padding));
+        assert_eq!(f.forward(1, 4 + n, 3000, false, ms(t0, 35)).unwrap().seq, 3);
     }
 
     #[test]

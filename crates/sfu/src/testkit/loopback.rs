@@ -277,6 +277,7 @@ impl LoopbackViewer {
                 &mut self.sfu,
                 seqs.iter().copied(),
                 |_, seq| cache.get(seq, now),
+                |_| true,
                 now,
             )
             .0;

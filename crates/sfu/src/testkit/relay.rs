@@ -11,6 +11,12 @@
 //! `(ssrc, seq)` that passes later is a retransmission, and the time since the drop
 //! is recorded.
 //!
+//! The downlink can also be made narrow ([`LossyRelay::set_downlink_bps`]): a
+//! bottleneck that sends server→viewer datagrams no faster than the rate, queues
+//! them for at most [`BOTTLENECK_QUEUE`] and drops what does not fit (a router's
+//! tail drop). The viewer's congestion control sees what it would on a weak mobile
+//! link: queueing delay first, then loss.
+//!
 //! The server sees the relay's address as a peer-reflexive candidate, as it would
 //! see a viewer behind a NAT.
 
@@ -37,6 +43,38 @@ pub struct RelayStats {
     pub to_viewer: u64,
     /// Datagrams forwarded towards the server.
     pub to_server: u64,
+    /// Datagrams towards the viewer dropped by the bottleneck (queue full).
+    pub bottleneck_drops: u64,
+}
+
+/// Longest a datagram waits in the bottleneck's queue before it is dropped instead.
+pub const BOTTLENECK_QUEUE: Duration = Duration::from_millis(250);
+
+/// A link of limited rate with a bounded queue: when each datagram leaves, or
+/// that it is dropped. Sans-I/O; the relay's sending task waits for the times.
+#[derive(Debug, Clone, Default)]
+struct Bottleneck {
+    rate_bps: Option<u64>,
+    /// When the link has sent everything admitted so far.
+    busy_until: Option<Instant>,
+}
+
+impl Bottleneck {
+    /// `Some(when it leaves)` or `None` (dropped: the queue is full).
+    fn admit(&mut self, bytes: usize, now: Instant) -> Option<Instant> {
+        let Some(rate) = self.rate_bps.filter(|r| *r > 0) else {
+            return Some(now);
+        };
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        if start.saturating_duration_since(now) > BOTTLENECK_QUEUE {
+            return None;
+        }
+        // Count IP and UDP headers too: they use the link as well.
+        let bits = (bytes as u64 + 28) * 8;
+        let done = start + Duration::from_micros(bits * 1_000_000 / rate);
+        self.busy_until = Some(done);
+        Some(done)
+    }
 }
 
 struct DropRecord {
@@ -52,6 +90,8 @@ struct State {
     order: Vec<(u32, u16)>,
     to_viewer: u64,
     to_server: u64,
+    bottleneck: Bottleneck,
+    bottleneck_drops: u64,
 }
 
 impl State {
@@ -131,6 +171,8 @@ impl LossyRelay {
             order: Vec::new(),
             to_viewer: 0,
             to_server: 0,
+            bottleneck: Bottleneck::default(),
+            bottleneck_drops: 0,
         }));
         let tasks = Arc::new(Mutex::new(Vec::new()));
         let relay = LossyRelay {
@@ -191,6 +233,7 @@ impl LossyRelay {
             dropped: st.order.len() as u64,
             to_viewer: st.to_viewer,
             to_server: st.to_server,
+            bottleneck_drops: st.bottleneck_drops,
             ..Default::default()
         };
         for key in &st.order {
@@ -203,6 +246,11 @@ impl LossyRelay {
             }
         }
         out
+    }
+
+    /// Narrow the viewer's downlink to `bps` (IP payload rate), or open it (`None`).
+    pub fn set_downlink_bps(&self, bps: Option<u64>) {
+        lock(&self.state).bottleneck.rate_bps = bps;
     }
 }
 
@@ -235,7 +283,10 @@ async fn front_loop(
                     continue;
                 };
                 let b = Arc::new(b);
-                let task = tokio::spawn(back_loop(b.clone(), front.clone(), viewer, state.clone()));
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let task = tokio::spawn(back_loop(b.clone(), tx, state.clone()));
+                lock(&tasks).push(task);
+                let task = tokio::spawn(downlink(rx, front.clone(), viewer));
                 lock(&tasks).push(task);
                 backs.insert(viewer, b.clone());
                 b
@@ -246,11 +297,11 @@ async fn front_loop(
     }
 }
 
-/// Server-facing socket for one viewer address: applies the loss.
+/// Server-facing socket for one viewer address: applies the loss and the
+/// bottleneck, and hands what passes to [`downlink`] with the time it leaves.
 async fn back_loop(
     back: Arc<UdpSocket>,
-    front: Arc<UdpSocket>,
-    viewer: SocketAddr,
+    out: tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>)>,
     state: Arc<Mutex<State>>,
 ) {
     let mut buf = vec![0u8; 2048];
@@ -258,9 +309,37 @@ async fn back_loop(
         let Ok((n, _)) = back.recv_from(&mut buf).await else {
             continue;
         };
-        if lock(&state).pass_to_viewer(&buf[..n], Instant::now()) {
-            let _ = front.send_to(&buf[..n], viewer).await;
+        let now = Instant::now();
+        let release = {
+            let mut st = lock(&state);
+            if !st.pass_to_viewer(&buf[..n], now) {
+                continue;
+            }
+            let at = st.bottleneck.admit(n, now);
+            if at.is_none() {
+                st.bottleneck_drops += 1;
+            }
+            at
+        };
+        if let Some(at) = release
+            && out.send((at, buf[..n].to_vec())).is_err()
+        {
+            return;
         }
+    }
+}
+
+/// Sends datagrams to the viewer in order, each no earlier than its time.
+async fn downlink(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    front: Arc<UdpSocket>,
+    viewer: SocketAddr,
+) {
+    while let Some((at, d)) = rx.recv().await {
+        if at > Instant::now() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let _ = front.send_to(&d, viewer).await;
     }
 }
 
@@ -284,6 +363,8 @@ mod tests {
             order: Vec::new(),
             to_viewer: 0,
             to_server: 0,
+            bottleneck: Bottleneck::default(),
+            bottleneck_drops: 0,
         };
         let t0 = Instant::now();
         let passed: Vec<u16> = (1..=30)
@@ -304,6 +385,26 @@ mod tests {
             .filter_map(|k| st.drops[k].resent_after.map(|d| (k.1, d)))
             .collect();
         assert_eq!(resent, vec![(20, Duration::from_millis(35))]);
+    }
+
+    #[test]
+    fn bottleneck_paces_queues_and_tail_drops() {
+        let t0 = Instant::now();
+        let mut b = Bottleneck::default();
+        // Open: everything leaves at once.
+        assert_eq!(b.admit(1200, t0), Some(t0));
+        b.rate_bps = Some(1_000_000);
+        // 1000 + 28 bytes at 1 Mbit/s take 8.224 ms each.
+        let each = Duration::from_micros(8224);
+        assert_eq!(b.admit(1000, t0), Some(t0 + each));
+        assert_eq!(b.admit(1000, t0), Some(t0 + each * 2));
+        // A burst fills the queue; what would wait more than 250 ms is dropped.
+        let admitted = (0..100).filter(|_| b.admit(1000, t0).is_some()).count();
+        assert_eq!(admitted, 29);
+        assert_eq!(b.admit(1000, t0), None);
+        // Once the queue drained the link takes packets again.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(b.admit(1000, later), Some(later + each));
     }
 
     #[test]
