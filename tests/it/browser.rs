@@ -286,7 +286,9 @@ impl Browser {
 
     /// Script errors the page logged since the last call (uncaught
     /// exceptions, failed module loads, CSP refusals). Failed HTTP requests
-    /// are left out: a 401 or 422 the page handles is expected.
+    /// are left out: a 401 or 422 the page handles is expected; so are
+    /// websocket connections refused while a server restarts (Chromium logs
+    /// those itself; the page retries).
     async fn script_errors(&self) -> Vec<String> {
         let session = self
             .client
@@ -309,6 +311,7 @@ impl Browser {
                     .filter(|e| e["level"] == "SEVERE")
                     .filter_map(|e| e["message"].as_str())
                     .filter(|m| !m.contains("Failed to load resource"))
+                    .filter(|m| !(m.contains("WebSocket connection to") && m.contains("failed")))
                     .map(str::to_owned)
                     .collect()
             })
