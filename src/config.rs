@@ -443,7 +443,9 @@ mod tests {
 
     #[test]
     fn chat_and_hold_settings_apply_and_are_checked() {
-        let file: FileConfig = toml::from_str("[chat]\nburst = 3\nper_minute = 10\n[orders]\nhold_minutes = 15").unwrap();
+        let file: FileConfig =
+            toml::from_str("[chat]\nburst = 3\nper_minute = 10\n[orders]\nhold_minutes = 15")
+                .unwrap();
         let c = Config::resolve(SettingsArgs::default(), file).unwrap();
         assert_eq!((c.live.chat_burst, c.live.chat_per_minute), (3, 10));
         assert_eq!(c.orders.default_hold, Duration::from_secs(900));

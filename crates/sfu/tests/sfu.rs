@@ -700,6 +700,47 @@ async fn padded_h264_simulcast_reaches_the_viewer_without_holes() {
     sfu.shutdown().await;
 }
 
+/// A single-layer stream above the starting estimate (a phone at 1.7 Mbit/s,
+/// OBS at 2.5) reaches a new viewer as video: with no sign of congestion the
+/// starting guess is no reason to hold it on audio only. It used to, for good:
+/// audio only gave the estimate nothing to grow on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_layer_stream_above_the_starting_estimate_plays() {
+    let sfu = start(SfuConfig {
+        initial_viewer_bitrate: 1_000_000,
+        ..cfg()
+    })
+    .await;
+    let (publisher, _) = publish(
+        &sfu,
+        "big",
+        PublisherOptions {
+            // ~1000-byte packets, 7 a frame, 30 fps: about 1.7 Mbit/s.
+            packets_per_frame: 7,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (v, _) = view(&sfu, "big", ViewerOptions::default()).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || v.keyframes() > 0
+            && v.video_packets() > 7 * 30)
+        .await,
+        "video flows: {} packets, {:?}",
+        v.video_packets(),
+        sfu.room_stats("big")
+    );
+    let before = v.video_packets();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_s = (v.video_packets() - before) / 2;
+    assert!(per_s > 150, "about 210 packets/s keep coming: {per_s}");
+    let s = sfu.room_stats("big").unwrap().viewers[0].clone();
+    assert!(!s.audio_only, "{s:?}");
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
 /// A viewer whose link collapsed falls back to audio only, and gets video back
 /// once the link is clean again (its receiver reports show no loss). It used to
 /// stay on audio only for good: the loss-based estimate could not grow past
