@@ -109,17 +109,35 @@ await window.fcViewer.setRemoteDescription({ type: 'answer', sdp: __ANSWER__ });
 return true;
 "#;
 
+/// How the viewer reaches the server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Straight over loopback, UDP.
+    Direct,
+    /// Through a [`LossyRelay`] whose downlink the test can narrow.
+    Relay,
+    /// As on a network that blocks UDP: the UDP candidates of both sides are
+    /// removed (else the server's checks to the viewer's UDP candidates
+    /// would find a peer-reflexive UDP path), leaving the server's passive
+    /// ICE-TCP candidate and Chromium's active TCP ones.
+    TcpOnly,
+}
+
+fn without_udp_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !(l.starts_with("a=candidate:") && l.to_ascii_lowercase().contains(" udp ")))
+        .collect()
+}
+
 /// Starts the viewer page's player: WHEP POST of its offer from here, and the
-/// answer back to the page — through a [`LossyRelay`] (whose downlink the test
-/// can narrow) when `relay` is set.
-async fn watch(
-    app: &TestApp,
-    viewer: &Browser,
-    broadcast: &str,
-    relay: bool,
-) -> Option<LossyRelay> {
+/// answer back to the page, by `path`. Returns the relay, if any.
+async fn watch(app: &TestApp, viewer: &Browser, broadcast: &str, path: Path) -> Option<LossyRelay> {
     let offer = viewer.js(OFFER_JS).await;
     let mut offer = offer.as_str().expect("offer SDP").to_owned();
+    let relay = path == Path::Relay;
+    if path == Path::TcpOnly {
+        offer = without_udp_candidates(&offer);
+    }
     if relay {
         // Without the viewer's own candidates the server can only reach it the
         // way it reaches the server: through the relay.
@@ -136,7 +154,14 @@ async fn watch(
         .await
         .expect("WHEP POST");
     assert_eq!(res.status(), reqwest::StatusCode::CREATED);
-    let answer = res.text().await.expect("answer");
+    let mut answer = res.text().await.expect("answer");
+    if path == Path::TcpOnly {
+        assert!(
+            answer.contains(" tcp ") && answer.contains("tcptype passive"),
+            "the server offers a passive ICE-TCP candidate: {answer}"
+        );
+        answer = without_udp_candidates(&answer);
+    }
     let (relay, answer) = if relay {
         let (r, a) = LossyRelay::start(&answer, 0).await.expect("relay starts");
         (Some(r), a)
@@ -327,7 +352,7 @@ async fn chromium_h264_simulcast_keeps_playing_in_chromium() {
     let (farmer, broadcast) = farmer_live(&app, &driver).await;
 
     let viewer = viewer_page(&app, &driver).await;
-    watch(&app, &viewer, &broadcast, false).await;
+    watch(&app, &viewer, &broadcast, Path::Direct).await;
     let joined = Instant::now();
     let first = poll(Duration::from_secs(15), || async {
         let s = inbound(&viewer, &farmer, joined).await;
@@ -431,7 +456,9 @@ async fn chromium_viewer_follows_its_link_down_and_back_up() {
     let driver = Driver::start(tools).await;
     let (farmer, broadcast) = farmer_live(&app, &driver).await;
     let viewer = viewer_page(&app, &driver).await;
-    let relay = watch(&app, &viewer, &broadcast, true).await.expect("relay");
+    let relay = watch(&app, &viewer, &broadcast, Path::Relay)
+        .await
+        .expect("relay");
     let t0 = Instant::now();
     let mut log = Vec::new();
     let pages = (&viewer, &farmer);
@@ -517,6 +544,60 @@ async fn chromium_viewer_follows_its_link_down_and_back_up() {
     viewer.close().await;
     farmer.close().await;
     drop(relay);
+    drop(driver);
+    app.shutdown().await;
+}
+
+/// The transport protocol of the candidate pair `pc` is using (`udp`/`tcp`).
+const SELECTED_PROTOCOL_JS: &str = r#"
+const report = await window.fcViewer.getStats();
+for (const s of report.values()) {
+  if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
+  const pair = report.get(s.selectedCandidatePairId);
+  const local = pair && report.get(pair.localCandidateId);
+  return local ? local.protocol : null;
+}
+return null;
+"#;
+
+/// On a network that blocks UDP (some rural carriers' APNs and office
+/// firewalls do), a viewer still plays: Chromium connects to the SFU's
+/// passive ICE-TCP candidate and decodes video over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_watches_over_ice_tcp_when_udp_is_blocked() {
+    let Some(tools) = tools("chromium_watches_over_ice_tcp_when_udp_is_blocked") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn_with(store::testing::TestDb::sqlite(), |c| {
+        c.media.tcp_port = Some(0);
+    })
+    .await;
+    let driver = Driver::start(tools).await;
+    let (farmer, broadcast) = farmer_live(&app, &driver).await;
+
+    let viewer = viewer_page(&app, &driver).await;
+    watch(&app, &viewer, &broadcast, Path::TcpOnly).await;
+    let joined = Instant::now();
+    let playing = poll(Duration::from_secs(20), || async {
+        let s = inbound(&viewer, &farmer, joined).await;
+        (s.decoded >= 30).then_some(s)
+    })
+    .await;
+    let Some(playing) = playing else {
+        let s = video_stats(&viewer, "window.fcViewer").await;
+        panic!("no video over ICE-TCP within 20 s: {s:#?}");
+    };
+    eprintln!("over ICE-TCP: {playing}");
+    assert_eq!(
+        viewer.js(SELECTED_PROTOCOL_JS).await.as_str(),
+        Some("tcp"),
+        "the viewer's media flows over TCP"
+    );
+
+    farmer.assert_no_script_errors("the farmer").await;
+    viewer.close().await;
+    farmer.close().await;
     drop(driver);
     app.shutdown().await;
 }
