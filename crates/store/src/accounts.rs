@@ -200,6 +200,7 @@ impl Store {
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
+        self.cache().forget_subject(id.as_str());
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -229,12 +230,18 @@ impl Store {
     }
 
     /// The live (not revoked, not expired) session whose token hashes to
-    /// `token_hash`, with who it belongs to.
+    /// `token_hash`, with who it belongs to. Served from a cache for up to a
+    /// few seconds (see `cache.rs`); revocations through this store take
+    /// effect at once.
     pub async fn active_session(
         &self,
         token_hash: &str,
         now: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        let read_under = match self.cache().session(token_hash, now) {
+            Ok(cached) => return Ok(Some(cached)),
+            Err(generation) => generation,
+        };
         let row: Option<SessionRow> = sqlx::query_as(concat!(
             "",
             session_select!(),
@@ -244,7 +251,11 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        row.map(SessionRecord::try_from).transpose()
+        let record = row.map(SessionRecord::try_from).transpose()?;
+        if let Some(r) = &record {
+            self.cache().put_session(token_hash, r.clone(), read_under);
+        }
+        Ok(record)
     }
 
     /// Records activity and slides the expiry forward. Callers throttle this
@@ -261,6 +272,7 @@ impl Store {
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
+        self.cache().forget_session(id.as_str());
         Ok(())
     }
 
@@ -288,6 +300,7 @@ impl Store {
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
+        self.cache().forget_session(id.as_str());
         Ok(())
     }
 
@@ -307,6 +320,7 @@ impl Store {
         .bind(user.as_str())
         .execute(self.pool())
         .await?;
+        self.cache().forget_session(id.as_str());
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }

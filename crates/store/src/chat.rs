@@ -8,6 +8,8 @@
 
 use crate::{Store, StoreError};
 use domain::{BroadcastId, ChatMessageId, ChatText, DisplayName, OfferId, Role, ShopId};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A message as it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,6 +298,13 @@ impl Store {
             apply_one(&mut tx, write).await?;
         }
         tx.commit().await?;
+        for write in writes {
+            match write {
+                ChatWrite::Ban(ban) => self.cache().forget_bans(ban.shop_id.as_str()),
+                ChatWrite::Unban { shop, .. } => self.cache().forget_bans(shop.as_str()),
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -399,14 +408,24 @@ impl Store {
             .collect())
     }
 
+    /// Whether `subject` is banned from `shop`'s broadcasts. Every buy over
+    /// HTTP asks, so the shop's ban list is cached for a few seconds (see
+    /// `cache.rs`); bans written through this store take effect at once.
     pub async fn is_chat_banned(&self, shop: &ShopId, subject: &str) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM chat_bans WHERE shop_id = $1 AND subject = $2")
+        let read_under = match self.cache().bans(shop.as_str()) {
+            Ok(banned) => return Ok(banned.contains(subject)),
+            Err(generation) => generation,
+        };
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT subject FROM chat_bans WHERE shop_id = $1")
                 .bind(shop.as_str())
-                .bind(subject)
-                .fetch_optional(self.pool())
+                .fetch_all(self.pool())
                 .await?;
-        Ok(row.is_some())
+        let banned: HashSet<String> = rows.into_iter().map(|(s,)| s).collect();
+        let is_banned = banned.contains(subject);
+        self.cache()
+            .put_bans(shop.as_str(), Arc::new(banned), read_under);
+        Ok(is_banned)
     }
 
     /// Timeouts still running at `now`.

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod broadcasts;
+mod cache;
 mod chat;
 mod error;
 mod orders;
@@ -27,9 +28,11 @@ pub use orders::*;
 pub use products::{NewProduct, ProductRecord, ProductUpdate};
 pub use shops::{ModeratorRecord, NewShop, ShopRecord, ShopUpdate};
 
+use cache::ReadCache;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Migrations in the repository's `migrations/` folder, compiled in so the
@@ -47,6 +50,7 @@ pub enum Engine {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    cache: Arc<ReadCache>,
 }
 
 impl Store {
@@ -112,7 +116,11 @@ impl Store {
             }
         }
         .map_err(|e| StoreError::Config(format!("cannot open database {}: {e}", redact(url))))?;
-        Ok(Store { pool, engine })
+        Ok(Store {
+            pool,
+            engine,
+            cache: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -134,6 +142,10 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    pub(crate) fn cache(&self) -> &ReadCache {
+        &self.cache
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -139,6 +139,9 @@ on_both_engines!(
         let troll1 = message(&f, &f.broadcast, "gst_troll", "buy followers", "1", 2);
         let a2 = message(&f, &f.broadcast, "gst_a", "nice millet", "2", 3);
         let troll2 = message(&f, &f.other_broadcast, "gst_troll", "spam", "1", 1);
+        // Asked before the ban (a buy over HTTP asks every time): the answer
+        // must not outlive the ban.
+        assert!(!store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
         store
             .apply_chat_writes(&[
                 ChatWrite::Post(a1.clone()),

@@ -126,6 +126,12 @@ on_both_engines!(guest_sessions, |store: Store| async move {
         })
         .await
         .unwrap();
+    let before = store
+        .active_session("guest-hash", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.identity.name().as_str(), "路人甲");
     store
         .rename_guest(&guest, &DisplayName::parse("小李").unwrap())
         .await
