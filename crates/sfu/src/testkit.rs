@@ -668,6 +668,9 @@ impl Default for ViewerOptions {
 /// was filled by a late packet (a retransmission, or reordering).
 #[derive(Debug, Default)]
 pub struct SeqTracker {
+    /// The first sequence number received: the viewer cannot know of
+    /// anything sent before it, so a loss there is never asked for.
+    first: Option<u16>,
     /// Highest extended sequence number received.
     highest: Option<i64>,
     /// Missing extended sequence numbers -> when the gap was noticed.
@@ -695,9 +698,16 @@ pub enum Arrival {
 const MAX_TRACKED_GAP: i64 = 1000;
 
 impl SeqTracker {
+    /// Whether `seq` comes at or after the first packet received (in RTP's
+    /// wrapping order): a loss the viewer could notice.
+    pub fn noticeable(&self, seq: u16) -> bool {
+        self.first.is_some_and(|f| seq.wrapping_sub(f) as i16 >= 0)
+    }
+
     /// Account one arriving packet.
     pub fn on_packet(&mut self, seq: u16, now: Instant) -> Arrival {
         let Some(h) = self.highest else {
+            self.first = Some(seq);
             self.highest = Some(seq as i64);
             return Arrival::New { missing: 0 };
         };
