@@ -22,6 +22,8 @@ pub struct Running {
     /// The base URL the server hands out (follows the real port in tests).
     pub public_url: String,
     pub store: store::Store,
+    /// The media server (tests look at its rooms and end sessions with it).
+    pub sfu: sfu::Sfu,
     handle: axum_server::Handle,
     grace: std::time::Duration,
     task: JoinHandle<anyhow::Result<()>>,
@@ -78,6 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sfu = sfu::Sfu::start(config.media.sfu_config())
         .await
         .context("starting the media server (check the UDP/TCP media ports are free)")?;
+    let media = sfu.clone();
     let orders = orders::OrderService::start(store.clone(), config.orders.clone())
         .await
         .context("starting the order service")?;
@@ -143,6 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         addr,
         public_url,
         store,
+        sfu: media,
         handle,
         grace,
         task,

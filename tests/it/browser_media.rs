@@ -601,3 +601,92 @@ async fn chromium_watches_over_ice_tcp_when_udp_is_blocked() {
     drop(driver);
     app.shutdown().await;
 }
+
+/// The viewer page's player recovers by itself when its media stops, which
+/// is what a network drop looks like from the phone: here the server drops
+/// the viewer's session, nothing more arrives, and the page, untouched,
+/// posts a new offer and plays on (`whep.js`: ICE failure or 12 s without
+/// media).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_page_player_recovers_when_its_media_stops() {
+    let Some(tools) = tools("viewer_page_player_recovers_when_its_media_stops") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let driver = Driver::start(tools).await;
+    let (farmer, broadcast) = farmer_live(&app, &driver).await;
+
+    let viewer = driver.browser().await;
+    viewer.goto(&app.url(&format!("/live/{broadcast}"))).await;
+    const PLAYING: &str = "document.getElementById('player').videoWidth > 0 \
+                           && document.getElementById('player').currentTime > 1";
+    viewer
+        .wait(
+            PLAYING,
+            Duration::from_secs(20),
+            "the page plays the broadcast",
+        )
+        .await;
+    let sfu = &app.server.as_ref().expect("running").sfu;
+    let viewers = || {
+        sfu.room_stats(&broadcast)
+            .map(|r| r.viewers)
+            .unwrap_or_default()
+    };
+    let first = viewers();
+    assert_eq!(first.len(), 1, "one player: {first:?}");
+    let dropped = first[0].session.clone();
+    sfu.end_session(&broadcast, &dropped)
+        .await
+        .expect("the session ends");
+    let stopped_at = viewer
+        .js("return document.getElementById('player').currentTime")
+        .await
+        .as_f64()
+        .unwrap_or_default();
+    let dropped_at = Instant::now();
+
+    // A new session, connected, with media flowing to it...
+    let rejoined = poll(Duration::from_secs(45), || async {
+        viewers()
+            .into_iter()
+            .find(|v| v.session != dropped && v.connected && v.bitrate_bps > 0)
+    })
+    .await;
+    let Some(rejoined) = rejoined else {
+        panic!(
+            "the player did not come back within 45 s: viewers {:?}",
+            viewers()
+        );
+    };
+    eprintln!(
+        "a new session {:.1} s after the drop (video time then {stopped_at:.1} s): {rejoined:?}",
+        dropped_at.elapsed().as_secs_f64()
+    );
+    // ...and frames decoded from it: the picture moves again.
+    const FRAMES: &str =
+        "return document.getElementById('player').getVideoPlaybackQuality().totalVideoFrames";
+    let frames = || async { viewer.js(FRAMES).await.as_u64().unwrap_or_default() };
+    let before = frames().await;
+    let moving = poll(Duration::from_secs(10), || async {
+        let now = frames().await;
+        (now >= before + 30).then_some(now)
+    })
+    .await;
+    assert!(
+        moving.is_some(),
+        "no new frames after the new session: {before} -> {}",
+        frames().await
+    );
+    assert!(
+        viewers().iter().all(|v| v.session != dropped),
+        "the old session is gone"
+    );
+
+    farmer.assert_no_script_errors("the farmer").await;
+    viewer.close().await;
+    farmer.close().await;
+    drop(driver);
+    app.shutdown().await;
+}
