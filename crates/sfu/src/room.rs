@@ -929,13 +929,7 @@ impl Room {
         let sel = if self.layers.len() == 1 && v.est.estimate(now) == 0 {
             Selection::Layer(0)
         } else {
-            let estimate = lowest_layer_floor(
-                v.est.estimate(now),
-                v.est.congested_at(),
-                layer_bps[0],
-                audio_bps,
-                now,
-            );
+            let estimate = v.est.for_selection(layer_bps[0], audio_bps, now);
             v.selector.select(estimate, &layer_bps, audio_bps, now)
         };
         if let Some(need) = v.selector.take_restore() {
@@ -1176,33 +1170,4 @@ fn to_ntp(d: Duration) -> u64 {
 
 fn ntp_add(ntp: u64, d: Duration) -> u64 {
     ntp.wrapping_add(to_ntp(d))
-}
-
-/// After this long without congestion a viewer may have the lowest video layer
-/// whatever its estimate says.
-const LOWEST_LAYER_RETRY: Duration = Duration::from_secs(10);
-
-/// The estimate the layer selector sees: never below what the lowest layer
-/// needs (with the selector's up-switch headroom) unless the link showed
-/// congestion in the last [`LOWEST_LAYER_RETRY`].
-///
-/// The estimator starts at a guess (`initial_viewer_bitrate`) and grows only
-/// while it carries traffic, so a guess below a single-layer stream (OBS at
-/// 2.5 Mbit/s, a phone at 1.5 Mbit/s) would hold every viewer on audio only
-/// with no evidence that its link is weak, and audio only gives the estimate
-/// nothing to grow on. Real evidence (loss, a REMB backing off) still sends a
-/// viewer to audio only; after a quiet spell it tries the lowest layer again.
-fn lowest_layer_floor(
-    estimate_bps: u64,
-    congested_at: Option<Instant>,
-    lowest_layer_bps: u64,
-    audio_bps: u64,
-    now: Instant,
-) -> u64 {
-    let calm = congested_at.is_none_or(|t| now.saturating_duration_since(t) >= LOWEST_LAYER_RETRY);
-    if !calm || lowest_layer_bps == 0 {
-        return estimate_bps;
-    }
-    let floor = (lowest_layer_bps as f64 * 1.3) as u64 + audio_bps + 1;
-    estimate_bps.max(floor)
 }

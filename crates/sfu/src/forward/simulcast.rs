@@ -71,6 +71,11 @@ const MAX_GROWTH_STEP: Duration = Duration::from_secs(5);
 const REMB_DROP: f64 = 0.95;
 /// After a decrease, further congestion signals are ignored this long.
 const DECREASE_HOLD: Duration = Duration::from_secs(2);
+/// After this long without congestion a viewer may have the lowest video
+/// layer whatever its estimate says (see [`BandwidthEstimator::for_selection`]).
+const LOWEST_LAYER_RETRY: Duration = Duration::from_secs(10);
+/// Headroom the selector wants before moving up to a layer.
+const UP_HEADROOM: f64 = 1.3;
 /// After video resumes from audio only, loss reports are ignored this long
 /// (a report interval, plus the keyframe wait, with margin).
 const RESUME_QUIET: Duration = Duration::from_secs(3);
@@ -178,6 +183,29 @@ impl BandwidthEstimator {
     /// Current estimate in bit/s.
     pub fn estimate(&self, _now: Instant) -> u64 {
         self.bps.max(0.0).round() as u64
+    }
+
+    /// The estimate the layer selector should see: never below what the
+    /// lowest layer (`lowest_layer_bps`, 0 = not measured yet) needs with the
+    /// selector's up-switch headroom, unless the link showed congestion in the
+    /// last [`LOWEST_LAYER_RETRY`].
+    ///
+    /// The estimate starts at a guess and grows only while it carries traffic,
+    /// so a guess below a single-layer stream (OBS at 2.5 Mbit/s, a phone at
+    /// 1.5) would hold every viewer on audio only with no evidence that its
+    /// link is weak, and audio only gives it nothing to grow on. Evidence
+    /// (loss, a REMB backing off) still sends a viewer to audio only; after a
+    /// quiet spell it tries the lowest layer again.
+    pub fn for_selection(&self, lowest_layer_bps: u64, audio_bps: u64, now: Instant) -> u64 {
+        let estimate = self.estimate(now);
+        let calm = self
+            .congested_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= LOWEST_LAYER_RETRY);
+        if !calm || lowest_layer_bps == 0 {
+            return estimate;
+        }
+        let floor = (lowest_layer_bps as f64 * UP_HEADROOM) as u64 + audio_bps + 1;
+        estimate.max(floor)
     }
 
     /// When the link last showed congestion (loss or a REMB backing off), if ever.
@@ -321,7 +349,7 @@ impl SimulcastSelector {
             None if rate(0) * 0.8 <= budget => Selection::Layer(0),
             None => Selection::AudioOnly,
         };
-        let with_headroom = match fits(1.3) {
+        let with_headroom = match fits(UP_HEADROOM) {
             Some(i) => Selection::Layer(i),
             None => Selection::AudioOnly,
         };
@@ -395,6 +423,30 @@ impl SimulcastSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_congestion_keeps_a_viewer_below_the_lowest_layer() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut e = BandwidthEstimator::new(1_000_000, 50_000, 10_000_000);
+        // A 1.5 Mbit/s single layer above the 1 Mbit/s guess: allowed.
+        let need = 1_500_000.0 * UP_HEADROOM + 40_000.0;
+        assert!(e.for_selection(1_500_000, 40_000, t0) as f64 >= need);
+        let mut sel = SimulcastSelector::new(Duration::from_secs(4));
+        let est = e.for_selection(1_500_000, 40_000, t0);
+        assert_eq!(
+            sel.select(est, &[1_500_000], 40_000, t0),
+            Selection::Layer(0)
+        );
+        // Heavy loss: the estimate itself decides, for a while.
+        e.on_fraction_lost(128, s(1));
+        assert_eq!(e.for_selection(1_500_000, 40_000, s(2)), e.estimate(s(2)));
+        assert!((e.estimate(s(2)) as f64) < need);
+        // Ten quiet seconds later the lowest layer is tried again.
+        assert!(e.for_selection(1_500_000, 40_000, s(11)) as f64 >= need);
+        // Nothing measured yet: the selector's own guess applies.
+        assert_eq!(e.for_selection(0, 40_000, s(11)), e.estimate(s(11)));
+    }
 
     /// Feed `bps` of sent media over `secs` seconds, ending at `t`.
     fn send(e: &mut BandwidthEstimator, bps: u64, t: Instant, secs: u64) {
