@@ -22,17 +22,7 @@ struct Cast {
 async fn cast() -> Cast {
     let app = TestApp::spawn().await;
     let (owner, shop) = app.farmer_with_shop("13800138000").await;
-    let b = app
-        .post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "秋收直播"}),
-        )
-        .await;
-    let broadcast = expect(b, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "秋收直播").await;
 
     let guest = app.client();
     expect(

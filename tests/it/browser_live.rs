@@ -127,18 +127,7 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
         .await,
     )
     .await;
-    let broadcast = created(
-        app.post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "谷子收割第一天"}),
-        )
-        .await,
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "谷子收割第一天").await;
     let watch = app.url(&format!("/live/{broadcast}"));
     let driver = Driver::start(tools).await;
 
@@ -610,18 +599,7 @@ async fn moderator_keeps_the_chat_clean_and_html_stays_text() {
     let started = Instant::now();
     let app = TestApp::spawn().await;
     let (owner, shop) = app.farmer_with_shop("13800138000").await;
-    let broadcast = created(
-        app.post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "谷子地直播"}),
-        )
-        .await,
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "谷子地直播").await;
     // The future moderator has an account of their own.
     app.sign_up(&app.client(), "13900139000", "管理员小王")
         .await;
@@ -997,18 +975,7 @@ async fn viewer_page_reconnects_after_a_server_restart() {
     })
     .await;
     let (owner, shop) = app.farmer_with_shop("13800138000").await;
-    let broadcast = created(
-        app.post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "谷子地直播"}),
-        )
-        .await,
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "谷子地直播").await;
     let driver = Driver::start(tools).await;
     let viewer = driver.browser().await;
     viewer.goto(&app.url(&format!("/live/{broadcast}"))).await;

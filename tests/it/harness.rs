@@ -118,6 +118,21 @@ impl TestApp {
         let shop = expect(shop, StatusCode::CREATED).await;
         (client, shop["id"].as_str().unwrap().to_owned())
     }
+
+    /// Schedules a broadcast titled `title` in `owner`'s `shop`; its id.
+    pub async fn broadcast(&self, owner: &Client, shop: &str, title: &str) -> String {
+        let b = self
+            .post(
+                owner,
+                &format!("/api/v1/shops/{shop}/broadcasts"),
+                json!({ "title": title }),
+            )
+            .await;
+        expect(b, StatusCode::CREATED).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
 }
 
 /// Whether an external tool a test needs is present. When it is missing the

@@ -16,17 +16,7 @@ pub struct Live {
 /// A farmer with a shop and a scheduled broadcast, and its stream key.
 pub async fn scheduled_broadcast(app: &TestApp, mobile: &str) -> Live {
     let (owner, shop) = app.farmer_with_shop(mobile).await;
-    let res = app
-        .post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "谷子地直播"}),
-        )
-        .await;
-    let broadcast = expect(res, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "谷子地直播").await;
     let key = expect(
         app.get(
             &owner,

@@ -26,17 +26,7 @@ pub async fn sale(app: &TestApp, quantity: u32, per_buyer_limit: u32) -> Sale {
         .as_str()
         .unwrap()
         .to_owned();
-    let broadcast = app
-        .post(
-            &owner,
-            &format!("/api/v1/shops/{shop}/broadcasts"),
-            json!({"title": "秋收直播"}),
-        )
-        .await;
-    let broadcast = expect(broadcast, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let broadcast = app.broadcast(&owner, &shop, "秋收直播").await;
     let offer = app
         .post(
             &owner,

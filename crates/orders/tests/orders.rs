@@ -107,6 +107,13 @@ async fn farm(store: &Store, stock: u32) -> Farm {
     }
 }
 
+/// The order service on `store` with the default settings.
+async fn service(store: &Store) -> OrderService {
+    OrderService::start(store.clone(), OrdersConfig::default())
+        .await
+        .unwrap()
+}
+
 fn new_offer(farm: &Farm, quantity: u32, limit: u32) -> NewOffer {
     NewOffer {
         broadcast: farm.broadcast.id.clone(),
@@ -190,9 +197,7 @@ async fn assert_consistent(store: &Store, svc: &OrderService, offer: &OfferId) -
 async fn concurrent_taps_never_oversell(db: TestDb) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 1_000).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let offer = svc
         .create_offer(&farm.owner.id, new_offer(&farm, 100, 5))
         .await
@@ -304,9 +309,7 @@ async fn held_units_return_when_reservations_expire(db: TestDb) {
     let _still = HoldClock::start();
     let store = db.store().await.unwrap();
     let farm = farm(&store, 10).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let mut events = svc.events();
     let offer = svc
         .create_offer(&farm.owner.id, new_offer(&farm, 1, 1))
@@ -502,9 +505,7 @@ both_engines!(
 async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 100).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let offer = svc
         .create_offer(&farm.owner.id, new_offer(&farm, 3, 3))
         .await
@@ -596,9 +597,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 100).await;
     let stranger = self::farm(&store, 1).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let mut events = svc.events();
     let offer = svc
         .create_offer(&farm.owner.id, new_offer(&farm, 10, 3))
@@ -828,9 +827,7 @@ both_engines!(
 async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 20).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let owner = &farm.owner.id;
     let offer = svc
         .create_offer(owner, new_offer(&farm, 10, 5))
@@ -942,9 +939,7 @@ async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb)
     svc.shutdown().await;
 
     // After a restart the ended offer is loaded on demand and still correct.
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     svc.cancel_order(owner, &orders[3].id, Reason::parse("").unwrap())
         .await
         .unwrap();
@@ -1077,9 +1072,7 @@ async fn a_failed_commit_acknowledges_nothing_and_rebuilds(db: TestDb) {
     use sqlx::{Connection, Executor};
     let store = db.store().await.unwrap();
     let farm = farm(&store, 10).await;
-    let svc = OrderService::start(store.clone(), OrdersConfig::default())
-        .await
-        .unwrap();
+    let svc = service(&store).await;
     let offer = svc
         .create_offer(&farm.owner.id, new_offer(&farm, 10, 5))
         .await

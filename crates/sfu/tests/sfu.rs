@@ -21,6 +21,25 @@ fn cfg() -> SfuConfig {
     }
 }
 
+/// For simulcast tests: every viewer starts able to take the top layer, and
+/// moves up again quickly.
+fn simulcast_cfg() -> SfuConfig {
+    SfuConfig {
+        initial_viewer_bitrate: 3_000_000,
+        layer_upgrade_hold: Duration::from_millis(500),
+        ..cfg()
+    }
+}
+
+/// A publisher sending three simulcast layers, lowest first.
+fn three_layers() -> PublisherOptions {
+    PublisherOptions {
+        rids: vec!["q".into(), "h".into(), "f".into()],
+        packets_per_frame: 3,
+        ..Default::default()
+    }
+}
+
 /// Poll `cond` every 20 ms until it holds or `limit` passes.
 async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -567,22 +586,8 @@ async fn typed_errors_for_bad_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_viewer_drops_to_a_lower_layer_at_a_keyframe() {
-    let sfu = start(SfuConfig {
-        initial_viewer_bitrate: 3_000_000,
-        layer_upgrade_hold: Duration::from_millis(500),
-        ..cfg()
-    })
-    .await;
-    let (publisher, _) = publish(
-        &sfu,
-        "sim",
-        PublisherOptions {
-            rids: vec!["q".into(), "h".into(), "f".into()],
-            packets_per_frame: 3,
-            ..Default::default()
-        },
-    )
-    .await;
+    let sfu = start(simulcast_cfg()).await;
+    let (publisher, _) = publish(&sfu, "sim", three_layers()).await;
     let (v, _) = view(&sfu, "sim", ViewerOptions::default()).await;
     let layer = |sfu: &Sfu| {
         sfu.room_stats("sim")
@@ -641,21 +646,14 @@ async fn simulcast_viewer_drops_to_a_lower_layer_at_a_keyframe() {
 /// Chromium viewers after a few frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn padded_h264_simulcast_reaches_the_viewer_without_holes() {
-    let sfu = start(SfuConfig {
-        initial_viewer_bitrate: 3_000_000,
-        layer_upgrade_hold: Duration::from_millis(500),
-        ..cfg()
-    })
-    .await;
+    let sfu = start(simulcast_cfg()).await;
     let (publisher, _) = publish(
         &sfu,
         "pad",
         PublisherOptions {
             video: Some(SynthVideo::H264),
-            rids: vec!["q".into(), "h".into(), "f".into()],
-            packets_per_frame: 3,
             padding_per_frame: 4,
-            ..Default::default()
+            ..three_layers()
         },
     )
     .await;
@@ -753,22 +751,8 @@ async fn a_single_layer_stream_above_the_starting_estimate_plays() {
 /// only the (paused) video stream's reports were listened to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_on_audio_only_gets_video_back_when_its_link_recovers() {
-    let sfu = start(SfuConfig {
-        initial_viewer_bitrate: 3_000_000,
-        layer_upgrade_hold: Duration::from_millis(500),
-        ..cfg()
-    })
-    .await;
-    let (publisher, _) = publish(
-        &sfu,
-        "back",
-        PublisherOptions {
-            rids: vec!["q".into(), "h".into(), "f".into()],
-            packets_per_frame: 3,
-            ..Default::default()
-        },
-    )
-    .await;
+    let sfu = start(simulcast_cfg()).await;
+    let (publisher, _) = publish(&sfu, "back", three_layers()).await;
     let (v, _) = view(
         &sfu,
         "back",
