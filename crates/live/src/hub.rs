@@ -350,22 +350,28 @@ impl Inner {
     }
 }
 
-/// Reads what the room starts from. Storage trouble does not keep the room
-/// closed (viewers still get stock and state), but it is logged loudly.
-async fn load(inner: &Inner, info: &RoomInfo) -> Loaded {
+/// How often a room tries to read its starting state before giving up.
+const LOAD_ATTEMPTS: u32 = 3;
+
+/// Reads what the room starts from. A room whose bans, timeouts or blocked
+/// words cannot be read does not open: opening with empty rules would let a
+/// banned person chat and buy. Its joiners are told to try again later.
+/// Pinned offers are different: without the order service a card is left
+/// out, which hides a product but lets nobody past a rule.
+async fn load(inner: &Inner, info: &RoomInfo) -> Result<Loaded, store::StoreError> {
     // Writes a previous run of this room queued must land before we read.
     inner.persist.flush().await;
-    let now = inner.clock.now();
     let store = &inner.store;
-    let mut loaded = Loaded::default();
-    for attempt in 0..3u32 {
-        let result: Result<Loaded, store::StoreError> = async {
+    let mut attempt = 0;
+    let (mut loaded, pinned_offers) = loop {
+        let now = inner.clock.now();
+        let result: Result<(Loaded, Vec<domain::OfferId>), store::StoreError> = async {
             let room = store.live_room(&info.broadcast).await?;
             let pinned_message = match &room.pinned_message_id {
                 Some(id) => store.chat_message(id).await?,
                 None => None,
             };
-            Ok(Loaded {
+            let loaded = Loaded {
                 history: store
                     .chat_history(&info.broadcast, inner.config.recent_capacity as u32)
                     .await?,
@@ -375,42 +381,33 @@ async fn load(inner: &Inner, info: &RoomInfo) -> Loaded {
                 blocked_words: store.blocked_words(&info.shop).await?,
                 bans: store.chat_bans(&info.shop).await?,
                 timeouts: store.active_timeouts(&info.shop, now).await?,
-            })
+            };
+            Ok((loaded, room.pinned_offers))
         }
         .await;
         match result {
-            Ok(l) => {
-                loaded = l;
-                let pinned = store
-                    .live_room(&info.broadcast)
-                    .await
-                    .map(|r| r.pinned_offers)
-                    .unwrap_or_default();
-                for offer in pinned {
-                    let card = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        inner.commerce.offer_card(&info.broadcast, &offer),
-                    )
-                    .await;
-                    match card {
-                        Ok(Some(card)) => loaded.offers.push(card),
-                        Ok(None) => {
-                            tracing::info!(%offer, "pinned offer no longer sold here; dropped")
-                        }
-                        Err(_) => {
-                            tracing::warn!(%offer, "order service did not answer for a pinned offer")
-                        }
-                    }
-                }
-                break;
+            Ok(ok) => break ok,
+            Err(e) if attempt + 1 < LOAD_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "could not load the room's state; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
-            Err(e) => {
-                tracing::error!(error = %e, attempt, "could not load the room's chat state");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
-            }
+            Err(e) => return Err(e),
+        }
+    };
+    for offer in pinned_offers {
+        let card = tokio::time::timeout(
+            Duration::from_secs(5),
+            inner.commerce.offer_card(&info.broadcast, &offer),
+        )
+        .await;
+        match card {
+            Ok(Some(card)) => loaded.offers.push(card),
+            Ok(None) => tracing::info!(%offer, "pinned offer no longer sold here; dropped"),
+            Err(_) => tracing::warn!(%offer, "order service did not answer for a pinned offer"),
         }
     }
-    loaded
+    Ok(loaded)
 }
 
 struct RoomTask {
@@ -427,7 +424,14 @@ async fn run_room(
     mut cmds: mpsc::Receiver<RoomCmd>,
     mut events: mpsc::UnboundedReceiver<RoomEvent>,
 ) {
-    let loaded = load(&inner, &info).await;
+    let loaded = match load(&inner, &info).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(error = %e, "room not opened: its moderation rules could not be read");
+            refuse_and_leave(&inner, room_id, &info.broadcast, cmds);
+            return;
+        }
+    };
     let now = inner.clock.now();
     let start_seq = (now.max(0) as u64).saturating_mul(1000);
     let core = RoomCore::new(
@@ -502,6 +506,30 @@ async fn run_room(
         rooms.remove(&info.broadcast);
     }
     tracing::debug!("room closed");
+}
+
+/// Takes a room that could not open out of the hub's map, then tells every
+/// connection that was waiting to join to come back later. Removal comes
+/// first so that a retry opens a fresh room (and reads the database again)
+/// instead of queueing behind this one.
+fn refuse_and_leave(
+    inner: &Inner,
+    room_id: u64,
+    broadcast: &BroadcastId,
+    mut cmds: mpsc::Receiver<RoomCmd>,
+) {
+    {
+        let mut rooms = inner.rooms();
+        if rooms.get(broadcast).is_some_and(|h| h.id == room_id) {
+            rooms.remove(broadcast);
+        }
+    }
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        if let RoomCmd::Join { reply, .. } = cmd {
+            let _ = reply.send(Err(CloseReason::ROOM_UNAVAILABLE));
+        }
+    }
 }
 
 impl RoomTask {

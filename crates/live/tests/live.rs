@@ -869,6 +869,48 @@ async fn slow_mode_and_rate_limits_answer_with_private_notices() {
 }
 
 #[tokio::test]
+async fn a_room_whose_bans_cannot_be_read_stays_closed() {
+    let app = App::start().await;
+    app.add_guest("troll").await;
+    let mut moderator = app.joined("mod").await;
+    let mut troll = app.joined("troll").await;
+    moderator
+        .send(json!({"type": "ban", "subject": app.subject("troll"), "reason": "spam"}))
+        .await;
+    assert_eq!(troll.closed().await.0, 4001);
+    app.hub.flush().await;
+
+    // The shop's other broadcast opens while its bans cannot be read.
+    app._db
+        .execute("ALTER TABLE chat_bans RENAME TO chat_bans_unreadable")
+        .await
+        .unwrap();
+    let mut troll = Client::connect(app.addr, &app.other_room, "troll", None).await;
+    assert_eq!(
+        troll.closed().await,
+        (1013, "room_unavailable".to_owned()),
+        "a banned person must not get into a room that lost its bans"
+    );
+    let mut viewer = Client::connect(app.addr, &app.other_room, "viewer", None).await;
+    assert_eq!(
+        viewer.closed().await.0,
+        1013,
+        "nobody gets in, so nobody is told wrong"
+    );
+
+    // Once the database answers again, the next attempt opens the room with
+    // its rules: the ban holds and everyone else gets in.
+    app._db
+        .execute("ALTER TABLE chat_bans_unreadable RENAME TO chat_bans")
+        .await
+        .unwrap();
+    let mut troll = Client::connect(app.addr, &app.other_room, "troll", None).await;
+    assert_eq!(troll.closed().await, (4001, "banned".to_owned()));
+    let mut viewer = Client::connect(app.addr, &app.other_room, "viewer", None).await;
+    viewer.post("能看到了").await;
+}
+
+#[tokio::test]
 async fn a_ban_disconnects_hides_and_keeps_out() {
     let app = App::start().await;
     app.add_guest("troll").await;

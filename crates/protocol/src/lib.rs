@@ -120,8 +120,17 @@ impl CloseReason {
         reason: "too_many_bad_frames",
     };
 
-    pub const ALL: [CloseReason; 5] = [
+    /// The room could not read its moderation rules (bans, timeouts,
+    /// blocked words) and stays closed rather than open without them:
+    /// reconnect after a delay (WebSocket "try again later").
+    pub const ROOM_UNAVAILABLE: CloseReason = CloseReason {
+        code: 1013,
+        reason: "room_unavailable",
+    };
+
+    pub const ALL: [CloseReason; 6] = [
         Self::GOING_AWAY,
+        Self::ROOM_UNAVAILABLE,
         Self::BANNED,
         Self::TOO_SLOW,
         Self::IDLE_TIMEOUT,
