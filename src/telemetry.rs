@@ -1,7 +1,8 @@
 //! Logs (tracing) and metrics (Prometheus) setup.
 
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
@@ -11,9 +12,12 @@ use tracing_subscriber::EnvFilter;
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,webrtc=warn,rtc=warn,tower_http=info"));
+    // Colour codes only for a person at a terminal: in a file or the
+    // journal they are noise that breaks grep.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -31,16 +35,36 @@ pub fn init_test_logging() {
     }
 }
 
+/// Bucket bounds (seconds) for every `*_seconds` histogram: from half a
+/// millisecond (a cached API read) to half a minute (a stuck request), so both
+/// ends of a real latency distribution land in distinct buckets.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide Prometheus recorder: installed once, shared by every
-/// server started in this process.
+/// server started in this process. Latencies are exported as histograms
+/// with fixed buckets (aggregatable over nodes and time windows), not as
+/// per-process summaries.
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics recorder not installed");
-                None
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS);
+            let builder = match builder {
+                Ok(builder) => builder,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    return None;
+                }
+            };
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
             }
         })
         .clone()

@@ -22,7 +22,17 @@ async fn health_readiness_and_metrics() {
         text.contains(r#"route="/api/v1/broadcasts/live""#),
         "{text}"
     );
-    assert!(text.contains("http_request_duration_seconds"), "{text}");
+    // Buckets, not a summary: latencies from sub-millisecond to seconds
+    // resolve, and nodes' histograms can be added up.
+    for le in ["0.001", "0.01", "0.1", "1"] {
+        let bucket = format!(r#"le="{le}""#);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("http_request_duration_seconds_bucket{")
+                    && l.contains(&bucket)),
+            "no {bucket} bucket in {text}"
+        );
+    }
     app.shutdown().await;
 }
 
