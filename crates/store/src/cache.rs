@@ -25,6 +25,10 @@ pub(crate) const FRESH: Duration = Duration::from_secs(5);
 /// sessions must not grow memory without bound).
 const MAX_SESSIONS: usize = 200_000;
 
+/// Shops whose ban lists are cached at most. A lookup for a shop id a
+/// client made up caches an empty list, so this too must be bounded.
+const MAX_SHOPS: usize = 50_000;
+
 struct Entries<V> {
     map: HashMap<String, (V, Instant)>,
     generation: u64,
@@ -123,7 +127,7 @@ impl ReadCache {
         self.bans
             .lock()
             .expect("ban cache")
-            .put(shop.to_owned(), banned, read_under, usize::MAX);
+            .put(shop.to_owned(), banned, read_under, MAX_SHOPS);
     }
 
     pub(crate) fn forget_bans(&self, shop: &str) {
