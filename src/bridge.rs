@@ -9,8 +9,9 @@ use protocol::{PrivateMessage, SaleTicker};
 use std::collections::HashMap;
 use tokio::sync::broadcast::error::RecvError;
 
-/// A publisher that connects makes its broadcast live; one gone past the
-/// grace period ends it (and its offers). Viewer counts go to the room.
+/// A publisher whose media arrives makes its broadcast live; one gone past the
+/// grace period ends it (and its offers), unless no media ever came. Viewer
+/// counts (connected viewers) go to the room.
 pub async fn media_lifecycle(
     sfu: sfu::Sfu,
     store: store::Store,
@@ -37,9 +38,14 @@ pub async fn media_lifecycle(
             sfu::SfuEvent::RoomLive { room } | sfu::SfuEvent::PublisherReconnected { room } => {
                 (room, BroadcastState::Live)
             }
-            sfu::SfuEvent::RoomEnded { room, reason } if *reason != sfu::EndReason::Shutdown => {
-                (room, BroadcastState::Ended)
-            }
+            // A room that never carried media (the publisher never connected, or
+            // connected and sent nothing, then left) ends without ending the
+            // broadcast: the farmer can still go live.
+            sfu::SfuEvent::RoomEnded {
+                room,
+                reason,
+                was_live: true,
+            } if *reason != sfu::EndReason::Shutdown => (room, BroadcastState::Ended),
             _ => continue,
         };
         let Ok(id) = BroadcastId::parse(room) else {

@@ -33,6 +33,14 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// This client is over a limit of its own, with a specific code: 429 with
+    /// `Retry-After`.
+    #[error("{detail}")]
+    Throttled {
+        code: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Unavailable(&'static str),
     /// At capacity for now: 503 with `Retry-After`.
@@ -113,7 +121,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::Throttled { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Other { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,7 +136,8 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Other { code, .. }
-            | ApiError::Busy { code, .. } => code,
+            | ApiError::Busy { code, .. }
+            | ApiError::Throttled { code, .. } => code,
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -159,6 +170,9 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             }
             | ApiError::Busy {
+                retry_after_secs, ..
+            }
+            | ApiError::Throttled {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,

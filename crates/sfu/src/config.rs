@@ -49,8 +49,14 @@ pub struct SfuConfig {
     pub bind_ips: Vec<IpAddr>,
     /// Also use loopback interfaces when enumerating (tests, single-machine setups).
     pub include_loopback: bool,
-    /// Viewers per room before `RoomFull`.
+    /// Connected viewers (ICE and DTLS done) per room before `RoomFull`. Viewers
+    /// still connecting do not take a slot; they are bounded by the two limits below.
     pub max_viewers_per_room: usize,
+    /// Sessions not yet connected per client address (IPv6 grouped by /64), over
+    /// every room, before `TooManyPending`.
+    pub max_pending_per_client: usize,
+    /// Viewers not yet connected per room before `RoomBusy`.
+    pub max_pending_per_room: usize,
     /// Sessions (publishers + viewers) on the whole server before `TooManySessions`.
     pub max_sessions: usize,
     /// Publisher gone longer than this (and no replacement) => room ended.
@@ -59,7 +65,9 @@ pub struct SfuConfig {
     pub keyframe_request_min_interval: Duration,
     /// How long forwarded packets are kept to answer NACKs.
     pub nack_cache_duration: Duration,
-    /// A session whose ICE never connects is dropped after this.
+    /// A session whose ICE and DTLS have not completed within this is dropped,
+    /// and its memory and pending place freed (a real client needs 1–3 s, over TURN
+    /// a little more).
     pub connect_timeout: Duration,
     /// Starting bandwidth estimate for a new viewer (bit/s).
     pub initial_viewer_bitrate: u64,
@@ -77,11 +85,13 @@ impl Default for SfuConfig {
             bind_ips: Vec::new(),
             include_loopback: false,
             max_viewers_per_room: 500,
+            max_pending_per_client: 32,
+            max_pending_per_room: 200,
             max_sessions: 5000,
             publisher_grace: Duration::from_secs(10),
             keyframe_request_min_interval: Duration::from_secs(1),
             nack_cache_duration: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
             initial_viewer_bitrate: 1_000_000,
             layer_upgrade_hold: Duration::from_secs(4),
         }

@@ -88,6 +88,7 @@ pub(crate) mod egress;
 pub mod error;
 pub mod forward;
 pub(crate) mod net;
+pub(crate) mod pending;
 pub(crate) mod room;
 pub mod sdp;
 #[cfg(feature = "testkit")]
@@ -101,7 +102,8 @@ pub use forward::{
 
 use crate::error::internal;
 use crate::net::{CountGuard, Counters, Net, Route, spawn_counted};
-use crate::room::{NewPeer, Room, RoomMsg, RoomShared, lock};
+use crate::pending::PendingBook;
+use crate::room::{NewPeer, Room, RoomMsg, RoomShared, SessionEntry, lock};
 use crate::sdp::{OfferedCodec, PublisherChoice};
 use rtc::interceptor::{
     Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
@@ -118,6 +120,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -176,7 +179,7 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SfuEvent {
-    /// The room's publisher connected for the first time.
+    /// The room's publisher sent its first media packet.
     RoomLive {
         /// Room
         room: String,
@@ -202,12 +205,16 @@ pub enum SfuEvent {
         room: String,
         /// Why
         reason: EndReason,
+        /// Whether media ever flowed ([`SfuEvent::RoomLive`] was sent). A room whose
+        /// publisher never connected, or connected and sent nothing, ends without
+        /// ever having been live: nobody saw a broadcast end.
+        was_live: bool,
     },
     /// Viewer count changed.
     ViewerCount {
         /// Room
         room: String,
-        /// Viewers (connected or connecting)
+        /// Connected viewers (those still connecting are not counted).
         count: usize,
     },
 }
@@ -284,9 +291,11 @@ pub struct RoomStats {
     pub room: String,
     /// Publisher connected.
     pub live: bool,
-    /// Viewers.
+    /// Connected viewers (what `max_viewers_per_room` counts).
     pub viewer_count: usize,
-    /// Per viewer.
+    /// Viewers whose ICE/DTLS has not completed yet.
+    pub pending_viewers: usize,
+    /// Per viewer, connected or not.
     pub viewers: Vec<ViewerStats>,
     /// Publisher.
     pub publisher: Option<PublisherStats>,
@@ -299,6 +308,10 @@ pub struct RoomStats {
 pub struct SfuCounts {
     /// Publisher + viewer sessions.
     pub sessions: usize,
+    /// Sessions whose ICE/DTLS has not completed yet.
+    pub pending: usize,
+    /// Sessions the socket demultiplexer still routes to (by ICE ufrag).
+    pub routed: usize,
     /// Rooms (room tasks).
     pub rooms: usize,
     /// Tasks spawned by the SFU that are still running (socket readers, room tasks,
@@ -320,6 +333,7 @@ struct Inner {
     cfg: Arc<SfuConfig>,
     net: Arc<Net>,
     counters: Arc<Counters>,
+    pending: Arc<PendingBook>,
     rooms: Arc<Mutex<HashMap<String, RoomHandle>>>,
     events: broadcast::Sender<SfuEvent>,
     next_key: AtomicU64,
@@ -339,11 +353,13 @@ impl Sfu {
         let counters = Arc::new(Counters::default());
         let net = Net::start(cfg.clone(), counters.clone()).await?;
         let (events, _) = broadcast::channel(1024);
+        let pending = PendingBook::new(cfg.max_pending_per_client, cfg.max_pending_per_room);
         Ok(Sfu {
             inner: Arc::new(Inner {
                 cfg,
                 net,
                 counters,
+                pending,
                 rooms: Arc::new(Mutex::new(HashMap::new())),
                 events,
                 next_key: AtomicU64::new(1),
@@ -372,11 +388,18 @@ impl Sfu {
         let c = &self.inner.counters;
         SfuCounts {
             sessions: c.sessions.load(Ordering::Relaxed),
+            pending: self.inner.pending.total(),
+            routed: self.inner.net.routed_sessions(),
             rooms: c.rooms.load(Ordering::Relaxed),
             tasks: c.tasks.load(Ordering::Relaxed),
             udp_sockets: c.udp_sockets.load(Ordering::Relaxed),
             tcp_connections: c.tcp_connections.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sessions from `client` (IPv6: its /64) that have not connected yet.
+    pub fn pending_of(&self, client: IpAddr) -> usize {
+        self.inner.pending.of_client(client)
     }
 
     /// Latest stats snapshot of a room.
@@ -412,6 +435,7 @@ impl Sfu {
             }),
             publisher_choice: Mutex::new(None),
             viewer_count: AtomicUsize::new(0),
+            pending_viewers: Arc::new(AtomicUsize::new(0)),
             sessions: Mutex::new(HashMap::new()),
         });
         let task_slot = Arc::new(Mutex::new(None));
@@ -458,8 +482,17 @@ impl Sfu {
 
     /// WHIP: publisher offer in, answer out. A second publish to the same room
     /// replaces the first publisher; viewers keep their tracks (no renegotiation).
-    pub async fn publish(&self, room: &str, offer_sdp: &str) -> Result<SessionAnswer, SfuError> {
+    ///
+    /// `client` is the address the offer came from: until it connects, the session
+    /// counts against that address's `max_pending_per_client`.
+    pub async fn publish(
+        &self,
+        room: &str,
+        offer_sdp: &str,
+        client: IpAddr,
+    ) -> Result<SessionAnswer, SfuError> {
         self.check_capacity()?;
+        let pending = self.inner.pending.reserve(client, None)?;
         let summary = sdp::inspect_offer(offer_sdp)?;
         let choice = sdp::choose_publisher(&summary)?;
         let sockets = self.inner.net.session_sockets().await?;
@@ -481,7 +514,7 @@ impl Sfu {
                 tx: tx.clone(),
             },
         );
-        lock(&shared.sessions).insert(id.0.clone(), (key, ufrag.clone()));
+        lock(&shared.sessions).insert(id.0.clone(), SessionEntry::new(key, &ufrag, &summary));
         let peer = NewPeer {
             key,
             id: id.clone(),
@@ -489,6 +522,7 @@ impl Sfu {
             pc,
             sockets,
             guard: CountGuard::new(&self.inner.counters, |c| &c.sessions),
+            pending,
             choice: Some(choice),
         };
         if tx
@@ -513,17 +547,31 @@ impl Sfu {
     /// waiting room: a player should retry or show "not live yet"). During the
     /// publisher grace period the room still accepts viewers with the last
     /// publisher's codecs; media starts when the publisher is back.
-    pub async fn play(&self, room: &str, offer_sdp: &str) -> Result<SessionAnswer, SfuError> {
+    ///
+    /// Only connected viewers take one of the room's `max_viewers_per_room` slots.
+    /// Until it connects, the session counts against `client`'s
+    /// `max_pending_per_client` and the room's `max_pending_per_room`, and it is
+    /// dropped if it has not connected within `connect_timeout`.
+    pub async fn play(
+        &self,
+        room: &str,
+        offer_sdp: &str,
+        client: IpAddr,
+    ) -> Result<SessionAnswer, SfuError> {
         self.check_capacity()?;
         let (tx, shared) = self.existing_room(room).ok_or(SfuError::NoPublisher)?;
         let choice = lock(&shared.publisher_choice)
             .clone()
             .ok_or(SfuError::NoPublisher)?;
-        let summary = sdp::inspect_offer(offer_sdp)?;
-        let vchoice = sdp::choose_viewer(&summary, &choice)?;
         if shared.viewer_count.load(Ordering::Relaxed) >= self.inner.cfg.max_viewers_per_room {
             return Err(SfuError::RoomFull(self.inner.cfg.max_viewers_per_room));
         }
+        let pending = self
+            .inner
+            .pending
+            .reserve(client, Some(&shared.pending_viewers))?;
+        let summary = sdp::inspect_offer(offer_sdp)?;
+        let vchoice = sdp::choose_viewer(&summary, &choice)?;
         let sockets = self.inner.net.session_sockets().await?;
         let ufrag = random_token(16);
         let mut pc = build_viewer_pc(&vchoice, &ufrag)?;
@@ -547,7 +595,7 @@ impl Sfu {
                 tx: tx.clone(),
             },
         );
-        lock(&shared.sessions).insert(id.0.clone(), (key, ufrag.clone()));
+        lock(&shared.sessions).insert(id.0.clone(), SessionEntry::new(key, &ufrag, &summary));
         let peer = NewPeer {
             key,
             id: id.clone(),
@@ -555,6 +603,7 @@ impl Sfu {
             pc,
             sockets,
             guard: CountGuard::new(&self.inner.counters, |c| &c.sessions),
+            pending,
             choice: None,
         };
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -578,30 +627,54 @@ impl Sfu {
         })
     }
 
+    fn session(
+        &self,
+        room: &str,
+        session: &SessionId,
+    ) -> Result<(mpsc::Sender<RoomMsg>, SessionEntry), SfuError> {
+        let (tx, shared) = self.existing_room(room).ok_or(SfuError::UnknownSession)?;
+        let entry = lock(&shared.sessions)
+            .get(&session.0)
+            .cloned()
+            .ok_or(SfuError::UnknownSession)?;
+        Ok((tx, entry))
+    }
+
     fn session_key(
         &self,
         room: &str,
         session: &SessionId,
     ) -> Result<(mpsc::Sender<RoomMsg>, u64), SfuError> {
-        let (tx, shared) = self.existing_room(room).ok_or(SfuError::UnknownSession)?;
-        let key = lock(&shared.sessions)
-            .get(&session.0)
-            .map(|(k, _)| *k)
-            .ok_or(SfuError::UnknownSession)?;
-        Ok((tx, key))
+        self.session(room, session).map(|(tx, e)| (tx, e.key))
     }
 
-    /// Trickle ICE (`application/trickle-ice-sdpfrag`, RFC 8840). ICE restarts are
-    /// not supported (a fragment with new credentials is applied as plain candidates).
+    /// The entity tag of a session's ICE session (what [`SessionAnswer::etag`] was),
+    /// for `If-Match` checks.
+    pub fn session_etag(&self, room: &str, session: &SessionId) -> Result<String, SfuError> {
+        self.session(room, session).map(|(_, e)| e.ufrag)
+    }
+
+    /// Trickle ICE (`application/trickle-ice-sdpfrag`, RFC 8840). A fragment that
+    /// is not one is [`SfuError::BadTrickle`]; one with ICE credentials other than
+    /// the offer's asks for an ICE restart, which is not supported
+    /// ([`SfuError::IceRestartUnsupported`]: end the session and POST a new offer).
     pub async fn trickle(
         &self,
         room: &str,
         session: &SessionId,
         sdpfrag: &str,
     ) -> Result<(), SfuError> {
-        let (tx, key) = self.session_key(room, session)?;
-        let (_ufrag, cands) = sdp::parse_sdpfrag(sdpfrag)?;
-        let candidates = cands
+        let (tx, entry) = self.session(room, session)?;
+        let key = entry.key;
+        let frag = sdp::parse_sdpfrag(sdpfrag)?;
+        let changed = |sent: &Option<String>, known: &Option<String>| {
+            sent.as_ref().is_some_and(|s| known.as_ref() != Some(s))
+        };
+        if changed(&frag.ufrag, &entry.remote_ufrag) || changed(&frag.pwd, &entry.remote_pwd) {
+            return Err(SfuError::IceRestartUnsupported);
+        }
+        let candidates = frag
+            .candidates
             .into_iter()
             .map(|(mid, c)| RTCIceCandidateInit {
                 candidate: c,

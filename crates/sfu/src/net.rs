@@ -315,6 +315,11 @@ impl Net {
         lock(&self.router).by_ufrag.insert(ufrag.to_owned(), route);
     }
 
+    /// Sessions the demultiplexer routes by ICE ufrag.
+    pub fn routed_sessions(&self) -> usize {
+        lock(&self.router).by_ufrag.len()
+    }
+
     /// Drop every route and TCP connection of a session.
     pub fn forget(&self, ufrag: &str, session: u64) {
         {

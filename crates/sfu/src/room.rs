@@ -10,7 +10,8 @@ use crate::forward::{
     RetransmitBudget, Selection, SimulcastSelector, SourceId, VideoCodec,
 };
 use crate::net::{CountGuard, Net, SessionSockets};
-use crate::sdp::PublisherChoice;
+use crate::pending::PendingSlot;
+use crate::sdp::{OfferSummary, PublisherChoice};
 use crate::{EndReason, LayerStats, PublisherStats, RoomStats, SessionId, SfuEvent, ViewerStats};
 use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
@@ -61,7 +62,32 @@ pub(crate) struct NewPeer {
     pub pc: RTCPeerConnection,
     pub sockets: SessionSockets,
     pub guard: CountGuard,
+    /// The session's place among the unconnected ones, given back on connect.
+    pub pending: PendingSlot,
     pub choice: Option<PublisherChoice>,
+}
+
+/// What the control plane knows of a session (by its public id).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionEntry {
+    pub key: u64,
+    /// The server's ICE ufrag (the session's entity tag).
+    pub ufrag: String,
+    /// The client's ICE credentials from its offer: a trickle fragment with others
+    /// is an ICE restart.
+    pub remote_ufrag: Option<String>,
+    pub remote_pwd: Option<String>,
+}
+
+impl SessionEntry {
+    pub fn new(key: u64, ufrag: &str, offer: &OfferSummary) -> Self {
+        Self {
+            key,
+            ufrag: ufrag.to_owned(),
+            remote_ufrag: offer.ice_ufrag.clone(),
+            remote_pwd: offer.ice_pwd.clone(),
+        }
+    }
 }
 
 /// State shared between the room task and the `Sfu` handle (control plane only).
@@ -69,8 +95,11 @@ pub(crate) struct RoomShared {
     pub name: String,
     pub stats: Mutex<RoomStats>,
     pub publisher_choice: Mutex<Option<PublisherChoice>>,
+    /// Connected viewers.
     pub viewer_count: AtomicUsize,
-    pub sessions: Mutex<HashMap<String, (u64, String)>>,
+    /// Viewers not connected yet (held by their [`PendingSlot`]s).
+    pub pending_viewers: Arc<AtomicUsize>,
+    pub sessions: Mutex<HashMap<String, SessionEntry>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,6 +113,7 @@ struct Peer {
     pc: RTCPeerConnection,
     sockets: SessionSockets,
     _guard: CountGuard,
+    pending: PendingSlot,
     deadline: Option<Instant>,
     state: RTCPeerConnectionState,
     connected_once: bool,
@@ -99,6 +129,7 @@ impl Peer {
             pc: p.pc,
             sockets: p.sockets,
             _guard: p.guard,
+            pending: p.pending,
             deadline: Some(now),
             state: RTCPeerConnectionState::New,
             connected_once: false,
@@ -119,6 +150,13 @@ impl Peer {
 
     fn connected(&self) -> bool {
         self.state == RTCPeerConnectionState::Connected
+    }
+
+    /// ICE and DTLS completed: from now on the session is a real viewer (or
+    /// publisher), no longer one of its address's or room's pending ones.
+    fn on_connected(&mut self) {
+        self.connected_once = true;
+        self.pending.release();
     }
 }
 
@@ -174,7 +212,10 @@ pub(crate) struct Room {
     layers: Vec<(SourceId, u64)>,
     viewers: Vec<Viewer>,
     publisher_gone_since: Option<Instant>,
+    /// Media has flowed from a publisher (RoomLive was sent).
     live: bool,
+    /// The connected-viewer count last published (ViewerCount is sent on change).
+    published_viewers: usize,
     next_tick: Instant,
     next_sr: Instant,
     keyframe_requests: u64,
@@ -216,6 +257,7 @@ impl Room {
             viewers: Vec::new(),
             publisher_gone_since: Some(now),
             live: false,
+            published_viewers: 0,
             next_tick: now + TICK,
             next_sr: now + Duration::from_millis(500),
             keyframe_requests: 0,
@@ -353,7 +395,7 @@ impl Room {
             }
             RoomMsg::AddViewer(p, legs, reply) => {
                 let now = Instant::now();
-                if self.viewers.len() >= self.cfg.max_viewers_per_room {
+                if self.connected_viewers() >= self.cfg.max_viewers_per_room {
                     let _ = reply.send(Err(SfuError::RoomFull(self.cfg.max_viewers_per_room)));
                     let mut peer = Peer::new(*p, now);
                     self.close_peer(&mut peer);
@@ -473,13 +515,25 @@ impl Room {
         }
     }
 
-    fn publish_viewer_count(&self) {
-        let count = self.viewers.len();
+    /// Viewers holding a slot: those whose ICE and DTLS completed. One that is
+    /// briefly disconnected keeps its slot (it is likely to come back).
+    fn connected_viewers(&self) -> usize {
+        self.viewers
+            .iter()
+            .filter(|v| v.peer.connected_once)
+            .count()
+    }
+
+    fn publish_viewer_count(&mut self) {
+        let count = self.connected_viewers();
         self.shared.viewer_count.store(count, Ordering::Relaxed);
-        self.emit(SfuEvent::ViewerCount {
-            room: self.room(),
-            count,
-        });
+        if count != self.published_viewers {
+            self.published_viewers = count;
+            self.emit(SfuEvent::ViewerCount {
+                room: self.room(),
+                count,
+            });
+        }
     }
 
     /// Drain the publisher after it was touched: writes, events, media.
@@ -536,14 +590,13 @@ impl Room {
         match s {
             RTCPeerConnectionState::Connected => {
                 if let Some(p) = self.publisher.as_mut() {
-                    p.peer.connected_once = true;
+                    p.peer.on_connected();
                 }
                 self.publisher_gone_since = None;
-                if !self.live {
-                    self.live = true;
-                    tracing::info!(room = %self.shared.name, "room live");
-                    self.emit(SfuEvent::RoomLive { room: self.room() });
-                } else {
+                // The room goes live with its first media packet (see
+                // `on_publisher_rtp`); a publisher that connects and sends nothing
+                // has shown nobody anything.
+                if self.live {
                     self.emit(SfuEvent::PublisherReconnected { room: self.room() });
                 }
             }
@@ -663,6 +716,11 @@ impl Room {
         let Some(si) = self.source_index(pkt.header.ssrc, track_id, now) else {
             return;
         };
+        if !self.live && !pkt.payload.is_empty() {
+            self.live = true;
+            tracing::info!(room = %self.shared.name, "room live");
+            self.emit(SfuEvent::RoomLive { room: self.room() });
+        }
         // Strip header extensions once: viewer legs negotiate none, and a stripped
         // header clones without allocating.
         pkt.header.extension = false;
@@ -798,7 +856,18 @@ impl Room {
         self.scratch = msgs;
         match state {
             Some(RTCPeerConnectionState::Connected) => {
-                self.viewers[i].peer.connected_once = true;
+                if !self.viewers[i].peer.connected_once {
+                    // Slots go to viewers as they connect: one that finishes its
+                    // handshake when every slot is taken is turned away now.
+                    if self.connected_viewers() >= self.cfg.max_viewers_per_room {
+                        tracing::info!(room = %self.shared.name, viewer = %self.viewers[i].peer.id, "room full on connect; viewer dropped");
+                        let key = self.viewers[i].peer.key;
+                        self.remove_session(key, now);
+                        return;
+                    }
+                    self.viewers[i].peer.on_connected();
+                    self.publish_viewer_count();
+                }
                 // A fresh viewer needs a keyframe: ask (rate-limited).
                 self.want_keyframe_for(i, now);
             }
@@ -1138,7 +1207,8 @@ impl Room {
         *st = RoomStats {
             room: self.shared.name.clone(),
             live: self.live && self.publisher.as_ref().is_some_and(|p| p.peer.connected()),
-            viewer_count: viewers.len(),
+            viewer_count: self.connected_viewers(),
+            pending_viewers: self.viewers.len() - self.connected_viewers(),
             viewers,
             publisher,
             keyframe_requests_sent: self.keyframe_requests,
@@ -1158,6 +1228,7 @@ impl Room {
         self.emit(SfuEvent::RoomEnded {
             room: self.room(),
             reason,
+            was_live: self.live,
         });
     }
 }

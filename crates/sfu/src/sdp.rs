@@ -9,6 +9,108 @@ use crate::forward::VideoCodec;
 /// Largest SDP accepted (a real offer is 2–8 KiB).
 pub const MAX_SDP_LEN: usize = 64 * 1024;
 
+/// Most lines in an offer. A browser's offer with simulcast is 150–300 lines
+/// (Chromium's video section alone lists ~30 payload types with their fmtp and
+/// rtcp-fb lines); anything near this is built to make the parser work.
+pub const MAX_SDP_LINES: usize = 1_000;
+
+/// Longest line in an offer or trickle fragment (real lines are under 200 bytes:
+/// fingerprints, candidates, fmtp).
+pub const MAX_SDP_LINE_LEN: usize = 1_024;
+
+/// Most m-sections in an offer. WHIP/WHEP use one audio and one video section
+/// (plus, from some clients, a data channel).
+pub const MAX_MEDIA_SECTIONS: usize = 16;
+
+/// Most `a=rtpmap` lines in one m-section: the dynamic payload-type space.
+pub const MAX_RTPMAPS_PER_SECTION: usize = 128;
+
+/// Most lines in a trickle fragment (a client trickles a few candidates at a time).
+pub const MAX_SDPFRAG_LINES: usize = 100;
+
+/// Refuses what no real client sends before any parser sees it: control
+/// characters (NUL included), overlong lines, too many lines or m-sections,
+/// too many or duplicate `a=rtpmap` payload types in one section.
+///
+/// Malformed text is [`SfuError::BadSdp`]; well-formed text over a limit is
+/// [`SfuError::SdpTooComplex`].
+pub fn check_offer_shape(sdp: &str) -> Result<(), SfuError> {
+    check_text(sdp, MAX_SDP_LINES).map_err(|e| match e {
+        TextProblem::Malformed(m) => SfuError::BadSdp(m),
+        TextProblem::OverLimit(m) => SfuError::SdpTooComplex(m),
+    })?;
+    let mut sections = 0usize;
+    let mut rtpmap_pts: Vec<u8> = Vec::new();
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            sections += 1;
+            if sections > MAX_MEDIA_SECTIONS {
+                return Err(SfuError::SdpTooComplex(format!(
+                    "more than {MAX_MEDIA_SECTIONS} m-sections"
+                )));
+            }
+            rtpmap_pts.clear();
+        } else if let Some(v) = line.strip_prefix("a=rtpmap:") {
+            let pt = v
+                .split(' ')
+                .next()
+                .and_then(|pt| pt.parse::<u8>().ok())
+                .ok_or_else(|| SfuError::BadSdp(format!("malformed rtpmap line: {line:.60}")))?;
+            if rtpmap_pts.contains(&pt) {
+                return Err(SfuError::BadSdp(format!(
+                    "payload type {pt} is mapped twice in one m-section"
+                )));
+            }
+            if rtpmap_pts.len() >= MAX_RTPMAPS_PER_SECTION {
+                return Err(SfuError::SdpTooComplex(format!(
+                    "more than {MAX_RTPMAPS_PER_SECTION} rtpmap lines in one m-section"
+                )));
+            }
+            rtpmap_pts.push(pt);
+        }
+    }
+    Ok(())
+}
+
+enum TextProblem {
+    Malformed(String),
+    OverLimit(String),
+}
+
+/// Line-level rules shared by offers and trickle fragments.
+fn check_text(text: &str, max_lines: usize) -> Result<(), TextProblem> {
+    // Lines end in LF or CRLF; no other control character (NUL, TAB, ESC, DEL,
+    // C1…) appears in what WebRTC clients send, and each one is a way to smuggle
+    // something past a parser or into a log line.
+    let bytes = text.as_bytes();
+    for (at, c) in text.char_indices() {
+        let lone_cr = c == '\r' && bytes.get(at + 1) != Some(&b'\n');
+        if (c.is_control() && c != '\r' && c != '\n') || lone_cr {
+            return Err(TextProblem::Malformed(format!(
+                "control character U+{:04X} at byte {at}",
+                c as u32
+            )));
+        }
+    }
+    let mut count = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        count += 1;
+        if count > max_lines {
+            return Err(TextProblem::OverLimit(format!(
+                "more than {max_lines} lines"
+            )));
+        }
+        if line.len() > MAX_SDP_LINE_LEN {
+            return Err(TextProblem::OverLimit(format!(
+                "line {} is {} bytes, limit is {MAX_SDP_LINE_LEN}",
+                i + 1,
+                line.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Media kind of an m-section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -138,6 +240,10 @@ pub struct OfferedMedia {
 pub struct OfferSummary {
     /// m-sections in order.
     pub media: Vec<OfferedMedia>,
+    /// The offerer's ICE username fragment (session level, or the first section's).
+    pub ice_ufrag: Option<String>,
+    /// The offerer's ICE password.
+    pub ice_pwd: Option<String>,
 }
 
 /// Parse and sanity-check an offer. Never panics on hostile input.
@@ -151,6 +257,7 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SfuError> {
     if !sdp.starts_with("v=0") {
         return Err(SfuError::BadSdp("offer must start with v=0".into()));
     }
+    check_offer_shape(sdp)?;
     let owned = sdp.to_owned();
     let parsed = std::panic::catch_unwind(move || {
         let mut reader = std::io::Cursor::new(owned.as_bytes());
@@ -161,6 +268,15 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SfuError> {
     .map_err(SfuError::BadSdp)?;
 
     let session_dir = parsed.attributes.iter().find_map(|a| direction_of(&a.key));
+    let ice_attr = |key: &str| {
+        parsed
+            .attributes
+            .iter()
+            .chain(parsed.media_descriptions.iter().flat_map(|m| &m.attributes))
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+    };
+    let (ice_ufrag, ice_pwd) = (ice_attr("ice-ufrag"), ice_attr("ice-pwd"));
     let mut media = Vec::new();
     for md in &parsed.media_descriptions {
         let kind = match md.media_name.media.as_str() {
@@ -250,7 +366,11 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SfuError> {
             "offer lacks ICE credentials or a DTLS fingerprint".into(),
         ));
     }
-    Ok(OfferSummary { media })
+    Ok(OfferSummary {
+        media,
+        ice_ufrag,
+        ice_pwd,
+    })
 }
 
 fn direction_of(key: &str) -> Option<Direction> {
@@ -422,32 +542,70 @@ pub fn choose_viewer(
     Ok(choice)
 }
 
-/// `(ufrag, [(mid, candidate line)])` of a trickle fragment.
-pub type TrickleFragment = (Option<String>, Vec<(Option<String>, String)>);
+/// What a trickle fragment (RFC 8840 `application/trickle-ice-sdpfrag`) carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrickleFragment {
+    /// `a=ice-ufrag`, if present: the ICE session the fragment is meant for.
+    pub ufrag: Option<String>,
+    /// `a=ice-pwd`, if present (only an ICE restart changes it).
+    pub pwd: Option<String>,
+    /// `(mid, candidate line)` in order.
+    pub candidates: Vec<(Option<String>, String)>,
+    /// `a=end-of-candidates` was present.
+    pub end_of_candidates: bool,
+}
 
-/// Parse a trickle-ice-sdpfrag body (RFC 8840) into candidate lines and the
-/// ufrag it targets (if present). End-of-candidates is ignored.
+/// Parse a trickle-ice-sdpfrag body (RFC 8840). Refuses what is not one: control
+/// characters, lines that are not `a=`/`m=` SDP lines, malformed candidates, and a
+/// body with nothing to apply (no candidate, end-of-candidates or ICE credentials).
 pub fn parse_sdpfrag(frag: &str) -> Result<TrickleFragment, SfuError> {
     if frag.len() > MAX_SDP_LEN {
         return Err(SfuError::BadTrickle("fragment too large".into()));
     }
-    let mut ufrag = None;
+    check_text(frag, MAX_SDPFRAG_LINES).map_err(|e| match e {
+        TextProblem::Malformed(m) | TextProblem::OverLimit(m) => SfuError::BadTrickle(m),
+    })?;
+    let mut out = TrickleFragment::default();
     let mut mid: Option<String> = None;
-    let mut out = Vec::new();
     for line in frag.lines() {
-        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        // An sdpfrag holds attributes and media sections only (RFC 8840 §9.1).
+        let well_formed = matches!(line.as_bytes(), [b'a' | b'm', b'=', ..]);
+        if !well_formed {
+            return Err(SfuError::BadTrickle(format!(
+                "not an SDP fragment line: {line:.60}"
+            )));
+        }
         if let Some(u) = line.strip_prefix("a=ice-ufrag:") {
-            ufrag = Some(u.to_owned());
+            out.ufrag = Some(u.trim().to_owned());
+        } else if let Some(p) = line.strip_prefix("a=ice-pwd:") {
+            out.pwd = Some(p.trim().to_owned());
         } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid = Some(m.to_owned());
+            mid = Some(m.trim().to_owned());
         } else if let Some(c) = line.strip_prefix("a=candidate:") {
             if c.split_whitespace().count() < 8 {
-                return Err(SfuError::BadTrickle(format!("malformed candidate: {line}")));
+                return Err(SfuError::BadTrickle(format!(
+                    "malformed candidate: {line:.100}"
+                )));
             }
-            out.push((mid.clone(), format!("candidate:{c}")));
+            out.candidates
+                .push((mid.clone(), format!("candidate:{}", c.trim())));
+        } else if line.trim_end() == "a=end-of-candidates" {
+            out.end_of_candidates = true;
         }
     }
-    Ok((ufrag, out))
+    if out.candidates.is_empty()
+        && !out.end_of_candidates
+        && out.ufrag.is_none()
+        && out.pwd.is_none()
+    {
+        return Err(SfuError::BadTrickle(
+            "the fragment carries no candidate, end-of-candidates or ICE credentials".into(),
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -502,13 +660,116 @@ mod tests {
 
     #[test]
     fn sdpfrag() {
-        let (u, c) = parse_sdpfrag(
+        let f = parse_sdpfrag(
             "a=ice-ufrag:abcd\r\na=ice-pwd:x\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n",
         )
         .unwrap();
-        assert_eq!(u.as_deref(), Some("abcd"));
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].0.as_deref(), Some("0"));
+        assert_eq!(f.ufrag.as_deref(), Some("abcd"));
+        assert_eq!(f.pwd.as_deref(), Some("x"));
+        assert!(f.end_of_candidates);
+        assert_eq!(f.candidates.len(), 1);
+        assert_eq!(f.candidates[0].0.as_deref(), Some("0"));
         assert!(parse_sdpfrag("a=candidate:1 2\r\n").is_err());
+    }
+
+    /// A minimal offer that passes every check: one video section.
+    fn plain_offer(extra_session: &str, extra_video: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{extra_session}\
+             a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n\
+             a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+             a=rtpmap:96 VP8/90000\r\n{extra_video}"
+        )
+    }
+
+    #[test]
+    fn plain_offer_passes_and_names_its_ice_credentials() {
+        let summary = inspect_offer(&plain_offer("", "")).expect("a plain offer is fine");
+        assert_eq!(summary.ice_ufrag.as_deref(), Some("abcd"));
+        assert_eq!(summary.ice_pwd.as_deref(), Some("0123456789012345678901"));
+        assert_eq!(summary.media.len(), 1);
+    }
+
+    #[test]
+    fn offers_built_to_strain_the_parser_are_refused_before_it() {
+        // NUL bytes and other control characters: malformed.
+        for bad in [
+            "s=a\0b\r\n",
+            "a=tool:\u{1b}[31m\r\n",
+            "a=x\ry\r\n",
+            "a=\u{85}\r\n",
+        ] {
+            match inspect_offer(&plain_offer(bad, "")) {
+                Err(SfuError::BadSdp(m)) => assert!(m.contains("control character"), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // 1,000 extra m-lines (over the line limit too), or just 20: over the limit.
+        let sections = |n| "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(n);
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &sections(1_000))),
+            Err(SfuError::SdpTooComplex(_))
+        ));
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &sections(20))),
+            Err(SfuError::SdpTooComplex(m)) if m.contains("m-sections")
+        ));
+        // 2,000 duplicate rtpmaps are refused; a single duplicate is malformed.
+        let dup = |n| "a=rtpmap:96 VP8/90000\r\n".repeat(n);
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &dup(2_000))),
+            Err(SfuError::SdpTooComplex(_) | SfuError::BadSdp(_))
+        ));
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &dup(1))),
+            Err(SfuError::BadSdp(m)) if m.contains("mapped twice")
+        ));
+        // Distinct payload types, but more than exist.
+        let distinct: String = (0..=255u16)
+            .filter(|pt| *pt != 96)
+            .map(|pt| format!("a=rtpmap:{pt} VP8/90000\r\n"))
+            .collect();
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &distinct)),
+            Err(SfuError::SdpTooComplex(m)) if m.contains("rtpmap")
+        ));
+        // Too many lines of any kind; one overlong line.
+        let lines = "a=x\r\n".repeat(MAX_SDP_LINES);
+        assert!(matches!(
+            inspect_offer(&plain_offer("", &lines)),
+            Err(SfuError::SdpTooComplex(m)) if m.contains("lines")
+        ));
+        let long = format!("a=tool:{}\r\n", "x".repeat(MAX_SDP_LINE_LEN));
+        assert!(matches!(
+            inspect_offer(&plain_offer(&long, "")),
+            Err(SfuError::SdpTooComplex(m)) if m.contains("bytes")
+        ));
+    }
+
+    #[test]
+    fn trickle_garbage_is_refused() {
+        for bad in [
+            "",
+            "\r\n",
+            "hello world",
+            "GET / HTTP/1.1\r\nHost: x\r\n",
+            "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\0\r\n",
+            "a=ice-options:trickle\r\n",
+            "v=0\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+        ] {
+            assert!(
+                matches!(parse_sdpfrag(bad), Err(SfuError::BadTrickle(_))),
+                "{bad:?}"
+            );
+        }
+        let many = "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n".repeat(MAX_SDPFRAG_LINES + 1);
+        assert!(matches!(parse_sdpfrag(&many), Err(SfuError::BadTrickle(_))));
+        // Only the end of candidates is a valid, if empty-handed, fragment.
+        assert!(
+            parse_sdpfrag("a=end-of-candidates\r\n")
+                .unwrap()
+                .end_of_candidates
+        );
     }
 }

@@ -139,6 +139,9 @@ pub struct PublisherOptions {
     /// SSRC with the frame's timestamp: what Chromium does when it pads a simulcast
     /// top layer up to the layer's bitrate and RTX is not negotiated.
     pub padding_per_frame: usize,
+    /// Connect (ICE, DTLS) but send no media at all: a phone whose camera never
+    /// started.
+    pub silent: bool,
 }
 
 impl Default for PublisherOptions {
@@ -151,6 +154,7 @@ impl Default for PublisherOptions {
             keyframe_interval: Duration::from_secs(30),
             rids: Vec::new(),
             padding_per_frame: 0,
+            silent: false,
         }
     }
 }
@@ -455,6 +459,9 @@ impl SyntheticPublisher {
         let rid_id = extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id");
         let video_mid = video_mid(&answer);
 
+        if opts.silent {
+            layers.clear();
+        }
         if !layers.is_empty() {
             let (c, f, stop) = (counters.clone(), force_kf.clone(), stop.clone());
             let codec = opts.video.unwrap_or(SynthVideo::Vp8);
@@ -529,7 +536,7 @@ impl SyntheticPublisher {
                 }
             }));
         }
-        if let Some((track, ssrc)) = audio {
+        if let Some((track, ssrc)) = audio.filter(|_| !opts.silent) {
             let (c, stop) = (counters.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(20));

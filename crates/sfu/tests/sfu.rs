@@ -6,9 +6,13 @@ use sfu::testkit::{
 };
 use sfu::{SessionId, Sfu, SfuConfig, SfuError, SfuEvent};
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Where the tests' own peers come from.
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 async fn start(cfg: SfuConfig) -> Sfu {
     Sfu::start(cfg).await.expect("sfu starts")
@@ -57,7 +61,7 @@ async fn publish(sfu: &Sfu, room: &str, opts: PublisherOptions) -> (SyntheticPub
     let (sfu2, room2, id2) = (sfu.clone(), room.to_owned(), id.clone());
     let p = SyntheticPublisher::connect(opts, move |offer| async move {
         let a = sfu2
-            .publish(&room2, &offer)
+            .publish(&room2, &offer, LOCAL)
             .await
             .map_err(|e| e.to_string())?;
         *id2.lock().unwrap() = Some(a.session.clone());
@@ -77,7 +81,10 @@ async fn try_view(
     let id = Arc::new(Mutex::new(None));
     let (sfu2, room2, id2) = (sfu.clone(), room.to_owned(), id.clone());
     let v = CountingViewer::connect(opts, move |offer| async move {
-        let a = sfu2.play(&room2, &offer).await.map_err(|e| e.to_string())?;
+        let a = sfu2
+            .play(&room2, &offer, LOCAL)
+            .await
+            .map_err(|e| e.to_string())?;
         *id2.lock().unwrap() = Some(a.session.clone());
         Ok(a.answer_sdp)
     })
@@ -95,6 +102,19 @@ async fn viewer_offer(opts: ViewerOptions) -> String {
     let captured = Arc::new(Mutex::new(String::new()));
     let c2 = captured.clone();
     let _ = CountingViewer::connect(opts, move |offer| async move {
+        *c2.lock().unwrap() = offer;
+        Err::<String, String>("captured".into())
+    })
+    .await;
+    captured.lock().unwrap().clone()
+}
+
+/// A publisher's SDP offer, without connecting: posted by a client whose ICE
+/// never starts.
+async fn publisher_offer() -> String {
+    let captured = Arc::new(Mutex::new(String::new()));
+    let c2 = captured.clone();
+    let _ = SyntheticPublisher::connect(PublisherOptions::default(), move |offer| async move {
         *c2.lock().unwrap() = offer;
         Err::<String, String>("captured".into())
     })
@@ -384,6 +404,8 @@ async fn ending_sessions_frees_resources() {
     let sfu = start(cfg()).await;
     let base = sfu.counts();
     let (publisher, pid) = publish(&sfu, "free", PublisherOptions::default()).await;
+    // Once the SFU has seen the publisher connect, it is no longer pending.
+    assert!(wait_until(Duration::from_secs(5), || sfu.counts().pending == 0).await);
     let with_publisher = sfu.counts();
     assert_eq!(with_publisher.sessions, 1);
     assert_eq!(with_publisher.rooms, 1);
@@ -447,18 +469,25 @@ async fn publisher_gone_past_grace_ends_room() {
     let mut ended = false;
     while t.elapsed() < Duration::from_secs(5) && !ended {
         if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
-            ended = matches!(e, SfuEvent::RoomEnded { .. });
+            ended = matches!(e, SfuEvent::RoomEnded { was_live: true, .. });
         }
     }
-    assert!(ended, "RoomEnded after the grace period");
+    assert!(
+        ended,
+        "RoomEnded (of a room that was live) after the grace period"
+    );
     assert!(
         wait_until(Duration::from_secs(2), || sfu.counts().sessions == 0
             && sfu.counts().rooms == 0)
         .await
     );
     assert!(matches!(
-        sfu.play("grace", &viewer_offer(ViewerOptions::default()).await)
-            .await,
+        sfu.play(
+            "grace",
+            &viewer_offer(ViewerOptions::default()).await,
+            LOCAL
+        )
+        .await,
         Err(SfuError::NoPublisher)
     ));
     v.close().await;
@@ -470,6 +499,8 @@ async fn publisher_gone_past_grace_ends_room() {
 async fn fifty_joins_cause_no_pli_storm() {
     let sfu = start(SfuConfig {
         max_viewers_per_room: 100,
+        // All fifty join at once from one address.
+        max_pending_per_client: 64,
         ..cfg()
     })
     .await;
@@ -526,7 +557,7 @@ async fn typed_errors_for_bad_input() {
     // No publisher yet.
     let offer = viewer_offer(ViewerOptions::default()).await;
     assert_eq!(
-        sfu.play("e", &offer).await.unwrap_err(),
+        sfu.play("e", &offer, LOCAL).await.unwrap_err(),
         SfuError::NoPublisher
     );
     // Malformed / hostile SDP.
@@ -537,13 +568,13 @@ async fn typed_errors_for_bad_input() {
         &"v=0\r\n".repeat(40_000),
     ] {
         assert!(
-            matches!(sfu.publish("e", bad).await, Err(SfuError::BadSdp(_))),
+            matches!(sfu.publish("e", bad, LOCAL).await, Err(SfuError::BadSdp(_))),
             "{bad:.20}"
         );
     }
     let (publisher, _) = publish(&sfu, "e", PublisherOptions::default()).await;
     assert!(matches!(
-        sfu.play("e", "v=0\r\nnonsense").await,
+        sfu.play("e", "v=0\r\nnonsense", LOCAL).await,
         Err(SfuError::BadSdp(_))
     ));
     // A viewer that can only decode H.264 while the broadcast is VP8.
@@ -552,7 +583,7 @@ async fn typed_errors_for_bad_input() {
         ..Default::default()
     })
     .await;
-    match sfu.play("e", &h264_only).await {
+    match sfu.play("e", &h264_only, LOCAL).await {
         Err(SfuError::UnsupportedCodecs(reason)) => {
             assert!(
                 reason.contains("VP8") && reason.contains("H264"),
@@ -561,10 +592,16 @@ async fn typed_errors_for_bad_input() {
         }
         other => panic!("expected UnsupportedCodecs, got {other:?}"),
     }
-    // Room full.
+    // Room full (once the viewer holds its slot: when its connection is up).
     let (v, _) = view(&sfu, "e", ViewerOptions::default()).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || sfu
+            .room_stats("e")
+            .is_some_and(|s| s.viewer_count == 1))
+        .await
+    );
     assert_eq!(
-        sfu.play("e", &offer).await.unwrap_err(),
+        sfu.play("e", &offer, LOCAL).await.unwrap_err(),
         SfuError::RoomFull(1)
     );
     // Unknown session / trickle garbage.
@@ -815,6 +852,233 @@ async fn a_viewer_on_audio_only_gets_video_back_when_its_link_recovers() {
     let s = viewer(&sfu);
     assert!(!s.audio_only && s.layer.is_some(), "{s:?}");
     v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unconnected_viewers_cannot_keep_a_real_viewer_out() {
+    let sfu = start(SfuConfig {
+        max_viewers_per_room: 20,
+        connect_timeout: Duration::from_secs(2),
+        ..cfg()
+    })
+    .await;
+    let mut events = sfu.events();
+    let (publisher, _) = publish(&sfu, "flood", PublisherOptions::default()).await;
+    // One address posts offers whose ICE never starts, as fast as it can: more
+    // than the room has slots.
+    let flooder = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let per_client = sfu.config().max_pending_per_client;
+    assert!(
+        per_client > 20,
+        "the flood alone would fill the room on main"
+    );
+    let offer = viewer_offer(ViewerOptions::default()).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        match sfu.play("flood", &offer, flooder).await {
+            Ok(a) => accepted.push(a.session),
+            Err(SfuError::TooManyPending(n)) => {
+                assert_eq!(n, per_client);
+                refused += 1;
+            }
+            Err(e) => panic!("flood offer refused with {e:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), per_client);
+    assert_eq!(refused, 200 - per_client);
+    assert_eq!(sfu.pending_of(flooder), per_client);
+    // A real viewer is not kept out, and plays.
+    let (v, _) = view(&sfu, "flood", ViewerOptions::default()).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || v.video_packets() > 30).await,
+        "the real viewer gets media"
+    );
+    // Slots count connected viewers only; the flood is visible as pending.
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu
+            .room_stats("flood")
+            .is_some_and(
+                |s| s.viewer_count == 1 && s.pending_viewers == per_client
+            ))
+        .await,
+        "{:?}",
+        sfu.room_stats("flood")
+            .map(|s| (s.viewer_count, s.pending_viewers))
+    );
+    // After the connect timeout the unconnected sessions are gone, with what
+    // they held.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let c = sfu.counts();
+            c.sessions == 2 && c.pending == 0 && c.routed == 2
+        })
+        .await,
+        "{:?}",
+        sfu.counts()
+    );
+    assert_eq!(sfu.pending_of(flooder), 0);
+    for id in &accepted {
+        assert_eq!(
+            sfu.end_session("flood", id).await,
+            Err(SfuError::UnknownSession)
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(2), || sfu
+            .room_stats("flood")
+            .is_some_and(|s| s.pending_viewers == 0 && s.viewers.len() == 1))
+        .await
+    );
+    // The audience count never included the flood.
+    let mut most = 0;
+    while let Ok(e) = events.try_recv() {
+        if let SfuEvent::ViewerCount { count, .. } = e {
+            most = most.max(count);
+        }
+    }
+    assert_eq!(most, 1, "only the real viewer was ever counted");
+    // The real viewer still plays, and the address may try again.
+    let before = v.video_packets();
+    assert!(wait_until(Duration::from_secs(5), || v.video_packets() > before + 30).await);
+    assert!(sfu.play("flood", &offer, flooder).await.is_ok());
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_still_connecting_are_capped_per_room() {
+    let sfu = start(SfuConfig {
+        max_pending_per_room: 10,
+        connect_timeout: Duration::from_secs(1),
+        ..cfg()
+    })
+    .await;
+    let (publisher, _) = publish(&sfu, "busy", PublisherOptions::default()).await;
+    let offer = viewer_offer(ViewerOptions::default()).await;
+    let mut outcomes = Vec::new();
+    for i in 0..30u8 {
+        let from = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i));
+        outcomes.push(sfu.play("busy", &offer, from).await.map(|_| ()));
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 10);
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.is_err())
+            .all(|o| *o == Err(SfuError::RoomBusy(10)))
+    );
+    // They expire, and the places are free again.
+    assert!(
+        wait_until(Duration::from_secs(10), || sfu.counts().pending == 0).await,
+        "{:?}",
+        sfu.counts()
+    );
+    let (v, _) = view(&sfu, "busy", ViewerOptions::default()).await;
+    assert!(wait_until(Duration::from_secs(5), || v.video_packets() > 10).await);
+    v.close().await;
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+/// Waits for the room's end and says whether it went live first.
+async fn room_end(
+    events: &mut tokio::sync::broadcast::Receiver<SfuEvent>,
+    name: &str,
+) -> (bool, Option<bool>) {
+    let mut live = false;
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            Ok(Ok(SfuEvent::RoomLive { room })) if room == name => live = true,
+            Ok(Ok(SfuEvent::RoomEnded { room, was_live, .. })) if room == name => {
+                return (live, Some(was_live));
+            }
+            _ => {}
+        }
+    }
+    (live, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_never_carried_media_ends_without_having_been_live() {
+    let sfu = start(SfuConfig {
+        publisher_grace: Duration::from_millis(500),
+        connect_timeout: Duration::from_secs(2),
+        ..SfuConfig::loopback_for_tests()
+    })
+    .await;
+    let mut events = sfu.events();
+    // A publisher whose ICE never starts, then ends its session.
+    let offer = publisher_offer().await;
+    let never = sfu.publish("never", &offer, LOCAL).await.unwrap();
+    sfu.end_session("never", &never.session).await.unwrap();
+    assert_eq!(room_end(&mut events, "never").await, (false, Some(false)));
+    // A publisher that connects but sends nothing, then ends its session.
+    let (silent, id) = publish(
+        &sfu,
+        "silent",
+        PublisherOptions {
+            silent: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(5), || sfu
+            .room_stats("silent")
+            .and_then(|s| s.publisher)
+            .is_some_and(|p| p.connected))
+        .await
+    );
+    sfu.end_session("silent", &id).await.unwrap();
+    assert_eq!(room_end(&mut events, "silent").await, (false, Some(false)));
+    silent.close().await;
+    // One that sends media goes live, and its end is a real end.
+    let (publisher, id) = publish(&sfu, "media", PublisherOptions::default()).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || sfu
+            .room_stats("media")
+            .is_some_and(|s| s.live))
+        .await
+    );
+    sfu.end_session("media", &id).await.unwrap();
+    assert_eq!(room_end(&mut events, "media").await, (true, Some(true)));
+    publisher.close().await;
+    sfu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickle_refuses_garbage_and_ice_restarts() {
+    let sfu = start(cfg()).await;
+    let (publisher, id) = publish(&sfu, "t", PublisherOptions::default()).await;
+    let garbage = sfu.trickle("t", &id, "GET / HTTP/1.1\r\n\r\n").await;
+    assert!(
+        matches!(garbage, Err(SfuError::BadTrickle(_))),
+        "{garbage:?}"
+    );
+    let nul = sfu
+        .trickle("t", &id, "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\0\r\n")
+        .await;
+    assert!(matches!(nul, Err(SfuError::BadTrickle(_))), "{nul:?}");
+    let restart = "a=ice-ufrag:newone\r\na=ice-pwd:newpasswordnewpassword12\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
+    assert_eq!(
+        sfu.trickle("t", &id, restart).await,
+        Err(SfuError::IceRestartUnsupported)
+    );
+    // A candidate for the session's own ICE credentials is applied.
+    assert_eq!(
+        sfu.trickle(
+            "t",
+            &id,
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+        )
+        .await,
+        Ok(())
+    );
     publisher.close().await;
     sfu.shutdown().await;
 }

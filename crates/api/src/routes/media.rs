@@ -13,12 +13,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, RawBody};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::BroadcastState;
 use sfu::{SessionId, SfuError};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -94,11 +95,19 @@ pub(crate) fn sfu_error(e: SfuError) -> ApiError {
         }
         other => other.to_string(),
     };
+    let retry_after_secs = e.retry_after().map_or(5, |d| d.as_secs().max(1));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return ApiError::Throttled {
+            code: e.code(),
+            detail,
+            retry_after_secs,
+        };
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return ApiError::Busy {
             code: e.code(),
             detail,
-            retry_after_secs: 5,
+            retry_after_secs,
         };
     }
     ApiError::Other {
@@ -170,14 +179,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     responses(
         (status = 201, body = String, content_type = "application/sdp",
          description = "SDP answer; `Location` names the session, `Link` carries ICE servers"),
-        (status = 400, body = crate::error::Problem, description = "`bad_sdp`"),
+        (status = 400, body = crate::error::Problem, description = "`bad_sdp`: malformed, control characters, over 64 KiB"),
         (status = 401, body = crate::error::Problem, description = "missing or wrong stream key"),
         (status = 406, body = crate::error::Problem, description = "`unsupported_codecs`"),
         (status = 409, body = crate::error::Problem, description = "`broadcast_ended`"),
         (status = 415, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem, description = "`sdp_too_complex`: over the offer limits"),
+        (status = 429, body = crate::error::Problem,
+         description = "`too_many_pending`: this address has too many sessions still connecting (`Retry-After`)"),
         (status = 503, body = crate::error::Problem, description = "server at capacity")))]
 async fn whip_publish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Caller(caller): Caller,
     Path(broadcast_id): Path<String>,
     headers: HeaderMap,
@@ -209,7 +222,7 @@ async fn whip_publish(
     require_content_type(&headers, SDP)?;
     let answer = state
         .sfu
-        .publish(broadcast.id.as_str(), sdp_text(&body)?)
+        .publish(broadcast.id.as_str(), sdp_text(&body)?, peer.ip())
         .await
         .map_err(sfu_error)?;
     tracing::info!(broadcast = %broadcast.id, session = %answer.session, via = if by_key { "stream key" } else { "studio" }, "publisher connected");
@@ -222,15 +235,20 @@ async fn whip_publish(
     request_body(content = String, content_type = "application/sdp", description = "SDP offer (recvonly)"),
     responses(
         (status = 201, body = String, content_type = "application/sdp", description = "SDP answer"),
-        (status = 400, body = crate::error::Problem, description = "`bad_sdp`"),
+        (status = 400, body = crate::error::Problem, description = "`bad_sdp`: malformed, control characters, over 64 KiB"),
         (status = 404, body = crate::error::Problem, description = "unknown broadcast, or `no_publisher` (not live yet)"),
         (status = 409, body = crate::error::Problem, description = "`broadcast_ended`"),
         (status = 406, body = crate::error::Problem,
          description = "`unsupported_codecs`: this player cannot decode the broadcast's codec"),
         (status = 415, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem, description = "`room_full`")))]
+        (status = 422, body = crate::error::Problem, description = "`sdp_too_complex`: over the offer limits"),
+        (status = 429, body = crate::error::Problem,
+         description = "`too_many_pending`: this address has too many sessions still connecting (`Retry-After`)"),
+        (status = 503, body = crate::error::Problem,
+         description = "`room_full` (every viewer slot is taken by a connected viewer) or `room_busy` (too many viewers still connecting), with `Retry-After`")))]
 async fn whep_play(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(broadcast_id): Path<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -245,7 +263,7 @@ async fn whep_play(
     require_content_type(&headers, SDP)?;
     let answer = state
         .sfu
-        .play(broadcast.id.as_str(), sdp_text(&body)?)
+        .play(broadcast.id.as_str(), sdp_text(&body)?, peer.ip())
         .await
         .map_err(sfu_error)?;
     Ok(session_created(&state, broadcast.id.as_str(), answer))
@@ -280,9 +298,14 @@ async fn whep_options(State(state): State<AppState>) -> Response {
 #[utoipa::path(patch, path = "/broadcasts/{broadcast_id}/sessions/{session_id}", tag = "media",
     params(("broadcast_id" = String, Path), ("session_id" = String, Path)),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
-    responses((status = 204), (status = 400, body = crate::error::Problem, description = "`bad_trickle`"),
+    responses((status = 204), (status = 400, body = crate::error::Problem,
+                                description = "`bad_trickle`: not an SDP fragment, or a malformed candidate"),
               (status = 404, body = crate::error::Problem, description = "`unknown_session`"),
-              (status = 415, body = crate::error::Problem)))]
+              (status = 412, body = crate::error::Problem,
+               description = "`etag_mismatch`: `If-Match` names another ICE session"),
+              (status = 415, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem,
+               description = "`ice_restart_unsupported`: new ICE credentials or `If-Match: *` (RFC 9725 §4.3); POST a new offer instead")))]
 async fn trickle(
     State(state): State<AppState>,
     Path((broadcast_id, session_id)): Path<(String, String)>,
@@ -290,14 +313,63 @@ async fn trickle(
     RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
     require_content_type(&headers, SDP_FRAG)?;
+    let session = SessionId::from(session_id.as_str());
+    let etag = state
+        .sfu
+        .session_etag(&broadcast_id, &session)
+        .map_err(sfu_error)?;
+    match if_match(&headers) {
+        IfMatch::Absent => {}
+        // RFC 9725 §4.3: `If-Match: *` is how a client asks for an ICE restart.
+        IfMatch::Any => return Err(sfu_error(SfuError::IceRestartUnsupported)),
+        IfMatch::Tags(tags) => {
+            if !tags.iter().any(|t| *t == etag) {
+                return Err(ApiError::Other {
+                    status: StatusCode::PRECONDITION_FAILED,
+                    code: "etag_mismatch",
+                    detail: "If-Match does not name this session's ICE session; use the ETag from the answer".into(),
+                });
+            }
+        }
+    }
     let frag = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("bad_trickle", "not UTF-8 text"))?;
     state
         .sfu
-        .trickle(&broadcast_id, &SessionId::from(session_id.as_str()), frag)
+        .trickle(&broadcast_id, &session, frag)
         .await
         .map_err(sfu_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+enum IfMatch {
+    Absent,
+    Any,
+    /// Entity tags, without quotes or a weak prefix.
+    Tags(Vec<String>),
+}
+
+fn if_match(headers: &HeaderMap) -> IfMatch {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return IfMatch::Absent;
+    }
+    if values.contains(&"*") {
+        return IfMatch::Any;
+    }
+    IfMatch::Tags(
+        values
+            .iter()
+            .map(|v| v.trim_start_matches("W/").trim_matches('"').to_owned())
+            .collect(),
+    )
 }
 
 /// End a publish or play session.
@@ -321,7 +393,11 @@ async fn end_session(
 pub struct MediaStats {
     /// A publisher is connected.
     pub live: bool,
+    /// Connected viewers: what the viewer limit counts.
     pub viewer_count: usize,
+    /// Viewers still connecting (they take no slot, and are dropped if they do
+    /// not connect within seconds).
+    pub pending_viewers: usize,
     pub publisher: Option<PublisherView>,
     /// Keyframe requests sent to the publisher so far (rate-limited).
     pub keyframe_requests_sent: u64,
@@ -386,6 +462,7 @@ async fn media_stats(
         return Ok(crate::extract::Json(MediaStats {
             live: false,
             viewer_count: 0,
+            pending_viewers: 0,
             publisher: None,
             keyframe_requests_sent: 0,
             viewers: Vec::new(),
@@ -414,6 +491,7 @@ async fn media_stats(
     Ok(crate::extract::Json(MediaStats {
         live: stats.live,
         viewer_count: stats.viewer_count,
+        pending_viewers: stats.pending_viewers,
         publisher: stats.publisher.map(|p| PublisherView {
             connected: p.connected,
             video_codec: p.video_codec,
