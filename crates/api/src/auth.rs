@@ -124,6 +124,24 @@ async fn resolve(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiErr
     })))
 }
 
+/// The person behind the session cookie a request carries, whether that
+/// session is live, signed out or expired: a browser asking for a new guest
+/// with an earlier session's cookie is the same person, and per-buyer
+/// limits count per person.
+pub async fn person_behind_cookie(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<String>, ApiError> {
+    let jar = CookieJar::from_headers(headers);
+    match jar.get(SESSION_COOKIE) {
+        Some(cookie) if !cookie.value().is_empty() => Ok(state
+            .store
+            .person_behind_session(&token_hash(cookie.value()))
+            .await?),
+        _ => Ok(None),
+    }
+}
+
 /// A caller with an account. Rejects with 401 otherwise.
 #[derive(Clone, Debug)]
 pub struct SignedIn {

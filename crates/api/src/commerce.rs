@@ -33,6 +33,7 @@ pub fn offer_card(s: &OfferSnapshot) -> OfferCard {
         ends_at: s.ends_at.map(Timestamp),
         ships_on: s.ships_on,
         max_per_buyer: Some(s.per_buyer_limit),
+        buyers: s.buyers,
     }
 }
 
@@ -55,6 +56,10 @@ fn buy_refusal(e: OrdersError) -> BuyRefusal {
         OrdersError::OverLimit { limit, already } => refusal(
             BuyRefusalCode::LimitReached,
             format!("at most {limit} per buyer; you already have {already}"),
+        ),
+        OrdersError::AccountRequired => refusal(
+            BuyRefusalCode::AccountRequired,
+            "this offer is for buyers signed in with a mobile account",
         ),
         OrdersError::NotStarted { .. } => refusal(BuyRefusalCode::NotOnSale, "not on sale yet"),
         OrdersError::Ended | OrdersError::NotFound | OrdersError::Forbidden => {

@@ -169,6 +169,52 @@ impl OfferState {
     }
 }
 
+/// Who may buy an offer. A per-buyer limit holds per person only as far as
+/// a person can be told apart: anyone may start as many guests as they
+/// like, but a mobile account is one number, so a farmer who wants the
+/// limit to bite on a scarce offer lets accounts only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Buyers {
+    /// Guests (a nickname) and accounts.
+    #[default]
+    Anyone,
+    /// Only buyers signed in with a mobile account.
+    AccountsOnly,
+}
+
+impl Buyers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Buyers::Anyone => "anyone",
+            Buyers::AccountsOnly => "accounts_only",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "anyone" => Some(Buyers::Anyone),
+            "accounts_only" => Some(Buyers::AccountsOnly),
+            _ => None,
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, crate::Invalid> {
+        Self::from_db(raw.trim())
+            .ok_or_else(|| crate::Invalid::new("invalid_choice", "must be anyone or accounts_only"))
+    }
+
+    pub fn is_anyone(&self) -> bool {
+        *self == Buyers::Anyone
+    }
+
+    /// Whether a buyer who is (`account`) or is not signed in with an
+    /// account may buy.
+    pub fn admits(self, account: bool) -> bool {
+        account || self == Buyers::Anyone
+    }
+}
+
 /// What one buyer has of one offer: units held right now plus units bought
 /// (confirmed and not cancelled). Their sum never exceeds the offer's
 /// per-buyer limit.

@@ -1418,6 +1418,7 @@ mod tests {
             ends_at: None,
             ships_on: None,
             max_per_buyer: None,
+            buyers: domain::Buyers::Anyone,
         }
     }
 

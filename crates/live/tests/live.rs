@@ -51,6 +51,7 @@ impl ShelfCommerce {
             ends_at: None,
             ships_on: None,
             max_per_buyer: None,
+            buyers: domain::Buyers::Anyone,
         };
         self.offers
             .lock()

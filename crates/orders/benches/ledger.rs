@@ -12,6 +12,7 @@ fn terms(limit: u32) -> OfferTerms {
         starts_at: None,
         ends_at: None,
         per_buyer_limit: limit,
+        buyers: domain::Buyers::Anyone,
         hold_ms: 600_000,
     }
 }
@@ -31,7 +32,7 @@ fn decide(c: &mut Criterion) {
                 let mut ledger = StockLedger::new(terms(1), StockCounts::allot(n as u32), None);
                 let start = Instant::now();
                 for (i, buyer) in buyers.iter().take(n as usize).enumerate() {
-                    let d = ledger.decide(Tap { buyer, quantity: 1 }, i as i64);
+                    let d = ledger.decide(Tap::by(buyer, 1), i as i64);
                     debug_assert!(matches!(d, Decision::Held(_)));
                     black_box(d);
                 }
@@ -48,13 +49,7 @@ fn decide(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % buyers.len();
-            black_box(ledger.decide(
-                Tap {
-                    buyer: &buyers[i],
-                    quantity: 1,
-                },
-                0,
-            ))
+            black_box(ledger.decide(Tap::by(&buyers[i], 1), 0))
         })
     });
 
@@ -62,18 +57,12 @@ fn decide(c: &mut Criterion) {
     group.bench_function("over_limit", |b| {
         let mut ledger = StockLedger::new(terms(1), StockCounts::allot(1_000_000), None);
         for buyer in &buyers {
-            ledger.decide(Tap { buyer, quantity: 1 }, 0);
+            ledger.decide(Tap::by(buyer, 1), 0);
         }
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % buyers.len();
-            black_box(ledger.decide(
-                Tap {
-                    buyer: &buyers[i],
-                    quantity: 1,
-                },
-                1,
-            ))
+            black_box(ledger.decide(Tap::by(&buyers[i], 1), 1))
         })
     });
     group.finish();

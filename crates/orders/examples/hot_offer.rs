@@ -90,6 +90,7 @@ async fn main() {
                 price: Fen::price(9_900).unwrap(),
                 quantity: taps,
                 per_buyer_limit: 1,
+                buyers: domain::Buyers::Anyone,
                 starts_at: None,
                 ends_at: None,
                 hold: None,

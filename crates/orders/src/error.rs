@@ -17,6 +17,10 @@ pub enum OrdersError {
     /// The buyer's held and bought units plus this request exceed the limit.
     #[error("limit is {limit} per buyer and {already} are already yours")]
     OverLimit { limit: u32, already: u32 },
+    /// The offer is for buyers signed in with a mobile account; a guest
+    /// must sign in (or sign up) first.
+    #[error("this offer is for buyers signed in with a mobile account")]
+    AccountRequired,
     #[error("the offer starts at {starts_at}")]
     NotStarted { starts_at: UnixMillis },
     #[error("the offer has ended")]
@@ -76,6 +80,7 @@ impl OrdersError {
         match self {
             OrdersError::SoldOut { .. } => "sold_out",
             OrdersError::OverLimit { .. } => "over_limit",
+            OrdersError::AccountRequired => "account_required",
             OrdersError::NotStarted { .. } => "not_started",
             OrdersError::Ended => "offer_ended",
             OrdersError::IdempotencyMismatch => "idempotency_key_reused",
@@ -98,7 +103,7 @@ impl OrdersError {
             | OrdersError::IdempotencyMismatch
             | OrdersError::InvalidState(_) => 409,
             OrdersError::NotFound => 404,
-            OrdersError::Forbidden => 403,
+            OrdersError::Forbidden | OrdersError::AccountRequired => 403,
             OrdersError::Validation(_) => 422,
             OrdersError::Unavailable => 503,
             OrdersError::Store(_) => 500,
@@ -139,6 +144,7 @@ mod tests {
                 limit: 2,
                 already: 2,
             },
+            OrdersError::AccountRequired,
             OrdersError::NotStarted { starts_at: 1 },
             OrdersError::Ended,
             OrdersError::IdempotencyMismatch,

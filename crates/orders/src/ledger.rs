@@ -6,7 +6,7 @@
 //! `writer.rs`). Tests and benchmarks drive the ledger directly.
 
 use domain::{
-    BuyerTally, OfferState, OverLimit, ReservationId, StockCounts, StockError, UnitsReturn,
+    BuyerTally, Buyers, OfferState, OverLimit, ReservationId, StockCounts, StockError, UnitsReturn,
     UnixMillis,
 };
 use std::cmp::Reverse;
@@ -19,6 +19,8 @@ pub struct OfferTerms {
     pub starts_at: Option<UnixMillis>,
     pub ends_at: Option<UnixMillis>,
     pub per_buyer_limit: u32,
+    /// Who may buy.
+    pub buyers: Buyers,
     /// How long a tap holds its units.
     pub hold_ms: i64,
 }
@@ -26,9 +28,29 @@ pub struct OfferTerms {
 /// One "buy now".
 #[derive(Clone, Copy, Debug)]
 pub struct Tap<'a> {
-    /// The subject (`usr_…` / `gst_…`): the key of the per-buyer limit.
+    /// The subject (`usr_…` / `gst_…`) the units are held for: only it may
+    /// confirm or cancel them.
     pub buyer: &'a str,
+    /// The person the buyer stands for: the key of the per-buyer limit, so
+    /// the guests one browser started share one limit. The buyer itself
+    /// when it is not linked to anyone.
+    pub person: &'a str,
+    /// Signed in with a mobile account (not a guest).
+    pub account: bool,
     pub quantity: u32,
+}
+
+impl<'a> Tap<'a> {
+    /// A tap by a buyer who is their own person; an account when the
+    /// subject is `usr_…`.
+    pub fn by(buyer: &'a str, quantity: u32) -> Tap<'a> {
+        Tap {
+            buyer,
+            person: buyer,
+            account: buyer.starts_with("usr_"),
+            quantity,
+        }
+    }
 }
 
 /// The ledger's answer to a tap.
@@ -51,6 +73,8 @@ pub struct Hold {
 pub enum Refusal {
     ZeroQuantity,
     Ended,
+    /// The offer is for buyers with an account and this one is a guest.
+    AccountRequired,
     NotStarted { starts_at: UnixMillis },
     OverLimit(OverLimit),
     SoldOut { available: u32 },
@@ -90,6 +114,8 @@ pub struct TimeoutEffects {
 #[derive(Clone, Debug)]
 struct HeldEntry {
     buyer: Arc<str>,
+    /// Whose tally the units count in.
+    person: Arc<str>,
     quantity: u32,
     expires_at: UnixMillis,
 }
@@ -100,6 +126,7 @@ pub struct StockLedger {
     terms: OfferTerms,
     counts: StockCounts,
     ended_at: Option<UnixMillis>,
+    /// Tallies per person (see [`Tap::person`]).
     buyers: HashMap<Arc<str>, BuyerTally>,
     holds: HashMap<ReservationId, HeldEntry>,
     /// Soonest expiry first. Entries of holds that were confirmed or
@@ -125,32 +152,35 @@ impl StockLedger {
         }
     }
 
-    /// Re-arms a held reservation read back from the database.
+    /// Re-arms a held reservation read back from the database, counted
+    /// in `person`'s tally.
     pub fn restore_hold(
         &mut self,
         reservation: ReservationId,
         buyer: &str,
+        person: &str,
         quantity: u32,
         expires_at: UnixMillis,
     ) {
-        let buyer = self.buyer_key(buyer);
-        self.buyers.entry(buyer.clone()).or_default().held += quantity;
+        let (buyer, person) = self.keys(buyer, person);
+        self.buyers.entry(person.clone()).or_default().held += quantity;
         self.expiries
             .push(Reverse((expires_at, reservation.clone())));
         self.holds.insert(
             reservation,
             HeldEntry {
                 buyer,
+                person,
                 quantity,
                 expires_at,
             },
         );
     }
 
-    /// Counts units a buyer already bought towards their limit.
-    pub fn restore_bought(&mut self, buyer: &str, quantity: u32) {
-        let buyer = self.buyer_key(buyer);
-        self.buyers.entry(buyer).or_default().bought += quantity;
+    /// Counts units a person already bought towards their limit.
+    pub fn restore_bought(&mut self, person: &str, quantity: u32) {
+        let person = self.person_key(person);
+        self.buyers.entry(person).or_default().bought += quantity;
     }
 
     pub fn terms(&self) -> &OfferTerms {
@@ -175,8 +205,9 @@ impl StockLedger {
         )
     }
 
-    pub fn tally(&self, buyer: &str) -> BuyerTally {
-        self.buyers.get(buyer).copied().unwrap_or_default()
+    /// What a person holds and bought of this offer.
+    pub fn tally(&self, person: &str) -> BuyerTally {
+        self.buyers.get(person).copied().unwrap_or_default()
     }
 
     /// Decides one tap. Refusals change nothing and allocate nothing; an
@@ -188,11 +219,15 @@ impl StockLedger {
         if self.ended_at.is_some() || self.terms.ends_at.is_some_and(|end| now >= end) {
             return Decision::Refused(Refusal::Ended);
         }
+        // Before the countdown: a guest should sign in while there is time.
+        if !self.terms.buyers.admits(tap.account) {
+            return Decision::Refused(Refusal::AccountRequired);
+        }
         if let Some(starts_at) = self.terms.starts_at.filter(|start| now < *start) {
             return Decision::Refused(Refusal::NotStarted { starts_at });
         }
         if let Err(over) = self
-            .tally(tap.buyer)
+            .tally(tap.person)
             .check(self.terms.per_buyer_limit, tap.quantity)
         {
             return Decision::Refused(Refusal::OverLimit(over));
@@ -200,8 +235,8 @@ impl StockLedger {
         if let Err(StockError::Insufficient { available }) = self.counts.hold(tap.quantity) {
             return Decision::Refused(Refusal::SoldOut { available });
         }
-        let buyer = self.buyer_key(tap.buyer);
-        self.buyers.entry(buyer.clone()).or_default().held += tap.quantity;
+        let (buyer, person) = self.keys(tap.buyer, tap.person);
+        self.buyers.entry(person.clone()).or_default().held += tap.quantity;
         let reservation = ReservationId::generate();
         let expires_at = now.saturating_add(self.terms.hold_ms);
         self.expiries
@@ -210,6 +245,7 @@ impl StockLedger {
             reservation.clone(),
             HeldEntry {
                 buyer: buyer.clone(),
+                person,
                 quantity: tap.quantity,
                 expires_at,
             },
@@ -233,14 +269,15 @@ impl StockLedger {
     ) -> Result<u32, HoldError> {
         let entry = self.live_hold(reservation, buyer, now)?;
         let quantity = entry.quantity;
+        let person = entry.person.clone();
         self.holds.remove(reservation);
         self.counts
             .sell(quantity)
             .expect("a live hold is counted in held");
         let tally = self
             .buyers
-            .get_mut(buyer)
-            .expect("a live hold has a buyer tally");
+            .get_mut(&person)
+            .expect("a live hold has a tally");
         tally.held -= quantity;
         tally.bought += quantity;
         Ok(quantity)
@@ -308,24 +345,26 @@ impl StockLedger {
         Some(self.counts.withdraw_available())
     }
 
-    /// An unshipped order of `buyer` was cancelled (and that is committed):
-    /// its units return, and stop counting towards the buyer's limit.
+    /// An unshipped order of a buyer who stands for `person` was cancelled
+    /// (and that is committed): its units return, and stop counting towards
+    /// the person's limit.
     pub fn order_cancelled(
         &mut self,
-        buyer: &str,
+        person: &str,
         quantity: u32,
     ) -> Result<UnitsReturn, StockError> {
         let to = self.returns_to();
         self.counts.unsell(quantity, to)?;
-        if let Some(tally) = self.buyers.get_mut(buyer) {
+        if let Some(tally) = self.buyers.get_mut(person) {
             tally.bought = tally.bought.saturating_sub(quantity);
         }
         Ok(to)
     }
 
     /// Checks the ledger against itself: counts balanced, held units equal
-    /// to the holds and to the buyers' tallies, sold equal to what buyers
-    /// bought. For tests and for logging after a rebuild.
+    /// to the holds and to the persons' tallies (each hold in its own
+    /// person's), sold equal to what persons bought. For tests and for
+    /// logging after a rebuild.
     pub fn check(&self) -> Result<(), String> {
         if !self.counts.is_balanced() {
             return Err(format!("counts out of balance: {:?}", self.counts));
@@ -338,6 +377,15 @@ impl StockLedger {
                 "held {} but holds sum to {in_holds} and buyers hold {buyers_held}",
                 self.counts.held
             ));
+        }
+        let mut held_per_person: HashMap<&str, u64> = HashMap::new();
+        for h in self.holds.values() {
+            *held_per_person.entry(&h.person).or_default() += u64::from(h.quantity);
+        }
+        if let Some((person, tally)) = self.buyers.iter().find(|(person, tally)| {
+            held_per_person.get(&***person).copied().unwrap_or(0) != u64::from(tally.held)
+        }) {
+            return Err(format!("{person} is tallied {tally:?} but holds differ"));
         }
         if buyers_bought != u64::from(self.counts.sold) {
             return Err(format!(
@@ -389,7 +437,7 @@ impl StockLedger {
         self.counts
             .release(entry.quantity, to)
             .expect("a hold is counted in held");
-        if let Some(tally) = self.buyers.get_mut(&entry.buyer) {
+        if let Some(tally) = self.buyers.get_mut(&entry.person) {
             tally.held -= entry.quantity;
         }
         Released {
@@ -400,12 +448,24 @@ impl StockLedger {
         }
     }
 
-    /// The shared key for a buyer, allocated once per buyer per offer.
-    fn buyer_key(&self, buyer: &str) -> Arc<str> {
-        match self.buyers.get_key_value(buyer) {
+    /// The shared key for a person, allocated once per person per offer.
+    fn person_key(&self, person: &str) -> Arc<str> {
+        match self.buyers.get_key_value(person) {
             Some((key, _)) => key.clone(),
-            None => Arc::from(buyer),
+            None => Arc::from(person),
         }
+    }
+
+    /// The buyer's and the person's keys; one allocation when the buyer is
+    /// their own person (nearly always).
+    fn keys(&self, buyer: &str, person: &str) -> (Arc<str>, Arc<str>) {
+        let person = self.person_key(person);
+        let buyer = if buyer == &*person {
+            person.clone()
+        } else {
+            Arc::from(buyer)
+        };
+        (buyer, person)
     }
 }
 
@@ -420,12 +480,13 @@ mod tests {
             starts_at: None,
             ends_at: None,
             per_buyer_limit: limit,
+            buyers: Buyers::Anyone,
             hold_ms: 10 * MIN,
         }
     }
 
     fn tap(buyer: &str, quantity: u32) -> Tap<'_> {
-        Tap { buyer, quantity }
+        Tap::by(buyer, quantity)
     }
 
     fn held(d: Decision) -> Hold {
@@ -595,7 +656,7 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "usr_a", 2, 5 * MIN);
+        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, 5 * MIN);
         l.restore_bought("usr_b", 1);
         l.check().unwrap();
         assert!(matches!(
@@ -608,6 +669,112 @@ mod tests {
         ));
         assert_eq!(l.handle_timeout(5 * MIN).expired[0].reservation, id);
         assert_eq!(l.counts().available, 9);
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn an_accounts_only_offer_refuses_guests_before_anything_else_but_the_end() {
+        let t = OfferTerms {
+            buyers: Buyers::AccountsOnly,
+            starts_at: Some(100),
+            ends_at: Some(1_000),
+            ..terms(2)
+        };
+        let mut l = StockLedger::new(t, StockCounts::allot(10), None);
+        // Told during the countdown, so there is time to sign in.
+        assert_eq!(
+            l.decide(tap("gst_a", 1), 50),
+            Decision::Refused(Refusal::AccountRequired)
+        );
+        assert_eq!(
+            l.decide(tap("usr_a", 1), 50),
+            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+        );
+        assert_eq!(
+            l.decide(tap("gst_a", 1), 500),
+            Decision::Refused(Refusal::AccountRequired)
+        );
+        held(l.decide(tap("usr_a", 2), 500));
+        assert_eq!(
+            l.decide(tap("gst_a", 1), 1_000),
+            Decision::Refused(Refusal::Ended)
+        );
+        assert_eq!(l.counts().held, 2);
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn linked_guests_share_one_persons_limit_but_keep_their_own_holds() {
+        let mut l = StockLedger::new(terms(2), StockCounts::allot(40), None);
+        let first = Tap {
+            buyer: "gst_one",
+            person: "gst_one",
+            account: false,
+            quantity: 1,
+        };
+        let second = Tap {
+            buyer: "gst_two",
+            person: "gst_one",
+            ..first
+        };
+        let a = held(l.decide(first, 0));
+        let b = held(l.decide(second, 0));
+        assert_eq!(&*b.buyer, "gst_two", "held for the guest that tapped");
+        assert_eq!(
+            l.decide(second, 1),
+            Decision::Refused(Refusal::OverLimit(OverLimit {
+                limit: 2,
+                already: 2
+            }))
+        );
+        assert_eq!(l.tally("gst_one"), BuyerTally { held: 2, bought: 0 });
+        assert_eq!(l.tally("gst_two"), BuyerTally::default());
+        // Only the guest that holds may confirm; the person's tally moves.
+        assert_eq!(
+            l.confirm(&b.reservation, "gst_one", 2),
+            Err(HoldError::NotYours)
+        );
+        assert_eq!(l.confirm(&b.reservation, "gst_two", 2), Ok(1));
+        assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 1 });
+        l.cancel(&a.reservation, "gst_one", 3).unwrap();
+        held(l.decide(second, 4));
+        l.order_cancelled("gst_one", 1).unwrap();
+        assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 0 });
+        l.check().unwrap();
+        // Expiry gives the person's units back too.
+        assert_eq!(l.handle_timeout(4 + 10 * MIN).expired.len(), 1);
+        assert_eq!(l.tally("gst_one"), BuyerTally::default());
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn a_ledger_restored_per_person_keeps_the_persons_limit() {
+        let mut l = StockLedger::new(
+            terms(2),
+            StockCounts {
+                allotted: 10,
+                available: 8,
+                held: 1,
+                sold: 1,
+            },
+            None,
+        );
+        let id = ReservationId::generate();
+        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, 5 * MIN);
+        l.restore_bought("gst_one", 1);
+        l.check().unwrap();
+        let third = Tap {
+            buyer: "gst_three",
+            person: "gst_one",
+            account: false,
+            quantity: 1,
+        };
+        assert!(matches!(
+            l.decide(third, 0),
+            Decision::Refused(Refusal::OverLimit(_))
+        ));
+        assert_eq!(l.confirm(&id, "gst_two", 1), Ok(1));
+        assert_eq!(l.tally("gst_one"), BuyerTally { held: 0, bought: 2 });
         l.check().unwrap();
     }
 
@@ -641,10 +808,19 @@ mod tests {
         };
         for step in 0..5_000_i64 {
             let now = step * 1_000;
-            let buyer = format!("usr_{}", next() % 40);
+            // Forty guests, three or so to a person.
+            let n = next() % 40;
+            let buyer = format!("gst_{n}");
+            let person = format!("gst_{}", n / 3);
             match next() % 4 {
                 0 | 1 => {
-                    if let Decision::Held(h) = l.decide(tap(&buyer, 1 + next() % 3), now) {
+                    let t = Tap {
+                        buyer: &buyer,
+                        person: &person,
+                        account: false,
+                        quantity: 1 + next() % 3,
+                    };
+                    if let Decision::Held(h) = l.decide(t, now) {
                         live.push((h.reservation, buyer));
                     }
                 }

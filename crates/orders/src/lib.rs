@@ -34,5 +34,5 @@ pub use model::{
     Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, ReservationView,
     ReserveRequest,
 };
-pub use service::OrderService;
+pub use service::{MAX_IDEMPOTENCY_KEY_LEN, OrderService};
 pub use store::OrderFilter;

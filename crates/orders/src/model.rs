@@ -3,7 +3,7 @@
 
 use crate::OrdersError;
 use domain::{
-    Address, BroadcastId, Carrier, Fen, Mobile, OfferId, OfferState, OrderId, OrderState,
+    Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OfferState, OrderId, OrderState,
     PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ShipDate, ShopId,
     StockCounts, TrackingNumber, Unit, UnixMillis, Validator,
 };
@@ -97,6 +97,9 @@ pub struct NewOffer {
     /// Units allotted to this broadcast, taken from the product's stock.
     pub quantity: u32,
     pub per_buyer_limit: u32,
+    /// Who may buy; [`Buyers::AccountsOnly`] makes the limit one per
+    /// mobile number instead of one per guest nickname.
+    pub buyers: Buyers,
     /// A countdown until then; taps before are answered "not started".
     pub starts_at: Option<UnixMillis>,
     pub ends_at: Option<UnixMillis>,
@@ -115,6 +118,7 @@ pub struct OfferSnapshot {
     pub unit: Unit,
     pub price: Fen,
     pub per_buyer_limit: u32,
+    pub buyers: Buyers,
     pub hold_secs: u32,
     pub starts_at: Option<UnixMillis>,
     pub ends_at: Option<UnixMillis>,
@@ -136,7 +140,8 @@ pub struct ReserveRequest {
     pub buyer: String,
     pub quantity: u32,
     /// The `Idempotency-Key` header, or the live channel's nonce. Scoped
-    /// per buyer; up to 255 printable ASCII characters.
+    /// per buyer; 1 to [`crate::MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII
+    /// characters.
     pub idempotency_key: Option<String>,
 }
 

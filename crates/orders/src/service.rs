@@ -37,8 +37,43 @@ struct Inner {
     spawning: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     keys: IdempotencyIndex,
+    persons: Persons,
     events: broadcast::Sender<OfferEvent>,
     stopping: AtomicBool,
+}
+
+/// Most guests whose person is remembered; past that the memory starts
+/// over (a guest's person never changes, so forgetting costs only a query).
+const PERSONS_REMEMBERED: usize = 100_000;
+
+/// Which person each guest stands for (see [`Store::person_of`]), so a tap
+/// asks the database once per guest, not once per tap.
+#[derive(Default)]
+struct Persons {
+    known: RwLock<HashMap<Arc<str>, Arc<str>>>,
+}
+
+impl Persons {
+    async fn of(&self, store: &Store, buyer: &str) -> Result<Arc<str>, OrdersError> {
+        if !buyer.starts_with(GuestId::PREFIX) {
+            return Ok(Arc::from(buyer));
+        }
+        if let Some(person) = self
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(buyer)
+        {
+            return Ok(person.clone());
+        }
+        let person: Arc<str> = Arc::from(store.person_of(buyer).await?);
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= PERSONS_REMEMBERED {
+            known.clear();
+        }
+        known.insert(Arc::from(buyer), person.clone());
+        Ok(person)
+    }
 }
 
 /// A buyer subject as the auth layer gives it: `usr_…` or `gst_…` (the
@@ -61,12 +96,19 @@ fn check_subject(buyer: &str) -> Result<(), OrdersError> {
     }
 }
 
+/// Longest idempotency key (HTTP `Idempotency-Key`, or `live:` and a live
+/// channel nonce), in characters; the API documents this same number.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 100;
+
 fn check_key(key: &str) -> Result<(), OrdersError> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(OrdersError::field(
             "idempotency_key",
             "invalid_idempotency_key",
-            "must be 1 to 255 printable ASCII characters",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"),
         ));
     }
     Ok(())
@@ -84,6 +126,7 @@ impl OrderService {
         let service = OrderService {
             inner: Arc::new(Inner {
                 keys: IdempotencyIndex::new(ttl_ms),
+                persons: Persons::default(),
                 store,
                 config,
                 writers: RwLock::new(HashMap::new()),
@@ -229,6 +272,7 @@ impl OrderService {
                     price: new.price,
                     quantity: new.quantity,
                     per_buyer_limit: new.per_buyer_limit,
+                    buyers: new.buyers,
                     hold_ms: hold.as_millis() as i64,
                     starts_at: new.starts_at,
                     ends_at: new.ends_at,
@@ -355,12 +399,16 @@ impl OrderService {
                 }
             }
         };
+        let person = self.inner.persons.of(&self.inner.store, &req.buyer).await?;
         let handle = self.writer_for(&req.offer).await?;
+        let account = req.buyer.starts_with(UserId::PREFIX);
         let (reply, answer) = oneshot::channel();
         send(
             &handle,
             Command::Reserve {
                 buyer: req.buyer,
+                person,
+                account,
                 quantity: req.quantity,
                 key: req.idempotency_key,
                 ticket,
@@ -610,12 +658,13 @@ impl OrderService {
                 // Units change hands: the offer's writer does it, in order
                 // with everything else that moves its counts.
                 let handle = self.writer_for(&record.offer_id).await?;
+                let person = self.inner.persons.of(&self.inner.store, &record.buyer).await?;
                 let (reply, answer) = oneshot::channel();
                 send(
                     &handle,
                     Command::CancelOrder {
                         order: record.id.clone(),
-                        buyer: record.buyer.clone(),
+                        person,
                         quantity: record.quantity,
                         from,
                         reason: reason
@@ -804,6 +853,7 @@ fn snapshot_from_record(r: &OfferRecord, now: UnixMillis) -> OfferSnapshot {
         unit: r.unit.clone(),
         price: r.price,
         per_buyer_limit: r.per_buyer_limit,
+        buyers: r.buyers,
         hold_secs: u32::try_from(r.hold_ms / 1000).unwrap_or(u32::MAX),
         starts_at: r.starts_at,
         ends_at: r.ends_at,

@@ -48,6 +48,9 @@ pub(crate) enum HoldOutcome {
 pub(crate) enum Command {
     Reserve {
         buyer: String,
+        /// The person the buyer stands for (the key of the limit).
+        person: Arc<str>,
+        account: bool,
         quantity: u32,
         key: Option<String>,
         ticket: Option<Ticket>,
@@ -67,7 +70,8 @@ pub(crate) enum Command {
     /// An unshipped order is cancelled and its units return.
     CancelOrder {
         order: OrderId,
-        buyer: String,
+        /// The person the order's buyer stands for.
+        person: Arc<str>,
         quantity: u32,
         from: OrderState,
         reason: Reason,
@@ -115,7 +119,7 @@ enum Ack {
     },
     OrderCancel {
         reply: oneshot::Sender<Result<bool, OrdersError>>,
-        buyer: String,
+        person: Arc<str>,
         quantity: u32,
         index: usize,
     },
@@ -154,22 +158,24 @@ pub(crate) fn terms_of(record: &OfferRecord) -> OfferTerms {
         starts_at: record.starts_at,
         ends_at: record.ends_at,
         per_buyer_limit: record.per_buyer_limit,
+        buyers: record.buyers,
         hold_ms: record.hold_ms,
     }
 }
 
 /// Rebuilds an offer's ledger from the database: counts, held reservations
-/// with their expiries, and what each buyer already bought.
+/// with their expiries, and what each person (a buyer, or the guests one
+/// browser started) already holds and bought.
 pub(crate) async fn load_ledger(
     store: &Store,
     record: &OfferRecord,
 ) -> Result<StockLedger, StoreError> {
     let mut ledger = StockLedger::new(terms_of(record), record.counts, record.ended_at);
-    for r in store.held_reservations(&record.id).await? {
-        ledger.restore_hold(r.id, &r.buyer, r.quantity, r.expires_at);
+    for (r, person) in store.held_reservations_by_person(&record.id).await? {
+        ledger.restore_hold(r.id, &r.buyer, &person, r.quantity, r.expires_at);
     }
-    for (buyer, quantity) in store.bought_per_buyer(&record.id).await? {
-        ledger.restore_bought(&buyer, quantity);
+    for (person, quantity) in store.bought_per_person(&record.id).await? {
+        ledger.restore_bought(&person, quantity);
     }
     if let Err(problem) = ledger.check() {
         // The database enforces balanced counts; this would mean rows and
@@ -194,6 +200,7 @@ pub(crate) fn snapshot_of(
         unit: info.unit.clone(),
         price: info.price,
         per_buyer_limit: info.per_buyer_limit,
+        buyers: info.buyers,
         hold_secs: u32::try_from(info.hold_ms / 1000).unwrap_or(u32::MAX),
         starts_at: info.starts_at,
         ends_at: info.ends_at,
@@ -328,6 +335,8 @@ impl Writer {
         match command {
             Command::Reserve {
                 buyer,
+                person,
+                account,
                 quantity,
                 key,
                 ticket,
@@ -335,6 +344,8 @@ impl Writer {
             } => match self.ledger.decide(
                 Tap {
                     buyer: &buyer,
+                    person: &person,
+                    account,
                     quantity,
                 },
                 now,
@@ -435,7 +446,7 @@ impl Writer {
             },
             Command::CancelOrder {
                 order,
-                buyer,
+                person,
                 quantity,
                 from,
                 reason,
@@ -450,7 +461,7 @@ impl Writer {
                 });
                 self.pending.acks.push(Ack::OrderCancel {
                     reply,
-                    buyer,
+                    person,
                     quantity,
                     index,
                 });
@@ -658,12 +669,12 @@ impl Writer {
                 }
                 Ack::OrderCancel {
                     reply,
-                    buyer,
+                    person,
                     quantity,
                     index,
                 } => {
                     let applied = outcome.cancels_applied.get(index).copied().unwrap_or(false);
-                    if applied && let Err(error) = self.ledger.order_cancelled(&buyer, quantity) {
+                    if applied && let Err(error) = self.ledger.order_cancelled(&person, quantity) {
                         tracing::error!(%error, "cancelled order's units do not fit the ledger");
                     }
                     let _ = reply.send(Ok(applied));
@@ -703,6 +714,7 @@ pub(crate) fn refusal_error(refusal: Refusal) -> OrdersError {
         },
         Refusal::NotStarted { starts_at } => OrdersError::NotStarted { starts_at },
         Refusal::Ended => OrdersError::Ended,
+        Refusal::AccountRequired => OrdersError::AccountRequired,
         Refusal::ZeroQuantity => OrdersError::field("quantity", "too_small", "must be at least 1"),
     }
 }

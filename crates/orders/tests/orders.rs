@@ -121,6 +121,7 @@ fn new_offer(farm: &Farm, quantity: u32, limit: u32) -> NewOffer {
         price: Fen::price(9_900).unwrap(),
         quantity,
         per_buyer_limit: limit,
+        buyers: Buyers::Anyone,
         starts_at: None,
         ends_at: None,
         hold: None,
@@ -570,6 +571,21 @@ async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
             .await,
         Err(OrdersError::Validation(_))
     ));
+    // As long as the API documents, and not a character more.
+    let longest = "k".repeat(MAX_IDEMPOTENCY_KEY_LEN);
+    let too_long = "k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1);
+    match svc.reserve(tap(&offer, "gst_e", 1, Some(&too_long))).await {
+        Err(OrdersError::Validation(errors)) => {
+            assert_eq!(errors[0].field, "idempotency_key");
+            assert_eq!(errors[0].code, "invalid_idempotency_key");
+            assert!(errors[0].message.contains("100"), "{}", errors[0].message);
+        }
+        other => panic!("a 101-character key must be refused: {other:?}"),
+    }
+    svc.cancel_reservation("gst_d", &late.id).await.unwrap();
+    svc.reserve(tap(&offer, "gst_e", 1, Some(&longest)))
+        .await
+        .unwrap();
     assert!(matches!(
         svc.reserve(tap(&offer, "nobody", 1, None)).await,
         Err(OrdersError::Forbidden)
@@ -589,6 +605,156 @@ both_engines!(
     #[tokio::test]
     idempotency,
     idempotency_keys_are_per_buyer_and_bind_the_request
+);
+
+// --------------------------------------------------------- who may buy --
+
+async fn an_accounts_only_offer_refuses_guests(db: TestDb) {
+    let store = db.store().await.unwrap();
+    let farm = farm(&store, 100).await;
+    let svc = service(&store).await;
+    let offer = svc
+        .create_offer(
+            &farm.owner.id,
+            NewOffer {
+                buyers: Buyers::AccountsOnly,
+                ..new_offer(&farm, 10, 2)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(offer.buyers, Buyers::AccountsOnly);
+    let guest = store
+        .create_guest(&DisplayName::parse("路人").unwrap(), 1)
+        .await
+        .unwrap();
+    for key in [None, Some("g-1")] {
+        let refused = svc.reserve(tap(&offer, guest.as_str(), 1, key)).await;
+        assert!(
+            matches!(refused, Err(OrdersError::AccountRequired)),
+            "{refused:?}"
+        );
+    }
+    let e = OrdersError::AccountRequired;
+    assert_eq!((e.code(), e.http_status()), ("account_required", 403));
+    let held = svc
+        .reserve(tap(&offer, farm.owner.id.as_str(), 2, Some("g-1")))
+        .await
+        .unwrap();
+    assert_eq!(held.quantity, 2);
+    // The rule is the offer's: it survives a restart and reads back.
+    svc.shutdown().await;
+    let svc = service(&store).await;
+    let again = svc.offer_snapshot(&offer.offer_id).await.unwrap();
+    assert_eq!(again.buyers, Buyers::AccountsOnly);
+    assert!(matches!(
+        svc.reserve(tap(&offer, guest.as_str(), 1, None)).await,
+        Err(OrdersError::AccountRequired)
+    ));
+    // Offers made without saying keep today's rule: anyone may buy.
+    let open = svc
+        .create_offer(&farm.owner.id, new_offer(&farm, 10, 2))
+        .await
+        .unwrap();
+    assert_eq!(open.buyers, Buyers::Anyone);
+    svc.reserve(tap(&open, guest.as_str(), 1, None))
+        .await
+        .unwrap();
+    assert_consistent(&store, &svc, &offer.offer_id).await;
+    svc.shutdown().await;
+}
+both_engines!(
+    #[tokio::test]
+    accounts_only,
+    an_accounts_only_offer_refuses_guests
+);
+
+/// Guests one browser started, one after another, are one person: the
+/// per-buyer limit counts across them, also after a restart rebuilt the
+/// tallies from the database.
+async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
+    let store = db.store().await.unwrap();
+    let farm = farm(&store, 100).await;
+    let svc = service(&store).await;
+    let offer = svc
+        .create_offer(&farm.owner.id, new_offer(&farm, 40, 2))
+        .await
+        .unwrap();
+    let name = DisplayName::parse("路人").unwrap();
+    let first = store.create_guest(&name, 1).await.unwrap();
+    let person = store.person_of(first.as_str()).await.unwrap();
+    assert_eq!(person, first.as_str(), "a fresh guest is its own person");
+    let second = store
+        .create_guest_of(&name, Some(&person), 2)
+        .await
+        .unwrap();
+    let stranger = store.create_guest(&name, 3).await.unwrap();
+
+    let a = svc
+        .reserve(tap(&offer, first.as_str(), 1, None))
+        .await
+        .unwrap();
+    let b = svc
+        .reserve(tap(&offer, second.as_str(), 1, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.reserve(tap(&offer, second.as_str(), 1, None)).await,
+        Err(OrdersError::OverLimit {
+            limit: 2,
+            already: 2
+        })
+    ));
+    // Someone else is not affected; and the hold stays the second guest's.
+    svc.reserve(tap(&offer, stranger.as_str(), 2, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.confirm(first.as_str(), &b.id, checkout()).await,
+        Err(OrdersError::Forbidden)
+    ));
+    let order = svc.confirm(first.as_str(), &a.id, checkout()).await.unwrap();
+
+    // A new process rebuilds the person's tally: one bought, one held.
+    svc.shutdown().await;
+    drop(svc);
+    let store = Store::connect(&db.url).await.unwrap();
+    let svc = service(&store).await;
+    let third = store
+        .create_guest_of(&name, Some(&person), 4)
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.reserve(tap(&offer, third.as_str(), 1, None)).await,
+        Err(OrdersError::OverLimit {
+            limit: 2,
+            already: 2
+        })
+    ));
+    // Giving units back frees the person's limit, whichever guest gives.
+    svc.cancel_reservation(second.as_str(), &b.id).await.unwrap();
+    svc.reserve(tap(&offer, third.as_str(), 1, None))
+        .await
+        .unwrap();
+    svc.cancel_order(&farm.owner.id, &order.id, Reason::parse("").unwrap())
+        .await
+        .unwrap();
+    svc.reserve(tap(&offer, second.as_str(), 1, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.reserve(tap(&offer, first.as_str(), 1, None)).await,
+        Err(OrdersError::OverLimit { .. })
+    ));
+    let counts = assert_consistent(&store, &svc, &offer.offer_id).await;
+    assert_eq!(counts.held, 4, "two for the person, two for the stranger");
+    svc.shutdown().await;
+    store.close().await;
+}
+both_engines!(
+    #[tokio::test]
+    linked_guests,
+    linked_guests_share_one_limit_across_a_restart
 );
 
 // ---------------------------------------------------------- order life --

@@ -13,7 +13,7 @@
 //! renaming or removing anything bumps [`PROTOCOL_VERSION`].
 
 use domain::{
-    BroadcastId, BroadcastState, ChatMessageId, ChatText, DisplayName, Fen, OfferId, OrderId,
+    BroadcastId, BroadcastState, Buyers, ChatMessageId, ChatText, DisplayName, Fen, OfferId, OrderId,
     ProductTitle, ReservationId, Role, ShipDate, ShopId, Unit, UnixMillis,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -498,6 +498,10 @@ pub struct OfferCard {
     pub ships_on: Option<ShipDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_buyer: Option<u32>,
+    /// `accounts_only`: only buyers signed in with a mobile account may buy
+    /// (guests are refused with `account_required`); absent for `anyone`.
+    #[serde(default, skip_serializing_if = "Buyers::is_anyone")]
+    pub buyers: Buyers,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -533,6 +537,8 @@ pub enum BuyRefusalCode {
     NotOnSale,
     /// The per-buyer limit would be exceeded.
     LimitReached,
+    /// The offer is for buyers signed in with a mobile account; sign in.
+    AccountRequired,
     InvalidQuantity,
     /// The order service could not answer; try again.
     Unavailable,

@@ -183,15 +183,63 @@ impl Store {
         Ok(row.map(|(name,)| DisplayName::from_trusted(name)))
     }
 
+    /// A new guest who is their own person.
     pub async fn create_guest(&self, name: &DisplayName, now: i64) -> Result<GuestId, StoreError> {
+        self.create_guest_of(name, None, now).await
+    }
+
+    /// A new guest standing for `person` (a subject from
+    /// [`Store::person_behind_session`]), or for itself when `None`.
+    pub async fn create_guest_of(
+        &self,
+        name: &DisplayName,
+        person: Option<&str>,
+        now: i64,
+    ) -> Result<GuestId, StoreError> {
         let id = GuestId::generate();
-        sqlx::query("INSERT INTO guests (id, display_name, created_at) VALUES ($1, $2, $3)")
-            .bind(id.as_str())
-            .bind(name.as_str())
-            .bind(now)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO guests (id, display_name, created_at, person) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.as_str())
+        .bind(name.as_str())
+        .bind(now)
+        .bind(person)
+        .execute(self.pool())
+        .await?;
         Ok(id)
+    }
+
+    /// The person behind a `usr_…` or `gst_…` subject, the key per-buyer
+    /// limits count by: an account is its own person; a guest is the person
+    /// it was linked to when it was made, or itself. A subject with no row
+    /// is its own person. Never changes for a subject, so callers may cache it.
+    pub async fn person_of(&self, subject: &str) -> Result<String, StoreError> {
+        if !subject.starts_with(GuestId::PREFIX) {
+            return Ok(subject.to_owned());
+        }
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT COALESCE(person, id) FROM guests WHERE id = $1")
+                .bind(subject)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map_or_else(|| subject.to_owned(), |(person,)| person))
+    }
+
+    /// The person whose session a cookie's token hash belongs to, live,
+    /// revoked or expired alike: a browser that asks for a new guest while
+    /// still carrying an earlier session's cookie is the same person.
+    pub async fn person_behind_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT COALESCE(s.user_id, g.person, s.guest_id) FROM sessions s \
+             LEFT JOIN guests g ON g.id = s.guest_id WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|(person,)| person))
     }
 
     pub async fn rename_guest(&self, id: &GuestId, name: &DisplayName) -> Result<(), StoreError> {

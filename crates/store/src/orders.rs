@@ -8,7 +8,7 @@
 
 use crate::{Store, StoreError};
 use domain::{
-    Address, BroadcastId, Carrier, Fen, Mobile, OfferId, OrderId, OrderState, PaymentMethod,
+    Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState, PaymentMethod,
     PersonName, ProductId, ProductTitle, Reason, ReservationId, ReservationState, ShipDate, ShopId,
     StockCounts, TrackingNumber, Unit, UnixMillis,
 };
@@ -30,6 +30,8 @@ pub struct OfferRecord {
     pub ships_on: Option<ShipDate>,
     pub price: Fen,
     pub per_buyer_limit: u32,
+    /// Who may buy: anyone, or only buyers with an account.
+    pub buyers: Buyers,
     pub hold_ms: i64,
     pub starts_at: Option<UnixMillis>,
     pub ends_at: Option<UnixMillis>,
@@ -49,6 +51,7 @@ pub struct NewOfferRecord {
     pub price: Fen,
     pub quantity: u32,
     pub per_buyer_limit: u32,
+    pub buyers: Buyers,
     pub hold_ms: i64,
     pub starts_at: Option<UnixMillis>,
     pub ends_at: Option<UnixMillis>,
@@ -75,12 +78,13 @@ struct OfferRow {
     created_at: i64,
     updated_at: i64,
     ended_at: Option<i64>,
+    buyers: String,
 }
 
 macro_rules! offer_columns {
     () => {
         "id, broadcast_id, shop_id, product_id, title, unit, ships_on, price_fen, per_buyer_limit, hold_ms, \
-         starts_at, ends_at, allotted, available, held, sold, created_at, updated_at, ended_at"
+         starts_at, ends_at, allotted, available, held, sold, created_at, updated_at, ended_at, buyers"
     };
 }
 
@@ -104,8 +108,11 @@ impl TryFrom<OfferRow> for OfferRecord {
             held: quantity("held", &r.id, r.held)?,
             sold: quantity("sold", &r.id, r.sold)?,
         };
+        let buyers = Buyers::from_db(&r.buyers)
+            .ok_or_else(|| StoreError::Corrupt(format!("offer {} buyers {:?}", r.id, r.buyers)))?;
         Ok(OfferRecord {
             per_buyer_limit: quantity("per_buyer_limit", &r.id, r.per_buyer_limit)?,
+            buyers,
             ships_on: ship_date(&r.id, r.ships_on)?,
             id: OfferId::from_trusted(r.id),
             broadcast_id: BroadcastId::from_trusted(r.broadcast_id),
@@ -587,7 +594,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO offers (",
             offer_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, 0, $14, $14, NULL)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0, 0, $14, $14, NULL, $15)"
         ))
         .bind(id.as_str())
         .bind(new.broadcast_id.as_str())
@@ -603,6 +610,7 @@ impl Store {
         .bind(new.ends_at)
         .bind(units)
         .bind(now)
+        .bind(new.buyers.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -687,6 +695,66 @@ impl Store {
                 Ok((quantity("bought", &buyer, bought)?, buyer))
             })
             .map(|r: Result<(u32, String), StoreError>| r.map(|(q, b)| (b, q)))
+            .collect()
+    }
+
+    /// An offer's held reservations, soonest expiry first, each with the
+    /// person its buyer stands for (see [`Store::person_of`]): what the
+    /// order service rebuilds per-person tallies from.
+    pub async fn held_reservations_by_person(
+        &self,
+        offer: &OfferId,
+    ) -> Result<Vec<(ReservationRecord, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.offer_id, r.buyer, r.quantity, r.state, r.created_at, r.expires_at, r.closed_at, \
+             r.idempotency_key, COALESCE(g.person, r.buyer) AS person \
+             FROM reservations r LEFT JOIN guests g ON g.id = r.buyer \
+             WHERE r.offer_id = $1 AND r.state = 'held' ORDER BY r.expires_at, r.id",
+        )
+        .bind(offer.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let person: String = row.try_get("person")?;
+                let r = ReservationRow {
+                    id: row.try_get("id")?,
+                    offer_id: row.try_get("offer_id")?,
+                    buyer: row.try_get("buyer")?,
+                    quantity: row.try_get("quantity")?,
+                    state: row.try_get("state")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    closed_at: row.try_get("closed_at")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                };
+                Ok((r.try_into()?, person))
+            })
+            .collect()
+    }
+
+    /// Units each person (see [`Store::person_of`]) bought of an offer,
+    /// counted like [`Store::bought_per_buyer`].
+    pub async fn bought_per_person(
+        &self,
+        offer: &OfferId,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(g.person, o.buyer) AS person, CAST(SUM(o.quantity) AS BIGINT) AS bought \
+             FROM orders o LEFT JOIN guests g ON g.id = o.buyer \
+             WHERE o.offer_id = $1 AND (o.state <> 'cancelled' OR o.shipped_at IS NOT NULL) \
+             GROUP BY COALESCE(g.person, o.buyer)",
+        )
+        .bind(offer.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let person: String = row.try_get("person")?;
+                let bought: i64 = row.try_get("bought")?;
+                Ok((quantity("bought", &person, bought)?, person))
+            })
+            .map(|r: Result<(u32, String), StoreError>| r.map(|(q, p)| (p, q)))
             .collect()
     }
 

@@ -83,6 +83,7 @@ async fn offer(store: &Store, s: &Setup, quantity: u32) -> Result<OfferRecord, S
                 price: Fen::price(9_900).unwrap(),
                 quantity,
                 per_buyer_limit: 5,
+                buyers: Buyers::Anyone,
                 hold_ms: 600_000,
                 starts_at: None,
                 ends_at: None,
@@ -461,5 +462,150 @@ on_both_engines!(
         );
         assert!(audit.is_consistent());
         assert_eq!(store.product(&s.product.id).await.unwrap().stock, 8);
+    }
+);
+
+on_both_engines!(
+    offers_keep_who_may_buy_and_tallies_read_per_person,
+    |store: Store| async move {
+        let s = setup(&store, 100).await;
+        let open = offer(&store, &s, 10).await.unwrap();
+        assert_eq!(open.buyers, Buyers::Anyone);
+        let strict = store
+            .create_offer(
+                NewOfferRecord {
+                    broadcast_id: s.broadcast.id.clone(),
+                    shop_id: s.shop.id.clone(),
+                    product_id: s.product.id.clone(),
+                    title: s.product.title.clone(),
+                    unit: s.product.unit.clone(),
+                    ships_on: None,
+                    price: Fen::price(9_900).unwrap(),
+                    quantity: 10,
+                    per_buyer_limit: 2,
+                    buyers: Buyers::AccountsOnly,
+                    hold_ms: 600_000,
+                    starts_at: None,
+                    ends_at: None,
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(strict.buyers, Buyers::AccountsOnly);
+        assert_eq!(
+            store.offer(&strict.id).await.unwrap().buyers,
+            Buyers::AccountsOnly
+        );
+
+        // One browser's guests: the second and third inherit the first's
+        // person; a guest made with an account's cookie stands for it.
+        let name = DisplayName::parse("路人").unwrap();
+        let first = store.create_guest(&name, 1).await.unwrap();
+        store
+            .create_session(NewSession {
+                id: SessionId::generate(),
+                token_hash: "first-cookie",
+                subject: SessionSubject::Guest(first.clone()),
+                user_agent: "",
+                now: 1,
+                expires_at: 100,
+            })
+            .await
+            .unwrap();
+        // Found even once the session has ended.
+        let person = store
+            .person_behind_session("first-cookie")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(person, first.as_str());
+        assert_eq!(store.person_behind_session("no-such").await.unwrap(), None);
+        let second = store
+            .create_guest_of(&name, Some(&person), 2)
+            .await
+            .unwrap();
+        store
+            .create_session(NewSession {
+                id: SessionId::generate(),
+                token_hash: "second-cookie",
+                subject: SessionSubject::Guest(second.clone()),
+                user_agent: "",
+                now: 2,
+                expires_at: 3,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .person_behind_session("second-cookie")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(first.as_str()),
+            "the chain keeps its first person"
+        );
+        assert_eq!(store.person_of(second.as_str()).await.unwrap(), first.as_str());
+        assert_eq!(store.person_of("usr_abc").await.unwrap(), "usr_abc");
+        assert_eq!(store.person_of("gst_unknown").await.unwrap(), "gst_unknown");
+        let user = store
+            .create_user(
+                &Mobile::parse("13900139111").unwrap(),
+                &name,
+                "$argon2id$fake",
+                1,
+            )
+            .await
+            .unwrap();
+        store
+            .create_session(NewSession {
+                id: SessionId::generate(),
+                token_hash: "account-cookie",
+                subject: SessionSubject::User(user.id.clone()),
+                user_agent: "",
+                now: 1,
+                expires_at: 100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .person_behind_session("account-cookie")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(user.id.as_str())
+        );
+        let stranger = store.create_guest(&name, 3).await.unwrap();
+
+        let mut g = group(&open, false);
+        let a = hold(&mut g, first.as_str(), 1, None);
+        hold(&mut g, second.as_str(), 1, None);
+        hold(&mut g, stranger.as_str(), 2, None);
+        store.commit_offer_group(&g).await.unwrap();
+        let mut g = group(&open, false);
+        g.confirms.push(order_of(&open, &a, first.as_str(), 1));
+        g.delta.held -= 1;
+        g.delta.sold += 1;
+        store.commit_offer_group(&g).await.unwrap();
+
+        let mut held: Vec<(String, String, u32)> = store
+            .held_reservations_by_person(&open.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(r, person)| (r.buyer, person, r.quantity))
+            .collect();
+        held.sort();
+        let mut expected = vec![
+            (second.to_string(), first.to_string(), 1),
+            (stranger.to_string(), stranger.to_string(), 2),
+        ];
+        expected.sort();
+        assert_eq!(held, expected);
+        assert_eq!(
+            store.bought_per_person(&open.id).await.unwrap(),
+            vec![(first.to_string(), 1)]
+        );
     }
 );

@@ -274,7 +274,11 @@ async fn become_guest(
             Ok((StatusCode::OK, jar, Json(me)))
         }
         None => {
-            let guest = state.store.create_guest(&name, store::now_millis()).await?;
+            let person = auth::person_behind_cookie(&headers, &state).await?;
+            let guest = state
+                .store
+                .create_guest_of(&name, person.as_deref(), store::now_millis())
+                .await?;
             let (_, cookie) = start_session(
                 &state,
                 store::SessionSubject::Guest(guest.clone()),

@@ -86,6 +86,11 @@ pub struct OfferView {
     pub unit: String,
     pub price_fen: i64,
     pub per_buyer_limit: u32,
+    /// Who may buy: `anyone` (guests with a nickname too) or
+    /// `accounts_only` (signed in with a mobile account; guests are refused
+    /// with 403 `account_required`).
+    #[schema(value_type = String, example = "anyone")]
+    pub buyers: domain::Buyers,
     /// How long a reservation is held for checkout.
     pub hold_seconds: u32,
     /// `upcoming` (countdown to `starts_at`), `open`, `sold_out` or `ended`.
@@ -114,6 +119,7 @@ impl From<&OfferSnapshot> for OfferView {
             unit: s.unit.to_string(),
             price_fen: s.price.get(),
             per_buyer_limit: s.per_buyer_limit,
+            buyers: s.buyers,
             hold_seconds: s.hold_secs,
             state: s.state.as_str().to_owned(),
             starts_at: ts_opt(s.starts_at),
@@ -140,6 +146,11 @@ pub struct NewOfferBody {
     pub quantity: u32,
     #[schema(example = 2)]
     pub per_buyer_limit: u32,
+    /// Who may buy: `anyone` (default) or `accounts_only`, so the per-buyer
+    /// limit is one per mobile number rather than one per guest nickname.
+    #[serde(default)]
+    #[schema(example = "accounts_only")]
+    pub buyers: Option<String>,
     /// Countdown: buying opens at this time (RFC 3339). Absent = now.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -305,6 +316,10 @@ async fn create_offer(
     let mut v = Validator::default();
     let product = v.check("product_id", ProductId::parse(&body.product_id));
     let price = v.check("price_fen", Fen::price(body.price_fen));
+    let buyers = v
+        .check_opt("buyers", body.buyers.as_deref().map(domain::Buyers::parse))
+        .flatten()
+        .unwrap_or_default();
     let starts_at = parse_time(&mut v, "starts_at", body.starts_at.as_deref());
     let ends_at = parse_time(&mut v, "ends_at", body.ends_at.as_deref());
     v.finish()?;
@@ -318,6 +333,7 @@ async fn create_offer(
                 price: price.unwrap(),
                 quantity: body.quantity,
                 per_buyer_limit: body.per_buyer_limit,
+                buyers,
                 starts_at,
                 ends_at,
                 hold: body
@@ -378,16 +394,29 @@ async fn end_offer(
     Ok(Json(OfferView::from(&offer)))
 }
 
+/// The same limit the order service checks.
+fn idempotency_key_description() -> String {
+    format!(
+        "Makes retries safe (1–{} visible ASCII characters)",
+        orders::MAX_IDEMPOTENCY_KEY_LEN
+    )
+}
+
 /// "Buy now": reserve units at once, held for checkout until `expires_at`.
 /// Send an `Idempotency-Key` header: retrying with the same key and body
 /// returns the same reservation; the same key with a different body is
-/// refused with 409 `idempotency_key_reused`. Guests may buy.
+/// refused with 409 `idempotency_key_reused`. Guests may buy, unless the
+/// offer's `buyers` is `accounts_only`.
 #[utoipa::path(post, path = "/offers/{offer_id}/reservations", tag = "orders",
     params(("offer_id" = String, Path),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (1–100 visible ASCII characters)")),
+           ("Idempotency-Key" = Option<String>, Header, description = idempotency_key_description())),
     request_body = ReserveBody,
     responses((status = 201, body = ReservationBody),
               (status = 401, body = crate::error::Problem, description = "pick a nickname or sign in first"),
+              (status = 403, body = crate::error::Problem,
+               description = "`account_required`: the offer is for buyers signed in with a mobile account; `banned`"),
+              (status = 422, body = crate::error::Problem,
+               description = "`validation_failed`, e.g. an `Idempotency-Key` that is too long (`invalid_idempotency_key`)"),
               (status = 409, body = crate::error::Problem,
                description = "`sold_out`, `over_limit`, `not_started`, `offer_ended`, `idempotency_key_reused`"),
               (status = 503, body = crate::error::Problem)))]
@@ -420,14 +449,9 @@ async fn reserve(
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
-            v.to_str()
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_idempotency_key",
-                        "Idempotency-Key must be ASCII",
-                    )
-                })?
-                .to_owned(),
+            // Not visible ASCII: the order service refuses it the same way
+            // as a key that is too long or empty.
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
         ),
     };
     let reservation = state

@@ -7,7 +7,9 @@
 // needs a guest or an account to hold stock for). The reservation holds
 // the units until `expires_at`; the sheet counts down, and when time runs
 // out (or the live channel says `reservation_expired`) it says so and
-// offers to try again.
+// offers to try again. An offer for signed-in buyers only (`buyers:
+// accounts_only`) asks a guest to sign in (or sign up) with their mobile
+// number first, in a sheet on this page.
 
 import { t, yuan } from '../i18n.js';
 import { $, el, toast, sleep } from '../dom.js';
@@ -34,6 +36,8 @@ export function buyProblemWords(problem, card, quantity) {
       return t('buy.sold_out');
     case 'over_limit':
       return t('buy.over_limit', { n: card && card.max_per_buyer ? card.max_per_buyer : '' });
+    case 'account_required':
+      return t('buy.account_required');
     case 'not_started':
     case 'offer_ended':
     case 'unavailable':
@@ -95,8 +99,11 @@ export class Checkout {
       return;
     }
     const you = this.channel.hello && this.channel.hello.you;
-    if (you && you.anonymous && !(await this.askNickname())) return;
+    if (card.buyers === 'accounts_only') {
+      if (you && !you.signed_in && !(await this.askSignIn())) return;
+    } else if (you && you.anonymous && !(await this.askNickname())) return;
     const key = nonce('buy');
+    let askedSignIn = false;
     for (let attempt = 0; ; attempt++) {
       try {
         const reservation = await post(`/offers/${encodeURIComponent(card.offer)}/reservations`, { quantity }, { headers: { 'Idempotency-Key': key } });
@@ -105,7 +112,13 @@ export class Checkout {
         return;
       } catch (problem) {
         if (problem.status === 401 && attempt === 0) {
-          if (!(await this.askNickname())) return;
+          if (!(await (card.buyers === 'accounts_only' ? this.askSignIn() : this.askNickname()))) return;
+          continue;
+        }
+        // The page did not know yet (an old card): sign in, then once more.
+        if (problem.code === 'account_required' && !askedSignIn) {
+          askedSignIn = true;
+          if (!(await this.askSignIn())) return;
           continue;
         }
         // Lost on the way: the same key cannot reserve twice, so ask again.
@@ -152,6 +165,63 @@ export class Checkout {
         });
       });
       input.focus();
+    });
+  }
+
+  /**
+   * Asks a guest to sign in with their mobile number (or sign up, in the
+   * same sheet); resolves true once this phone is signed in. The live
+   * channel reconnects so the room knows who this is now.
+   */
+  askSignIn() {
+    return new Promise((resolve) => {
+      let ok = false;
+      let signUp = false;
+      const mobile = el('input', { name: 'mobile', type: 'tel', inputmode: 'tel', autocomplete: 'tel', maxlength: '20', required: true });
+      const password = el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+      const name = el('input', { name: 'display_name', type: 'text', maxlength: '24', autocomplete: 'nickname' });
+      const nameField = el('label', { class: 'field', hidden: true }, el('span', { class: 'field-label', text: t('signin.name') }), name,
+        el('span', { class: 'field-error', 'data-error-for': 'display_name' }));
+      const submitText = el('span', { text: t('auth.signin') });
+      const toggle = el('button', { type: 'button', class: 'btn btn-quiet btn-block', text: t('signin.to_signup') });
+      const form = el('form', { class: 'form', novalidate: true },
+        el('p', { class: 'muted', text: t('signin.text') }),
+        el('label', { class: 'field' }, el('span', { class: 'field-label', text: t('signin.mobile') }), mobile,
+          el('span', { class: 'field-error', 'data-error-for': 'mobile' })),
+        el('label', { class: 'field' }, el('span', { class: 'field-label', text: t('signin.password') }), password,
+          el('span', { class: 'field-error', 'data-error-for': 'password' })),
+        nameField,
+        el('p', { class: 'form-error', role: 'alert', hidden: true }),
+        el('button', { type: 'submit', class: 'btn btn-live btn-block btn-big' }, submitText),
+        toggle);
+      toggle.addEventListener('click', () => {
+        signUp = !signUp;
+        nameField.hidden = !signUp;
+        password.autocomplete = signUp ? 'new-password' : 'current-password';
+        submitText.textContent = t(signUp ? 'auth.signup_go' : 'auth.signin');
+        toggle.textContent = t(signUp ? 'signin.to_signin' : 'signin.to_signup');
+        clearErrors(form);
+      });
+      const sheet = openSheet({ title: t('signin.title'), content: form, onClose: () => resolve(ok) });
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        busy(form, async () => {
+          clearErrors(form);
+          try {
+            if (signUp) {
+              await post('/accounts', { mobile: mobile.value.trim(), password: password.value, display_name: name.value.trim() });
+            } else {
+              await post('/session', { mobile: mobile.value.trim(), password: password.value });
+            }
+            ok = true;
+            this.channel.reconnect();
+            sheet.close();
+          } catch (problem) {
+            showProblem(form, problem);
+          }
+        });
+      });
+      mobile.focus();
     });
   }
 

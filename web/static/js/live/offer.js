@@ -1,6 +1,7 @@
 // The pinned offer cards on the viewer page: live price, stock (what is
 // left, what sold), the countdown to opening (while upcoming) and to the
-// end, the presale ship date, a quantity stepper and the big buy button.
+// end, the presale ship date, whether only signed-in mobile accounts may
+// buy, a quantity stepper and the big buy button.
 // Above them, the sale ticker ("a buyer from 太原 just bought 2 bags").
 //
 // The cards follow the live channel: the snapshot (or room_state after a
@@ -48,6 +49,8 @@ export class OfferCards {
     c.on('offer_updated', (m) => this.upsert(m.offer, { onlyKnown: true }));
     c.on('offer_unpinned', (m) => this.drop(m.offer));
     c.on('sale', (m) => this.showSale(m));
+    // Signed in or not decides the words on accounts-only offers.
+    c.on('hello', () => this.renderAll());
     c.on('status', ({ status }) => {
       // Banned from the shop: the room is gone for this phone, and so is buying.
       if (status === 'banned') {
@@ -91,6 +94,12 @@ export class OfferCards {
     card.node.remove();
     this.cards.delete(id);
     this.slot.hidden = this.cards.size === 0 && this.mine.hidden && this.ticker.hidden;
+  }
+
+  /** Whether this phone is signed in with an account (not a guest). */
+  get signedIn() {
+    const you = this.channel.hello && this.channel.hello.you;
+    return Boolean(you && you.signed_in);
   }
 
   /** The card with this id, as last heard from the room. */
@@ -172,6 +181,8 @@ export class OfferCards {
     const tags = [];
     if (d.ships_on) tags.push(el('span', { class: 'tag tag-presale', text: t('offer.presale', { date: formatDate(d.ships_on) }) }));
     if (d.max_per_buyer) tags.push(el('span', { class: 'tag', text: t('offer.limit', { n: d.max_per_buyer, unit: d.unit }) }));
+    const accountsOnly = d.buyers === 'accounts_only';
+    if (accountsOnly) tags.push(el('span', { class: 'tag tag-account', text: t('offer.accounts_only') }));
     p.tags.replaceChildren(...tags);
     const total = d.available + d.sold;
     p.bar.max = Math.max(1, total);
@@ -193,6 +204,7 @@ export class OfferCards {
     if (this.banned) words = t('offer.banned');
     else if (card.busy) words = t('offer.buying');
     else if (holding) words = t('offer.continue');
+    else if (open && accountsOnly && !this.signedIn) words = t('offer.sign_in_to_buy');
     else if (open) words = card.qty > 1 ? t('offer.buy_n', { n: card.qty, unit: d.unit, total: yuan(d.price_fen * card.qty) }) : t('offer.buy');
     else if (d.state === 'upcoming') words = t('offer.upcoming');
     else if (d.state === 'sold_out') words = t('offer.sold_out');

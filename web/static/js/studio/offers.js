@@ -1,6 +1,7 @@
 // Selling during a broadcast, in the studio: put a product on sale (a live
 // offer: live price, how many, per-buyer limit, optional start countdown
-// and end, how long a buyer's units are held) and show it on every
+// and end, how long a buyer's units are held, whether guests may buy or
+// only signed-in mobile accounts) and show it on every
 // viewer's screen (`pin_offer` over the live channel); watch stock fall as
 // viewers buy; take it off screens or stop selling; see orders arrive.
 
@@ -205,6 +206,7 @@ export class OfferDesk {
       el('div', { class: 'desk-mid' },
         el('span', { class: 'desk-price' }, el('strong', { text: yuan(o.price_fen) }), el('span', { class: 'per', text: `/${o.unit}` })),
         onScreen ? el('span', { class: 'tag tag-screen' }, icon('eye'), t('sell.on_screen')) : null,
+        o.buyers === 'accounts_only' ? el('span', { class: 'tag', text: t('sell.accounts_tag') }) : null,
         timer),
       bar,
       el('p', { class: 'desk-counts', text: t('sell.counts', { sold: o.sold, held: o.held, available: o.available, allotted: o.allotted }) }));
@@ -289,6 +291,7 @@ export class OfferDesk {
     const start = chips(STARTS.map((m) => [m, m === 0 ? t('sell.start_now') : t('sell.start_in', { n: m })]), 0, t('sell.start'));
     const length = chips(LENGTHS.map((m) => [m, m === 0 ? t('sell.end_none') : m % 60 === 0 ? t('dur.h', { n: m / 60 }) : t('dur.m', { n: m })]), 0, t('sell.end'));
     const hold = chips(HOLDS.map((m) => [m, t('sell.hold_n', { n: m })]), 10, t('sell.hold'));
+    const buyers = chips([['anyone', t('sell.buyers_anyone')], ['accounts_only', t('sell.buyers_accounts')]], 'anyone', t('sell.buyers'));
     const cancel = el('button', { type: 'button', class: 'btn btn-quiet btn-block', text: t('common.cancel') });
     const form = el('form', { class: 'form', novalidate: true },
       el('h3', { class: 'form-title', text: t('sell.form_title') }),
@@ -300,13 +303,16 @@ export class OfferDesk {
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.start') }), start.node, el('span', { class: 'field-error', 'data-error-for': 'starts_at' })),
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.end') }), length.node, el('span', { class: 'field-error', 'data-error-for': 'ends_at' })),
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.hold') }), hold.node, el('span', { class: 'field-error', 'data-error-for': 'hold_secs' })),
+      el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.buyers') }), buyers.node,
+        el('span', { class: 'muted', text: t('sell.buyers_hint') }),
+        el('span', { class: 'field-error', 'data-error-for': 'buyers' })),
       el('p', { class: 'form-error', role: 'alert', hidden: true }),
       el('button', { type: 'submit', class: 'btn btn-live btn-block btn-big' }, icon('bag'), el('span', { text: t('sell.go') })),
       cancel);
     cancel.addEventListener('click', () => this.closeForm());
     form.addEventListener('submit', (e) => {
       e.preventDefault();
-      busy(form, () => this.create(form, { select, price, quantity, limit, start, length, hold }));
+      busy(form, () => this.create(form, { select, price, quantity, limit, start, length, hold, buyers }));
     });
     return form;
   }
@@ -336,6 +342,7 @@ export class OfferDesk {
       quantity,
       per_buyer_limit: limit,
       hold_minutes: f.hold.value,
+      buyers: f.buyers.value,
     };
     const startsAt = f.start.value > 0 ? serverNow() + f.start.value * 60000 : null;
     if (startsAt) body.starts_at = new Date(startsAt).toISOString();
