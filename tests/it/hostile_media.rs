@@ -297,7 +297,7 @@ async fn trickle_refuses_garbage_and_ice_restarts() {
     let res = patch(candidate, Some("\"someoneelse\"")).await.unwrap();
     expect_problem(res, StatusCode::PRECONDITION_FAILED, "etag_mismatch").await;
     // A real trickle is still accepted.
-    let res = patch(candidate, Some(&etag)).await.unwrap();
+    let res = patch(candidate, Some(etag.as_str())).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = patch("a=end-of-candidates\r\n", None).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
