@@ -200,7 +200,10 @@ async fn offers_built_to_strain_the_parser_are_refused_with_clear_codes() {
         "{p}"
     );
 
-    let duplicate = with_last("a=rtpmap:96 VP8/90000\r\n");
+    // The video section maps its payload type a second time.
+    let vp8 = "a=rtpmap:96 VP8/90000\r\n";
+    assert!(offer.contains(vp8), "{offer}");
+    let duplicate = offer.replacen(vp8, &format!("{vp8}{vp8}"), 1);
     let res = post_sdp(&client, &whip, Some(&live.stream_key), duplicate).await;
     expect_problem(res, StatusCode::BAD_REQUEST, "bad_sdp").await;
 
