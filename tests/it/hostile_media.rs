@@ -200,7 +200,10 @@ async fn offers_built_to_strain_the_parser_are_refused_with_clear_codes() {
         "{p}"
     );
 
-    let duplicate = with_last("a=rtpmap:96 VP8/90000\r\n");
+    // The video section maps its payload type a second time.
+    let vp8 = "a=rtpmap:96 VP8/90000\r\n";
+    assert!(offer.contains(vp8), "{offer}");
+    let duplicate = offer.replacen(vp8, &format!("{vp8}{vp8}"), 1);
     let res = post_sdp(&client, &whip, Some(&live.stream_key), duplicate).await;
     expect_problem(res, StatusCode::BAD_REQUEST, "bad_sdp").await;
 
@@ -297,7 +300,7 @@ async fn trickle_refuses_garbage_and_ice_restarts() {
     let res = patch(candidate, Some("\"someoneelse\"")).await.unwrap();
     expect_problem(res, StatusCode::PRECONDITION_FAILED, "etag_mismatch").await;
     // A real trickle is still accepted.
-    let res = patch(candidate, Some(&etag)).await.unwrap();
+    let res = patch(candidate, Some(etag.as_str())).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = patch("a=end-of-candidates\r\n", None).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
