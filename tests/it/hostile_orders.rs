@@ -31,7 +31,11 @@ async fn shop_with_product(app: &TestApp) -> (Client, String, String) {
 
 async fn offer(app: &TestApp, owner: &Client, broadcast: &str, body: Value) -> Value {
     let res = app
-        .post(owner, &format!("/api/v1/broadcasts/{broadcast}/offers"), body)
+        .post(
+            owner,
+            &format!("/api/v1/broadcasts/{broadcast}/offers"),
+            body,
+        )
         .await;
     expect(res, StatusCode::CREATED).await
 }
@@ -152,13 +156,11 @@ async fn guests_one_browser_starts_share_one_per_buyer_limit() {
     let first = raw.new_guest(None, "抢购1").await;
     raw.sign_out(&first).await;
     // Nineteen new guests at once, all asked for with the first cookie…
-    let mut guests: Vec<String> = join_all(
-        (0..19).map(|i| {
-            let raw = &raw;
-            let first = first.clone();
-            async move { raw.new_guest(Some(&first), &format!("抢购{}", i + 2)).await }
-        }),
-    )
+    let mut guests: Vec<String> = join_all((0..19).map(|i| {
+        let raw = &raw;
+        let first = first.clone();
+        async move { raw.new_guest(Some(&first), &format!("抢购{}", i + 2)).await }
+    }))
     .await;
     // …and a chain: one of them signs out and starts yet another.
     let last = guests.pop().unwrap();
@@ -166,15 +168,10 @@ async fn guests_one_browser_starts_share_one_per_buyer_limit() {
     guests.push(raw.new_guest(Some(&last), "抢购21").await);
     assert_eq!(guests.len(), 19);
 
-    let answers = join_all(
-        guests
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let (raw, sale) = (&raw, &sale);
-                async move { raw.buy(g, sale, 2, &format!("grab-{i}")).await }
-            }),
-    )
+    let answers = join_all(guests.iter().enumerate().map(|(i, g)| {
+        let (raw, sale) = (&raw, &sale);
+        async move { raw.buy(g, sale, 2, &format!("grab-{i}")).await }
+    }))
     .await;
     let mut held = 0;
     for res in answers {
@@ -224,8 +221,11 @@ async fn an_accounts_only_offer_refuses_guests_over_http_and_the_live_channel() 
     assert_eq!(created["buyers"], "accounts_only");
     let sale = created["id"].as_str().unwrap().to_owned();
     let listed = expect(
-        app.get(&app.client(), &format!("/api/v1/broadcasts/{broadcast}/offers"))
-            .await,
+        app.get(
+            &app.client(),
+            &format!("/api/v1/broadcasts/{broadcast}/offers"),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -237,15 +237,10 @@ async fn an_accounts_only_offer_refuses_guests_over_http_and_the_live_channel() 
         async move { guest(app, &format!("路人{i}")).await }
     }))
     .await;
-    let answers = join_all(
-        crowd
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let (app, sale) = (&app, &sale);
-                async move { buy(app, g, sale, 2, &format!("g-{i}")).await }
-            }),
-    )
+    let answers = join_all(crowd.iter().enumerate().map(|(i, g)| {
+        let (app, sale) = (&app, &sale);
+        async move { buy(app, g, sale, 2, &format!("g-{i}")).await }
+    }))
     .await;
     for res in answers {
         let problem = expect_problem(res, StatusCode::FORBIDDEN, "account_required").await;
@@ -349,7 +344,10 @@ async fn an_idempotency_key_longer_than_documented_is_refused() {
     assert_eq!(problem["errors"][0]["field"], "idempotency_key");
     assert_eq!(problem["errors"][0]["code"], "invalid_idempotency_key");
     assert!(
-        problem["detail"].as_str().unwrap().contains(&max.to_string()),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&max.to_string()),
         "{problem}"
     );
     let res = buyer

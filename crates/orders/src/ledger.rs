@@ -75,9 +75,13 @@ pub enum Refusal {
     Ended,
     /// The offer is for buyers with an account and this one is a guest.
     AccountRequired,
-    NotStarted { starts_at: UnixMillis },
+    NotStarted {
+        starts_at: UnixMillis,
+    },
     OverLimit(OverLimit),
-    SoldOut { available: u32 },
+    SoldOut {
+        available: u32,
+    },
 }
 
 /// Units a reservation held went back (to the offer, or to the product

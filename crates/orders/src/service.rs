@@ -658,7 +658,11 @@ impl OrderService {
                 // Units change hands: the offer's writer does it, in order
                 // with everything else that moves its counts.
                 let handle = self.writer_for(&record.offer_id).await?;
-                let person = self.inner.persons.of(&self.inner.store, &record.buyer).await?;
+                let person = self
+                    .inner
+                    .persons
+                    .of(&self.inner.store, &record.buyer)
+                    .await?;
                 let (reply, answer) = oneshot::channel();
                 send(
                     &handle,

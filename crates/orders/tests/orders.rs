@@ -713,7 +713,10 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         svc.confirm(first.as_str(), &b.id, checkout()).await,
         Err(OrdersError::Forbidden)
     ));
-    let order = svc.confirm(first.as_str(), &a.id, checkout()).await.unwrap();
+    let order = svc
+        .confirm(first.as_str(), &a.id, checkout())
+        .await
+        .unwrap();
 
     // A new process rebuilds the person's tally: one bought, one held.
     svc.shutdown().await;
@@ -732,7 +735,9 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         })
     ));
     // Giving units back frees the person's limit, whichever guest gives.
-    svc.cancel_reservation(second.as_str(), &b.id).await.unwrap();
+    svc.cancel_reservation(second.as_str(), &b.id)
+        .await
+        .unwrap();
     svc.reserve(tap(&offer, third.as_str(), 1, None))
         .await
         .unwrap();

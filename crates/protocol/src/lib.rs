@@ -13,8 +13,8 @@
 //! renaming or removing anything bumps [`PROTOCOL_VERSION`].
 
 use domain::{
-    BroadcastId, BroadcastState, Buyers, ChatMessageId, ChatText, DisplayName, Fen, OfferId, OrderId,
-    ProductTitle, ReservationId, Role, ShipDate, ShopId, Unit, UnixMillis,
+    BroadcastId, BroadcastState, Buyers, ChatMessageId, ChatText, DisplayName, Fen, OfferId,
+    OrderId, ProductTitle, ReservationId, Role, ShipDate, ShopId, Unit, UnixMillis,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -8,9 +8,9 @@
 
 use crate::{Store, StoreError};
 use domain::{
-    Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState, PaymentMethod,
-    PersonName, ProductId, ProductTitle, Reason, ReservationId, ReservationState, ShipDate, ShopId,
-    StockCounts, TrackingNumber, Unit, UnixMillis,
+    Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState,
+    PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ReservationState,
+    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis,
 };
 use sqlx::{AssertSqlSafe, Row};
 use std::sync::{Arc, OnceLock};

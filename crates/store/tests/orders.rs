@@ -545,7 +545,10 @@ on_both_engines!(
             Some(first.as_str()),
             "the chain keeps its first person"
         );
-        assert_eq!(store.person_of(second.as_str()).await.unwrap(), first.as_str());
+        assert_eq!(
+            store.person_of(second.as_str()).await.unwrap(),
+            first.as_str()
+        );
         assert_eq!(store.person_of("usr_abc").await.unwrap(), "usr_abc");
         assert_eq!(store.person_of("gst_unknown").await.unwrap(), "gst_unknown");
         let user = store
