@@ -120,8 +120,29 @@ impl CloseReason {
         reason: "too_many_bad_frames",
     };
 
-    pub const ALL: [CloseReason; 5] = [
+    /// The websocket itself was malformed (say, an unmasked frame): the
+    /// client is broken.
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol_error",
+    };
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_UTF8: CloseReason = CloseReason {
+        code: 1007,
+        reason: "invalid_utf8",
+    };
+    /// A frame or message over the websocket size limit (far above the
+    /// 4096 bytes a frame may hold, which only earn an `error`).
+    pub const MESSAGE_TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "message_too_big",
+    };
+
+    pub const ALL: [CloseReason; 8] = [
         Self::GOING_AWAY,
+        Self::PROTOCOL_ERROR,
+        Self::INVALID_UTF8,
+        Self::MESSAGE_TOO_BIG,
         Self::BANNED,
         Self::TOO_SLOW,
         Self::IDLE_TIMEOUT,
