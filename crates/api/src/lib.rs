@@ -76,7 +76,10 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("route") })
-        .layer(axum::middleware::from_fn(middleware::same_origin_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.clone(),
+            middleware::same_origin_writes,
+        ))
         .layer(DefaultBodyLimit::max(state.settings.json_body_limit));
 
     Router::new()

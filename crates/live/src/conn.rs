@@ -19,7 +19,7 @@ use protocol::{
 };
 use std::sync::Arc;
 use tokio::sync::{Semaphore, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until};
 use tracing::Instrument;
 
 pub(crate) async fn serve(
@@ -109,6 +109,24 @@ async fn run(
     tracing::debug!("connection closed");
 }
 
+/// The close frame owed to a client whose frame the websocket layer could
+/// not read (RFC 6455 §7.4.1): a text frame that is not UTF-8 (1007), one
+/// over the size limit (1009), a protocol violation (1002). A connection
+/// that just vanished is owed nothing.
+fn close_for(error: axum::Error) -> Option<CloseReason> {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match *error.into_inner().downcast::<Error>().ok()? {
+        Error::Utf8(_) => Some(CloseReason::INVALID_UTF8),
+        Error::Capacity(_) => Some(CloseReason::MESSAGE_TOO_BIG),
+        Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        Error::Protocol(_) => Some(CloseReason::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
 async fn close_now(socket: &mut WebSocket, reason: CloseReason, config: &crate::LiveConfig) {
     let frame = Message::Close(Some(CloseFrame {
         code: reason.code,
@@ -146,7 +164,21 @@ impl Reader {
             let deadline = closing_until.unwrap_or(last_heard + config.idle_timeout);
             tokio::select! {
                 msg = stream.next() => {
-                    let Some(Ok(msg)) = msg else { return };
+                    let msg = match msg {
+                        Some(Ok(msg)) => msg,
+                        Some(Err(error)) if closing_until.is_none() => {
+                            if let Some(reason) = close_for(error) {
+                                tracing::info!(code = reason.code, reason = reason.reason, "unreadable frame, closing");
+                                self.tx.close(reason);
+                                // The socket cannot be read any more. Keep it
+                                // open a moment so the close frame arrives
+                                // instead of a reset for unread bytes.
+                                sleep(config.close_grace).await;
+                            }
+                            return;
+                        }
+                        _ => return,
+                    };
                     last_heard = Instant::now();
                     if closing_until.is_some() {
                         // The peer's answer to our close: nothing more to read.

@@ -128,9 +128,30 @@ impl CloseReason {
         reason: "room_unavailable",
     };
 
-    pub const ALL: [CloseReason; 6] = [
+    /// The websocket itself was malformed (say, an unmasked frame): the
+    /// client is broken.
+    pub const PROTOCOL_ERROR: CloseReason = CloseReason {
+        code: 1002,
+        reason: "protocol_error",
+    };
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_UTF8: CloseReason = CloseReason {
+        code: 1007,
+        reason: "invalid_utf8",
+    };
+    /// A frame or message over the websocket size limit (far above the
+    /// 4096 bytes a frame may hold, which only earn an `error`).
+    pub const MESSAGE_TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        reason: "message_too_big",
+    };
+
+    pub const ALL: [CloseReason; 9] = [
         Self::GOING_AWAY,
         Self::ROOM_UNAVAILABLE,
+        Self::PROTOCOL_ERROR,
+        Self::INVALID_UTF8,
+        Self::MESSAGE_TOO_BIG,
         Self::BANNED,
         Self::TOO_SLOW,
         Self::IDLE_TIMEOUT,

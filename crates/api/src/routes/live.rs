@@ -31,19 +31,14 @@ pub struct LiveQuery {
 }
 
 /// A websocket request from a page of another site would carry the
-/// viewer's cookies (cross-site websocket hijacking): only same-origin
-/// pages, and clients that send no `Origin` (apps, tools), may connect.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+/// viewer's cookies (cross-site websocket hijacking): only pages of this
+/// site (the same check as for writes: scheme, host and port), and clients
+/// that send no `Origin` (apps, tools; browsers always send one), may
+/// connect.
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    headers.get(header::ORIGIN).is_none_or(|origin| {
+        crate::middleware::origin_allowed(origin, headers.get(header::HOST), public_url)
+    })
 }
 
 /// Join a broadcast's live channel (websocket; protocol in docs/protocol.md).
@@ -63,7 +58,7 @@ async fn live_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &state.settings.public_url) {
         return Err(ApiError::Forbidden("cross-site websocket refused"));
     }
     let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
@@ -268,18 +263,25 @@ mod tests {
 
     #[test]
     fn websockets_from_other_sites_are_refused() {
+        let public = "https://live.example.cn";
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("live.example.cn"));
-        assert!(same_origin(&h), "apps send no Origin");
+        assert!(same_origin(&h, public), "apps send no Origin");
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://live.example.cn"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, public));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, public));
+        // Same host, another scheme: another origin.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://live.example.cn"),
+        );
+        assert!(!same_origin(&h, public));
     }
 }

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -53,24 +53,17 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(gzip_text))
 }
 
-/// Gzips pages and text assets for browsers that accept it: on a weak rural
-/// link the ~80 KB a first visit loads shrinks to about a quarter. Versioned
-/// assets never change under their URL, so each is compressed once.
+/// Gzips pages and text responses for browsers that accept it: on a weak
+/// rural link the ~80 KB a first visit loads shrinks to about a quarter.
+/// Static assets arrive here already compressed (see [`asset`]).
 async fn gzip_text(request: Request, next: Next) -> Response {
-    let accepts = request
-        .headers()
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(accepts_gzip);
-    let path = request.uri().path().to_owned();
+    let accepts = client_accepts_gzip(request.headers());
     let response = next.run(request).await;
     let compressible = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.starts_with("text/") || t.starts_with("image/svg") || t.contains("json")
-        });
+        .is_some_and(is_compressible);
     if !compressible || response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }
@@ -81,35 +74,65 @@ async fn gzip_text(request: Request, next: Next) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, 4 * 1024 * 1024).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
     };
-    if !accepts || bytes.len() < 1024 {
+    if !accepts || bytes.len() < MIN_GZIP_BYTES {
         return Response::from_parts(parts, Body::from(bytes));
     }
-    let immutable = parts
-        .headers
-        .get(header::CACHE_CONTROL)
-        .is_some_and(|v| v == IMMUTABLE);
-    let compressed = if immutable {
-        static CACHE: std::sync::LazyLock<Mutex<HashMap<String, Bytes>>> =
-            std::sync::LazyLock::new(Default::default);
-        let cached = CACHE.lock().ok().and_then(|c| c.get(&path).cloned());
-        match cached {
-            Some(hit) => hit,
-            None => {
-                let fresh = Bytes::from(gzip(&bytes));
-                if let Ok(mut cache) = CACHE.lock() {
-                    cache.insert(path, fresh.clone());
-                }
-                fresh
-            }
-        }
-    } else {
-        Bytes::from(gzip(&bytes))
-    };
     parts
         .headers
         .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(compressed))
+    Response::from_parts(parts, Body::from(gzip(&bytes)))
+}
+
+/// Smaller bodies gain too little from gzip to be worth it.
+const MIN_GZIP_BYTES: usize = 1024;
+
+fn is_compressible(content_type: &str) -> bool {
+    content_type.starts_with("text/")
+        || content_type.starts_with("image/svg")
+        || content_type.contains("json")
+}
+
+fn client_accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip)
+}
+
+/// Gzipped assets, compressed once each. Keyed by the asset's own name (one
+/// of [`Assets`], never a spelling from a URL) and checked against its
+/// content hash, so it holds at most one entry per embedded file whatever
+/// clients ask for, and a file edited under a debug build is not served
+/// stale.
+static GZIPPED_ASSETS: std::sync::LazyLock<Mutex<HashMap<String, ([u8; 32], Bytes)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn gzipped_asset(name: &str, file: &rust_embed::EmbeddedFile) -> Bytes {
+    let hash = file.metadata.sha256_hash();
+    let cached = GZIPPED_ASSETS
+        .lock()
+        .ok()
+        .and_then(|c| c.get(name).filter(|(h, _)| *h == hash).map(|(_, b)| b.clone()));
+    if let Some(hit) = cached {
+        return hit;
+    }
+    let fresh = Bytes::from(gzip(&file.data));
+    if let Ok(mut cache) = GZIPPED_ASSETS.lock() {
+        cache.insert(name.to_owned(), (hash, fresh.clone()));
+    }
+    fresh
+}
+
+/// How many gzipped assets are cached (for tests: it never exceeds the
+/// number of embedded assets).
+pub fn gzipped_asset_cache_len() -> usize {
+    GZIPPED_ASSETS.lock().map(|c| c.len()).unwrap_or(0)
+}
+
+/// How many static assets are embedded.
+pub fn asset_count() -> usize {
+    Assets::iter().count()
 }
 
 fn accepts_gzip(accept_encoding: &str) -> bool {
@@ -239,8 +262,17 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn asset(Path((version, path)): Path<(String, String)>) -> Response {
-    let Some(file) = Assets::get(&path) else {
+async fn asset(
+    Path((version, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    // Only an asset's exact name finds it (release builds look names up in
+    // a table; debug builds read the disk, where `js/./x.js` would work too).
+    let file = Assets::iter()
+        .any(|name| name == path)
+        .then(|| Assets::get(&path))
+        .flatten();
+    let Some(file) = file else {
         return (
             StatusCode::NOT_FOUND,
             [(header::CACHE_CONTROL, REVALIDATE)],
@@ -255,14 +287,25 @@ async fn asset(Path((version, path)): Path<(String, String)>) -> Response {
     } else {
         REVALIDATE
     };
-    (
-        [
-            (header::CONTENT_TYPE, content_type(&path)),
-            (header::CACHE_CONTROL, cache),
-        ],
-        file.data,
-    )
-        .into_response()
+    let content_type = content_type(&path);
+    let mut response = if is_compressible(content_type) {
+        let gzipped = client_accepts_gzip(&headers) && file.data.len() >= MIN_GZIP_BYTES;
+        let mut response = if gzipped {
+            ([(header::CONTENT_ENCODING, "gzip")], gzipped_asset(&path, &file)).into_response()
+        } else {
+            file.data.into_response()
+        };
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        response
+    } else {
+        file.data.into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
 }
 
 async fn favicon() -> Response {
