@@ -74,7 +74,7 @@ async fn crash_and_recover(db: TestDb) {
     let base = server.base.clone();
 
     // A farmer puts 300 bags on sale.
-    let owner = Client::builder().cookie_store(true).build().unwrap();
+    let owner = phone(&base);
     post(
         &owner,
         format!("{base}/api/v1/accounts"),
@@ -111,7 +111,7 @@ async fn crash_and_recover(db: TestDb) {
     // Many guests, each tapping many times at once.
     let mut buyers = Vec::new();
     for i in 0..BUYERS {
-        let client = Client::builder().cookie_store(true).build().unwrap();
+        let client = phone(&base);
         let me = post(
             &client,
             format!("{base}/api/v1/guest"),
@@ -285,8 +285,19 @@ async fn crash_and_recover(db: TestDb) {
     drop(server);
 }
 
+/// A cookie jar that sends the site's `Origin` like its pages do.
+fn phone(base: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
+    Client::builder()
+        .cookie_store(true)
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn guest_at(base: &str, nickname: &str) -> Client {
-    let client = Client::builder().cookie_store(true).build().unwrap();
+    let client = phone(base);
     post(
         &client,
         format!("{base}/api/v1/guest"),

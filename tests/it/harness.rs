@@ -55,9 +55,21 @@ impl TestApp {
         self.server.as_ref().expect("running").url(path)
     }
 
-    /// A new "phone": its own cookie jar.
+    /// A new "phone": its own cookie jar, and this site's `Origin` on every
+    /// request, as a browser sends on its writes (writes with a session
+    /// cookie and no Origin are refused as possible cross-site requests).
     pub fn client(&self) -> Client {
-        Client::builder().cookie_store(true).build().unwrap()
+        self.client_builder().cookie_store(true).build().unwrap()
+    }
+
+    /// A client builder that sends this site's `Origin`, like a page of it.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ORIGIN,
+            self.url("").parse().expect("origin header"),
+        );
+        Client::builder().default_headers(headers)
     }
 
     pub async fn shutdown(mut self) {

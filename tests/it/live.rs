@@ -34,8 +34,22 @@ impl Phone {
         }
     }
 
+    /// A phone on `app`'s pages: it sends their `Origin` (see
+    /// [`TestApp::client`]).
+    pub fn on(app: &TestApp) -> Phone {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Phone {
+            http: app
+                .client_builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+        }
+    }
+
     pub async fn guest(app: &TestApp, nickname: &str) -> Phone {
-        let phone = Phone::new();
+        let phone = Phone::on(app);
         expect(
             app.post(&phone.http, "/api/v1/guest", json!({"nickname": nickname}))
                 .await,
@@ -47,7 +61,7 @@ impl Phone {
 
     /// Signs in an account made by the harness (its test password).
     pub async fn signed_in(app: &TestApp, mobile: &str) -> Phone {
-        let phone = Phone::new();
+        let phone = Phone::on(app);
         let res = app
             .post(
                 &phone.http,

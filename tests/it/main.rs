@@ -11,6 +11,7 @@ mod crash;
 mod harness;
 mod hostile_media;
 mod hostile_orders;
+mod hostile_web;
 mod interop;
 mod live;
 mod loadgen;

@@ -244,8 +244,14 @@ mod tests {
         assert!(!allowed("http://user@127.0.0.1:8080", None));
         // The same server reached under another name, with the public scheme.
         assert!(allowed("http://192.168.1.5:8080", Some("192.168.1.5:8080")));
-        assert!(!allowed("https://192.168.1.5:8080", Some("192.168.1.5:8080")));
-        assert!(!allowed("http://192.168.1.5:8080", Some("192.168.1.5:9090")));
+        assert!(!allowed(
+            "https://192.168.1.5:8080",
+            Some("192.168.1.5:8080")
+        ));
+        assert!(!allowed(
+            "http://192.168.1.5:8080",
+            Some("192.168.1.5:9090")
+        ));
     }
 
     #[test]

@@ -114,7 +114,9 @@ fn is_pictograph(c: char) -> bool {
 /// What may stand before a zero-width joiner inside an emoji sequence: a
 /// pictograph, a skin tone, or an emoji-presentation selector.
 fn ends_emoji(c: char) -> bool {
-    c == EMOJI_PRESENTATION || is_pictograph(c) || CodePointSetData::new::<EmojiModifier>().contains(c)
+    c == EMOJI_PRESENTATION
+        || is_pictograph(c)
+        || CodePointSetData::new::<EmojiModifier>().contains(c)
 }
 
 /// The length of a tag sequence (tag letters then CANCEL TAG) at the start
@@ -414,7 +416,9 @@ mod tests {
         assert_eq!(err.code, "blank");
         assert_eq!(err.message, "must contain visible characters");
         assert_eq!(
-            DisplayName::parse("\u{2800}\u{0301}\u{2800}").unwrap_err().code,
+            DisplayName::parse("\u{2800}\u{0301}\u{2800}")
+                .unwrap_err()
+                .code,
             "blank"
         );
         assert_eq!(ChatText::parse("\u{2060}").unwrap_err().code, "blank");
@@ -422,7 +426,9 @@ mod tests {
         assert_eq!(ChatText::parse("  ").unwrap_err().code, "required");
         // Blank padding around a name is trimmed like spaces are.
         assert_eq!(
-            DisplayName::parse("\u{2800}\u{3164}小李\u{2800}").unwrap().as_str(),
+            DisplayName::parse("\u{2800}\u{3164}小李\u{2800}")
+                .unwrap()
+                .as_str(),
             "小李"
         );
     }
@@ -430,14 +436,14 @@ mod tests {
     #[test]
     fn emoji_sequences_survive_and_their_joiners_alone_do_not() {
         for emoji in [
-            "👨\u{200D}👩\u{200D}👧",             // family
-            "❤\u{FE0F}",                          // red heart, emoji presentation
-            "👩\u{1F3FD}\u{200D}🌾",              // farmer, medium skin tone
-            "🏳\u{FE0F}\u{200D}🌈",               // rainbow flag
-            "❤\u{FE0F}\u{200D}🔥",                // heart on fire
-            "🏴\u{200D}☠\u{FE0F}",                // pirate flag
-            "1\u{FE0F}\u{20E3}",                  // keycap 1
-            "🇨🇳",                                 // regional indicator pair
+            "👨\u{200D}👩\u{200D}👧",                                   // family
+            "❤\u{FE0F}",             // red heart, emoji presentation
+            "👩\u{1F3FD}\u{200D}🌾", // farmer, medium skin tone
+            "🏳\u{FE0F}\u{200D}🌈",   // rainbow flag
+            "❤\u{FE0F}\u{200D}🔥",   // heart on fire
+            "🏴\u{200D}☠\u{FE0F}",   // pirate flag
+            "1\u{FE0F}\u{20E3}",     // keycap 1
+            "🇨🇳",                    // regional indicator pair
             "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}", // Scotland
         ] {
             assert_eq!(ChatText::parse(emoji).unwrap().as_str(), emoji);
@@ -457,7 +463,9 @@ mod tests {
             "🏴"
         );
         assert_eq!(
-            ChatText::parse("x\u{E0067}\u{E0062}\u{E007F}").unwrap().as_str(),
+            ChatText::parse("x\u{E0067}\u{E0062}\u{E007F}")
+                .unwrap()
+                .as_str(),
             "x"
         );
     }

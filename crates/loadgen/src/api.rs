@@ -31,6 +31,16 @@ pub(crate) async fn expect_json(
     serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{what}: {e}: {text}")))
 }
 
+/// A client that sends `base`'s `Origin` like the site's own pages do: the
+/// server refuses writes that carry a session cookie and no Origin.
+pub(crate) fn site_client(base: &str) -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(origin) = base.trim_end_matches('/').parse() {
+        headers.insert(reqwest::header::ORIGIN, origin);
+    }
+    Client::builder().default_headers(headers)
+}
+
 fn str_field(v: &Value, field: &str, what: &str) -> Result<String> {
     v[field]
         .as_str()
@@ -59,7 +69,7 @@ pub struct Broadcast {
 impl Farmer {
     /// Signs up a new account (unique mobile per run) and opens a shop.
     pub async fn sign_up(base: &str) -> Result<Farmer> {
-        let http = Client::builder().cookie_store(true).build()?;
+        let http = site_client(base).cookie_store(true).build()?;
         // A fresh database per run, but an attached server may be reused:
         // pick a random valid mainland mobile number.
         let mobile = format!("139{:08}", rand::random::<u32>() % 100_000_000);

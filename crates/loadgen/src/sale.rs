@@ -265,6 +265,8 @@ async fn buyer(
     let path = format!("/api/v1/offers/{offer}/reservations");
     match line {
         Line::Http(mut conn, g) => {
+            // As the viewer page would: writes with a cookie name their origin.
+            let origin = format!("http://{host}");
             let requests: Vec<Vec<u8>> = (0..taps)
                 .map(|t| {
                     let key = format!("lg-{idx}-{t}");
@@ -272,7 +274,11 @@ async fn buyer(
                         "POST",
                         &host,
                         &path,
-                        &[("Cookie", &g.cookie), ("Idempotency-Key", &key)],
+                        &[
+                            ("Cookie", &g.cookie),
+                            ("Idempotency-Key", &key),
+                            ("Origin", &origin),
+                        ],
                         Some(body),
                     )
                 })

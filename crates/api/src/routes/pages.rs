@@ -110,10 +110,11 @@ static GZIPPED_ASSETS: std::sync::LazyLock<Mutex<HashMap<String, ([u8; 32], Byte
 
 fn gzipped_asset(name: &str, file: &rust_embed::EmbeddedFile) -> Bytes {
     let hash = file.metadata.sha256_hash();
-    let cached = GZIPPED_ASSETS
-        .lock()
-        .ok()
-        .and_then(|c| c.get(name).filter(|(h, _)| *h == hash).map(|(_, b)| b.clone()));
+    let cached = GZIPPED_ASSETS.lock().ok().and_then(|c| {
+        c.get(name)
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, b)| b.clone())
+    });
     if let Some(hit) = cached {
         return hit;
     }
@@ -262,10 +263,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn asset(
-    Path((version, path)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
+async fn asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Response {
     // Only an asset's exact name finds it (release builds look names up in
     // a table; debug builds read the disk, where `js/./x.js` would work too).
     let file = Assets::iter()
@@ -291,7 +289,11 @@ async fn asset(
     let mut response = if is_compressible(content_type) {
         let gzipped = client_accepts_gzip(&headers) && file.data.len() >= MIN_GZIP_BYTES;
         let mut response = if gzipped {
-            ([(header::CONTENT_ENCODING, "gzip")], gzipped_asset(&path, &file)).into_response()
+            (
+                [(header::CONTENT_ENCODING, "gzip")],
+                gzipped_asset(&path, &file),
+            )
+                .into_response()
         } else {
             file.data.into_response()
         };
