@@ -9,6 +9,7 @@ mod browser_live;
 mod browser_media;
 mod crash;
 mod harness;
+mod hostile_auth;
 mod interop;
 mod live;
 mod loadgen;
