@@ -107,6 +107,23 @@ pub struct SettingsArgs {
     /// Orders: default minutes a reservation is held for checkout (1-60).
     #[arg(long, env = "FIELDCAST_HOLD_MINUTES")]
     pub hold_minutes: Option<u32>,
+    /// Reverse proxies (IPs or CIDRs) whose client-address header is believed
+    /// (repeatable, comma-separated in env).
+    #[arg(
+        long = "trusted-proxy",
+        env = "FIELDCAST_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Header trusted proxies put the client's address in.
+    #[arg(long, env = "FIELDCAST_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Guests: new guest sessions one client address may start at once.
+    #[arg(long, env = "FIELDCAST_GUEST_BURST")]
+    pub guest_burst: Option<u32>,
+    /// Guests: sustained new guest sessions per minute per client address.
+    #[arg(long, env = "FIELDCAST_GUESTS_PER_MINUTE")]
+    pub guests_per_minute: Option<u32>,
 }
 
 /// The TOML file's shape.
@@ -126,6 +143,18 @@ pub struct FileConfig {
     pub chat: FileChat,
     #[serde(default)]
     pub orders: FileOrders,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub client_ip_header: Option<String>,
+    #[serde(default)]
+    pub guests: FileGuests,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileGuests {
+    pub burst: Option<u32>,
+    pub per_minute: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -214,6 +243,10 @@ pub struct Config {
     pub orders: orders::OrdersConfig,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Trusted proxies and their client-address header.
+    pub client_ip: api::limits::ClientIpSettings,
+    /// Per-client-address rate limits.
+    pub limits: api::limits::LimitSettings,
 }
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -373,6 +406,35 @@ impl Config {
             }
             orders.default_hold = hold;
         }
+        let proxies = if args.trusted_proxies.is_empty() {
+            file.trusted_proxies
+        } else {
+            args.trusted_proxies
+        };
+        let mut client_ip = api::limits::ClientIpSettings {
+            trusted_proxies: proxies
+                .iter()
+                .map(|p| parse_proxy(p))
+                .collect::<anyhow::Result<_>>()?,
+            ..Default::default()
+        };
+        if let Some(header) = args.client_ip_header.or(file.client_ip_header) {
+            client_ip.header = axum::http::HeaderName::from_bytes(header.trim().as_bytes())
+                .with_context(|| format!("client IP header {header:?} is not a header name"))?;
+        }
+        let mut limits = api::limits::LimitSettings::default();
+        if let Some(burst) = args.guest_burst.or(file.guests.burst) {
+            if burst == 0 {
+                bail!("guest burst must be at least 1");
+            }
+            limits.guest.burst = burst;
+        }
+        if let Some(per_minute) = args.guests_per_minute.or(file.guests.per_minute) {
+            if per_minute == 0 {
+                bail!("guests per minute must be at least 1");
+            }
+            limits.guest = api::limits::Rate::per_minute(limits.guest.burst, per_minute);
+        }
         Ok(Config {
             bind,
             public_url: public_url.trim_end_matches('/').to_owned(),
@@ -384,8 +446,18 @@ impl Config {
             live,
             orders,
             shutdown_grace: Duration::from_secs(10),
+            client_ip,
+            limits,
         })
     }
+}
+
+/// A trusted proxy: an address (`10.0.0.5`) or a network (`10.0.0.0/8`).
+fn parse_proxy(raw: &str) -> anyhow::Result<ipnet::IpNet> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow::anyhow!("trusted proxy must be an IP address or CIDR, got {raw:?}"))
 }
 
 fn parse_port_range(raw: &str) -> anyhow::Result<UdpPorts> {
@@ -454,6 +526,34 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(too_long, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_guest_limits_apply_and_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nclient_ip_header = \"X-Real-IP\"\n[guests]\nburst = 30\nper_minute = 12",
+        )
+        .unwrap();
+        let c = Config::resolve(SettingsArgs::default(), file).unwrap();
+        assert_eq!(c.client_ip.trusted_proxies.len(), 2);
+        assert_eq!(c.client_ip.trusted_proxies[1].to_string(), "::1/128");
+        assert_eq!(c.client_ip.header.as_str(), "x-real-ip");
+        assert_eq!(c.limits.guest.burst, 30);
+        assert_eq!(c.limits.guest.every, Duration::from_secs(5));
+        let flags = SettingsArgs {
+            trusted_proxies: vec!["127.0.0.1".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(flags, FileConfig::default()).unwrap();
+        assert_eq!(c.client_ip.trusted_proxies[0].to_string(), "127.0.0.1/32");
+        assert_eq!(c.client_ip.header.as_str(), "x-forwarded-for");
+        assert!(Config::defaults().client_ip.trusted_proxies.is_empty());
+        let bad = SettingsArgs {
+            trusted_proxies: vec!["proxy.example.cn".into()],
+            ..Default::default()
+        };
+        let err = Config::resolve(bad, FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("trusted proxy"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let settings = api::ApiSettings {
         public_url: public_url.clone(),
+        client_ip: config.client_ip.clone(),
+        limits: config.limits.clone(),
         ..api::ApiSettings::default()
     };
     let sfu = sfu::Sfu::start(config.media.sfu_config())

@@ -52,14 +52,14 @@ async fn session_cookie_is_http_only_and_same_site() {
             json!({"mobile": "13800138000", "password": "correct horse battery", "display_name": "王"}),
         )
         .await;
+    // The session cookie (the known-device cookie comes along too).
     let cookie = res
         .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(cookie.starts_with("fieldcast_session="), "{cookie}");
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("fieldcast_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     app.shutdown().await;

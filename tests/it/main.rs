@@ -9,6 +9,7 @@ mod browser_live;
 mod browser_media;
 mod crash;
 mod harness;
+mod hostile_auth;
 mod hostile_media;
 mod hostile_orders;
 mod hostile_web;

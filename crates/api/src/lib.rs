@@ -7,6 +7,7 @@ pub mod auth;
 pub mod commerce;
 pub mod error;
 pub mod extract;
+pub mod limits;
 mod middleware;
 pub mod routes;
 pub mod state;

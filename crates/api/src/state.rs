@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use crate::auth::SignInThrottle;
+use crate::auth::{PasswordPool, SignInRates, SignInThrottle};
+use crate::limits::{ClientIpSettings, LimitSettings, Limits};
 
 /// Settings the HTTP layer needs, derived from the server's configuration.
 #[derive(Clone, Debug)]
@@ -13,6 +14,17 @@ pub struct ApiSettings {
     pub json_body_limit: usize,
     /// How long a sign-in lasts without activity.
     pub session_ttl: std::time::Duration,
+    /// How the client's address is found (trusted proxies and their header).
+    pub client_ip: ClientIpSettings,
+    /// Per-address rates: guests, sign-ups, order links, appointments, media.
+    pub limits: LimitSettings,
+    /// The sign-in throttle's rates.
+    pub sign_in: SignInRates,
+    /// Password hashes run at once (each takes ~19 MiB while it runs).
+    pub password_workers: usize,
+    /// Password checks that may wait for a free worker, and for how long.
+    pub password_queue: usize,
+    pub password_queue_wait: std::time::Duration,
 }
 
 impl Default for ApiSettings {
@@ -21,6 +33,12 @@ impl Default for ApiSettings {
             public_url: "http://localhost:8080".into(),
             json_body_limit: 64 * 1024,
             session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            client_ip: ClientIpSettings::default(),
+            limits: LimitSettings::default(),
+            sign_in: SignInRates::default(),
+            password_workers: PasswordPool::default_workers(),
+            password_queue: 64,
+            password_queue_wait: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -43,7 +61,10 @@ pub struct AppState {
     pub orders: orders::OrderService,
     pub live: live::LiveHub,
     pub settings: Arc<ApiSettings>,
+    /// Per-address rate limits: `state.limits.guest.check(addr)?`.
+    pub limits: Arc<Limits>,
     pub(crate) throttle: Arc<SignInThrottle>,
+    pub(crate) passwords: Arc<PasswordPool>,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -61,8 +82,14 @@ impl AppState {
             sfu,
             orders,
             live,
+            limits: Arc::new(Limits::new(&settings.limits)),
+            throttle: Arc::new(SignInThrottle::new(&settings.sign_in)),
+            passwords: Arc::new(PasswordPool::new(
+                settings.password_workers,
+                settings.password_queue,
+                settings.password_queue_wait,
+            )),
             settings: Arc::new(settings),
-            throttle: Arc::new(SignInThrottle::default()),
             metrics,
         }
     }

@@ -181,10 +181,25 @@ pub struct Guest {
     pub subject: String,
 }
 
-/// Starts a guest session (`POST /api/v1/guest`).
-pub async fn guest(http: &Client, base: &str, nickname: &str) -> Result<Guest> {
+/// The address the `n`th simulated phone claims to come from (in
+/// 100.64.0.0/10, the carrier-NAT range). A server started by this
+/// generator trusts loopback as a proxy, so each simulated phone gets its
+/// own per-address limits as real phones would; a server started by hand
+/// must list the generator's address in `trusted_proxies` for the same.
+pub fn simulated_client(n: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(0x6440_0000u32 + (n as u32 % 0x40_0000))
+}
+
+/// Starts a guest session (`POST /api/v1/guest`) for a phone at `from`.
+pub async fn guest(
+    http: &Client,
+    base: &str,
+    nickname: &str,
+    from: std::net::Ipv4Addr,
+) -> Result<Guest> {
     let res = http
         .post(format!("{base}/api/v1/guest"))
+        .header("x-forwarded-for", from.to_string())
         .json(&json!({"nickname": nickname}))
         .send()
         .await?;
@@ -215,7 +230,7 @@ pub async fn guests(base: &str, n: usize, concurrency: usize, prefix: &str) -> R
         .map(|i| {
             let http = http.clone();
             let nickname = format!("{prefix}{i}");
-            async move { guest(&http, base, &nickname).await }
+            async move { guest(&http, base, &nickname, simulated_client(i)).await }
         })
         .buffered(concurrency.max(1))
         .try_collect()

@@ -123,10 +123,13 @@ impl Server {
             Database::Url(url) => (url.clone(), None),
         };
         // Media on loopback only: the generator's peers live on this machine.
+        // The generator is trusted as a proxy so each simulated phone can
+        // say which address it stands for (`api::simulated_client`).
         let config = dir.path().join("fieldcast.toml");
         std::fs::write(
             &config,
-            "[media]\nbind_ips = [\"127.0.0.1\"]\ninclude_loopback = true\n",
+            "trusted_proxies = [\"127.0.0.1\", \"::1\"]\n\
+             [media]\nbind_ips = [\"127.0.0.1\"]\ninclude_loopback = true\n",
         )?;
         let port = free_port()?;
         let log = dir.path().join("server.log");

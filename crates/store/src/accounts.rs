@@ -342,6 +342,22 @@ impl Store {
         rows.into_iter().map(SessionRecord::try_from).collect()
     }
 
+    /// Whether the session token hashing to `token_hash` was ever `user`'s,
+    /// on a device that was not signed out from elsewhere: the sign-in
+    /// throttle trusts such a device (its own sign-out, or a lapsed
+    /// expiry, keeps it known).
+    pub async fn is_device_of(&self, token_hash: &str, user: &UserId) -> Result<bool, StoreError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sessions WHERE token_hash = $1 AND user_id = $2 \
+             AND (revoked_at IS NULL OR expires_at > revoked_at)",
+        )
+        .bind(token_hash)
+        .bind(user.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(count > 0)
+    }
+
     pub async fn revoke_session(&self, id: &SessionId, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
@@ -360,8 +376,10 @@ impl Store {
         id: &SessionId,
         now: i64,
     ) -> Result<(), StoreError> {
+        // Ending its expiry too marks it as revoked from elsewhere (a lost
+        // phone), so it no longer counts as the owner's device either.
         let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $1, expires_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id.as_str())

@@ -1,8 +1,9 @@
 //! Sign-up, sign-in, sign-out, guest nicknames and session management.
 
-use crate::auth::{self, Caller, SignedIn, clear_session_cookie, start_session};
+use crate::auth::{self, Caller, SignedIn, clear_session_cookie, device_cookie, start_session};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, parse_id};
+use crate::limits::{ClientAddr, too_many};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
 use axum::extract::State;
@@ -11,6 +12,7 @@ use axum::response::IntoResponse;
 use axum_extra::extract::cookie::CookieJar;
 use domain::{DisplayName, Identity, Mobile, Password, Role, SessionId, Validator};
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -127,12 +129,19 @@ async fn me_view(state: &AppState, identity: &Identity) -> ApiResult<Me> {
 }
 
 /// Create an account and sign in.
+///
+/// Limited per client address (a burst, then a few an hour): without a text
+/// message to the number, `mobile_taken` cannot be hidden from whoever asks,
+/// so asking is what is kept scarce.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = SignUp,
     responses((status = 201, body = Me, description = "Signed up and signed in; sets the session cookie"),
               (status = 409, body = crate::error::Problem, description = "`mobile_taken`"),
-              (status = 422, body = crate::error::Problem)))]
+              (status = 422, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem, description = "`rate_limited`: too many sign-ups from this address"),
+              (status = 503, body = crate::error::Problem, description = "`busy`: too many passwords being checked")))]
 async fn sign_up(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<SignUp>,
@@ -144,7 +153,8 @@ async fn sign_up(
     v.finish()?;
     let (mobile, password, name) = (mobile.unwrap(), password.unwrap(), name.unwrap());
 
-    let hash = auth::hash_password(password).await?;
+    state.limits.sign_up.check(client)?;
+    let hash = state.passwords.hash(password).await?;
     let user = state
         .store
         .create_user(&mobile, &name, &hash, store::now_millis())
@@ -168,16 +178,24 @@ async fn sign_up(
     };
     let me = me_view(&state, &identity).await?;
     tracing::info!(user = %me.id, "account created");
-    Ok((StatusCode::CREATED, jar.add(cookie), Json(me)))
+    let device = device_cookie(&cookie, &state);
+    Ok((StatusCode::CREATED, jar.add(cookie).add(device), Json(me)))
 }
 
 /// Sign in with mobile number and password.
+///
+/// Wrong passwords are limited per client address, per number and address,
+/// and per number; a browser that signed in to the account before is
+/// limited only on its own, so an attacker cannot lock the owner out.
 #[utoipa::path(post, path = "/session", tag = "accounts", request_body = SignIn,
-    responses((status = 200, body = Me, description = "Signed in; sets the session cookie"),
+    responses((status = 200, body = Me, description = "Signed in; sets the session cookie (and the known-device cookie)"),
               (status = 401, body = crate::error::Problem, description = "`wrong_credentials`"),
-              (status = 429, body = crate::error::Problem, description = "too many wrong passwords")))]
+              (status = 429, body = crate::error::Problem, description = "`rate_limited`: too many wrong passwords"),
+              (status = 503, body = crate::error::Problem, description = "`busy`: too many passwords being checked")))]
 async fn sign_in(
     State(state): State<AppState>,
+    client: ClientAddr,
+    Caller(caller): Caller,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<SignIn>,
@@ -192,18 +210,35 @@ async fn sign_in(
     let Ok(mobile) = Mobile::parse(&body.mobile) else {
         return Err(wrong());
     };
-    state.throttle.check(mobile.as_str())?;
     let user = state.store.user_by_mobile(&mobile).await?;
-    let ok = auth::verify_password(
-        body.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
+    let standing =
+        auth::standing(&state, &jar, caller.as_ref(), user.as_ref().map(|u| &u.id)).await?;
+    // Decided (and counted) before the hash, so parallel guesses cannot all
+    // get through.
+    let attempt = state
+        .throttle
+        .reserve(mobile.as_str(), client.key(), standing, Instant::now())
+        .map_err(|wait| too_many("too many wrong passwords", wait))?;
+    let ok = match state
+        .passwords
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.throttle.abandoned(attempt, Instant::now());
+            return Err(e);
+        }
+    };
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.failed(mobile.as_str());
+        // The attempt stays counted.
+        drop(attempt);
         return Err(wrong());
     };
-    state.throttle.succeeded(mobile.as_str());
+    state.throttle.succeeded(attempt, Instant::now());
     let (_, cookie) = start_session(
         &state,
         store::SessionSubject::User(user.id.clone()),
@@ -214,7 +249,11 @@ async fn sign_in(
         user: user.id,
         name: user.display_name,
     };
-    Ok((jar.add(cookie), Json(me_view(&state, &identity).await?)))
+    let device = device_cookie(&cookie, &state);
+    Ok((
+        jar.add(cookie).add(device),
+        Json(me_view(&state, &identity).await?),
+    ))
 }
 
 /// Sign out: ends this session on the server and clears the cookie.
@@ -247,13 +286,16 @@ async fn me(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<
 
 /// Watch and chat as a guest with a nickname, no sign-up. A guest who asks
 /// again just changes nickname; a signed-in account is refused (it already
-/// has a name).
+/// has a name). New guests are limited per client address: a room's worth
+/// at once (a village shares one carrier address), then a few a minute.
 #[utoipa::path(post, path = "/guest", tag = "accounts", request_body = GuestRequest,
     responses((status = 201, body = Me, description = "Guest session started; sets the session cookie"),
               (status = 200, body = Me, description = "Nickname changed"),
-              (status = 409, body = crate::error::Problem, description = "`already_signed_in`")))]
+              (status = 409, body = crate::error::Problem, description = "`already_signed_in`"),
+              (status = 429, body = crate::error::Problem, description = "`rate_limited`: too many new guests from this address")))]
 async fn become_guest(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     Caller(caller): Caller,
     jar: CookieJar,
@@ -274,6 +316,7 @@ async fn become_guest(
             Ok((StatusCode::OK, jar, Json(me)))
         }
         None => {
+            state.limits.guest.check(client)?;
             let person = auth::person_behind_cookie(&headers, &state).await?;
             let guest = state
                 .store

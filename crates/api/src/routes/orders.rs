@@ -547,8 +547,10 @@ async fn my_orders(
     responses((status = 200, body = OrderBody), (status = 404, body = crate::error::Problem)))]
 async fn order_by_token(
     State(state): State<AppState>,
+    client: crate::limits::ClientAddr,
     Path(token): Path<String>,
 ) -> ApiResult<Json<OrderBody>> {
+    state.limits.order_lookup.check(client)?;
     let order = state
         .orders
         .order_by_token(&token)

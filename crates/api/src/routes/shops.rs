@@ -224,9 +224,11 @@ async fn list_moderators(
     request_body = AppointModerator,
     responses((status = 201, body = ModeratorView), (status = 403, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem, description = "`already_moderator`"),
-              (status = 422, body = crate::error::Problem, description = "no account with that number")))]
+              (status = 422, body = crate::error::Problem, description = "no account with that number"),
+              (status = 429, body = crate::error::Problem, description = "`rate_limited`: too many appointments")))]
 async fn appoint_moderator(
     State(state): State<AppState>,
+    client: crate::limits::ClientAddr,
     me: SignedIn,
     Path(shop_id): Path<String>,
     Json(body): Json<AppointModerator>,
@@ -240,6 +242,14 @@ async fn appoint_moderator(
     }
     let mobile =
         Mobile::parse(&body.mobile).map_err(|e| ApiError::field("mobile", e.code, e.message))?;
+    // The answer tells whether the number has an account, which the owner
+    // needs to hear ("ask them to sign up first"); so the asking is scarce,
+    // per owner and per address (accounts are scarce per address too).
+    state
+        .limits
+        .appointment_by_owner
+        .check(me.user.to_string())?;
+    state.limits.appointment_by_address.check(client)?;
     let Some(user) = state.store.user_by_mobile(&mobile).await? else {
         return Err(ApiError::field(
             "mobile",
