@@ -71,6 +71,9 @@ async fn broadcast_state(app: &TestApp, broadcast: &str) -> String {
 async fn a_whep_flood_from_one_address_cannot_keep_real_viewers_out() {
     let app = TestApp::spawn_with(store::testing::TestDb::sqlite(), |c| {
         c.media.max_viewers = 20;
+        // This test is about the cap on sessions still connecting; the
+        // per-address rate of new sessions has its own test below.
+        c.limits.media_session = api::limits::Rate::per_minute(1_000, 1_000);
     })
     .await;
     let live = scheduled_broadcast(&app, "13800138000").await;
@@ -376,6 +379,45 @@ async fn a_publish_that_never_carried_media_leaves_the_broadcast_usable() {
     let (v, _) = whep_play(&app, &live.broadcast).await.expect("viewer");
     assert!(wait_until(Duration::from_secs(10), || v.video_packets() > 30).await);
     v.close().await;
+    publisher.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_media_sessions_are_rate_limited_per_address() {
+    let app = TestApp::spawn().await;
+    let live = scheduled_broadcast(&app, "13800138000").await;
+    let (publisher, _) = whip_publish(&app, &live, PublisherOptions::default()).await;
+    let whep = app.url(&format!("/api/v1/broadcasts/{}/whep", live.broadcast));
+    let offer = viewer_offer().await;
+
+    // One address opening sessions as fast as it can: a burst gets answers,
+    // then 429 with Retry-After, before any SDP is parsed.
+    let flooder = Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
+        .build()
+        .unwrap();
+    let answers =
+        futures::future::join_all((0..60).map(|_| post_sdp(&flooder, &whep, None, offer.clone())))
+            .await;
+    let mut limited = 0;
+    for res in answers {
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let problem = res.json::<serde_json::Value>().await.unwrap();
+            if problem["code"] == "rate_limited" {
+                limited += 1;
+            }
+        }
+    }
+    assert!(limited >= 30, "only {limited} of 60 rate limited");
+
+    // Another address is not affected: a real viewer plays.
+    let (viewer, _) = whep_play(&app, &live.broadcast).await.expect("viewer");
+    assert!(
+        wait_until(Duration::from_secs(10), || viewer.video_packets() > 30).await,
+        "the real viewer plays"
+    );
+    viewer.close().await;
     publisher.close().await;
     app.shutdown().await;
 }

@@ -141,7 +141,13 @@ async fn counts(app: &TestApp, offer: &str) -> (u64, u64) {
 /// the rest of the sale stays for everyone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guests_one_browser_starts_share_one_per_buyer_limit() {
-    let app = TestApp::spawn().await;
+    // Every guest here comes from 127.0.0.1; the per-address guest limit
+    // (tests/it/hostile_auth.rs) would stop most of them before they buy.
+    // This test is about what happens to those who get through.
+    let app = TestApp::spawn_with(store::testing::TestDb::sqlite(), |c| {
+        c.limits.guest = api::limits::Rate::per_minute(100, 100);
+    })
+    .await;
     let (owner, broadcast, product) = shop_with_product(&app).await;
     let sale = offer(
         &app,
@@ -200,7 +206,13 @@ async fn guests_one_browser_starts_share_one_per_buyer_limit() {
 /// over HTTP and over the live channel, and both say `account_required`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_accounts_only_offer_refuses_guests_over_http_and_the_live_channel() {
-    let app = TestApp::spawn().await;
+    // Every guest here comes from 127.0.0.1; the per-address guest limit
+    // (tests/it/hostile_auth.rs) would stop most of them before they buy.
+    // This test is about what happens to those who get through.
+    let app = TestApp::spawn_with(store::testing::TestDb::sqlite(), |c| {
+        c.limits.guest = api::limits::Rate::per_minute(100, 100);
+    })
+    .await;
     let (owner, broadcast, product) = shop_with_product(&app).await;
     let bad = app
         .post(
@@ -271,7 +283,7 @@ async fn an_accounts_only_offer_refuses_guests_over_http_and_the_live_channel() 
     assert_eq!(refused["nonce"], "b1");
 
     // A signed-in buyer buys, up to the limit.
-    let member = Phone::new();
+    let member = Phone::on(&app);
     app.sign_up(&member.http, "13900139000", "李华").await;
     let mut member_ws = member.connect(&app, &broadcast).await;
     next_of(&mut member_ws, "hello").await;

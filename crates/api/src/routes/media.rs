@@ -11,9 +11,10 @@ use super::broadcasts::load_broadcast;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, RawBody};
+use crate::limits::ClientAddr;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -186,16 +187,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         (status = 415, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem, description = "`sdp_too_complex`: over the offer limits"),
         (status = 429, body = crate::error::Problem,
-         description = "`too_many_pending`: this address has too many sessions still connecting (`Retry-After`)"),
+         description = "`too_many_pending`: this address has too many sessions still connecting; `rate_limited`: too many new sessions from this address (`Retry-After`)"),
         (status = 503, body = crate::error::Problem, description = "server at capacity")))]
 async fn whip_publish(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     Caller(caller): Caller,
     Path(broadcast_id): Path<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
+    state.limits.media_session.check(client)?;
     let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
     let by_key = bearer(&headers).is_some_and(|key| same_secret(key, &broadcast.stream_key));
     let by_owner = caller
@@ -222,7 +224,7 @@ async fn whip_publish(
     require_content_type(&headers, SDP)?;
     let answer = state
         .sfu
-        .publish(broadcast.id.as_str(), sdp_text(&body)?, peer.ip())
+        .publish(broadcast.id.as_str(), sdp_text(&body)?, client.0)
         .await
         .map_err(sfu_error)?;
     tracing::info!(broadcast = %broadcast.id, session = %answer.session, via = if by_key { "stream key" } else { "studio" }, "publisher connected");
@@ -243,16 +245,17 @@ async fn whip_publish(
         (status = 415, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem, description = "`sdp_too_complex`: over the offer limits"),
         (status = 429, body = crate::error::Problem,
-         description = "`too_many_pending`: this address has too many sessions still connecting (`Retry-After`)"),
+         description = "`too_many_pending`: this address has too many sessions still connecting; `rate_limited`: too many new sessions from this address (`Retry-After`)"),
         (status = 503, body = crate::error::Problem,
          description = "`room_full` (every viewer slot is taken by a connected viewer) or `room_busy` (too many viewers still connecting), with `Retry-After`")))]
 async fn whep_play(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     Path(broadcast_id): Path<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
+    state.limits.media_session.check(client)?;
     let (broadcast, _) = load_broadcast(&state, &broadcast_id).await?;
     if broadcast.state == BroadcastState::Ended {
         return Err(ApiError::conflict(
@@ -263,7 +266,7 @@ async fn whep_play(
     require_content_type(&headers, SDP)?;
     let answer = state
         .sfu
-        .play(broadcast.id.as_str(), sdp_text(&body)?, peer.ip())
+        .play(broadcast.id.as_str(), sdp_text(&body)?, client.0)
         .await
         .map_err(sfu_error)?;
     Ok(session_created(&state, broadcast.id.as_str(), answer))

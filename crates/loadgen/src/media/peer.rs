@@ -233,6 +233,7 @@ pub async fn exchange(
     http: &reqwest::Client,
     url: &str,
     bearer: Option<&str>,
+    from: Option<std::net::Ipv4Addr>,
     offer: String,
 ) -> Result<Exchanged> {
     let mut req = http
@@ -241,6 +242,10 @@ pub async fn exchange(
         .body(offer);
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
+    }
+    // Each simulated viewer is its own phone to the per-address limits.
+    if let Some(from) = from {
+        req = req.header("x-forwarded-for", from.to_string());
     }
     let res = req.send().await?;
     let status = res.status();

@@ -274,7 +274,7 @@ async fn run(
         let audio = add_sender(&mut pc, RtpCodecKind::Audio, peer::opus(), rand::random())?;
         let offer = peer::local_offer(&mut pc)?;
         let http = reqwest::Client::new();
-        let ex = peer::exchange(&http, &whip_url, Some(&stream_key), offer).await?;
+        let ex = peer::exchange(&http, &whip_url, Some(&stream_key), None, offer).await?;
         let answer = RTCSessionDescription::answer(ex.answer).map_err(Error::rtc)?;
         pc.set_remote_description(Instant::now(), answer)
             .map_err(Error::rtc)?;

@@ -279,7 +279,14 @@ impl Viewer {
         }
         let offer = peer::local_offer(&mut pc)?;
         let requested_at = Instant::now();
-        let ex = peer::exchange(&swarm.http, &swarm.cfg.whep_url, None, offer).await?;
+        let ex = peer::exchange(
+            &swarm.http,
+            &swarm.cfg.whep_url,
+            None,
+            Some(crate::api::simulated_client(id)),
+            offer,
+        )
+        .await?;
         let answer_time = requested_at.elapsed();
         pc.set_remote_description(
             Instant::now(),
