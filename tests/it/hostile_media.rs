@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// An SDP offer as a player sends it; nothing ever connects for it.
-async fn viewer_offer() -> String {
+pub async fn viewer_offer() -> String {
     let captured = Arc::new(Mutex::new(String::new()));
     let c2 = captured.clone();
     let _ = CountingViewer::connect(ViewerOptions::default(), move |offer| async move {
@@ -34,7 +34,12 @@ async fn publisher_offer() -> String {
     captured.lock().unwrap().clone()
 }
 
-async fn post_sdp(client: &Client, url: &str, key: Option<&str>, sdp: String) -> reqwest::Response {
+pub async fn post_sdp(
+    client: &Client,
+    url: &str,
+    key: Option<&str>,
+    sdp: String,
+) -> reqwest::Response {
     let mut req = client
         .post(url)
         .header("content-type", "application/sdp")

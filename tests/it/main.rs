@@ -10,6 +10,7 @@ mod browser_media;
 mod crash;
 mod harness;
 mod hostile_auth;
+mod hostile_flood;
 mod hostile_media;
 mod hostile_orders;
 mod hostile_web;
