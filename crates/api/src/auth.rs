@@ -747,7 +747,7 @@ mod tests {
             "never more than the workers at once"
         );
         assert!(
-            done >= 2 && done <= 6,
+            (2..=6).contains(&done),
             "2 running + 4 queued at most: {done}"
         );
         assert_eq!(done + refused, 20);

@@ -325,7 +325,7 @@ async fn trickle(
         // RFC 9725 §4.3: `If-Match: *` is how a client asks for an ICE restart.
         IfMatch::Any => return Err(sfu_error(SfuError::IceRestartUnsupported)),
         IfMatch::Tags(tags) => {
-            if !tags.iter().any(|t| *t == etag) {
+            if !tags.contains(&etag) {
                 return Err(ApiError::Other {
                     status: StatusCode::PRECONDITION_FAILED,
                     code: "etag_mismatch",

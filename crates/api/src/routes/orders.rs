@@ -446,14 +446,11 @@ async fn reserve(
             detail: "this shop has banned you from its broadcasts".into(),
         });
     }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            // Not visible ASCII: the order service refuses it the same way
-            // as a key that is too long or empty.
-            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        ),
-    };
+    // Not visible ASCII: the order service refuses it the same way as a key
+    // that is too long or empty.
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let reservation = state
         .orders
         .reserve(ReserveRequest {

@@ -105,8 +105,11 @@ fn client_accepts_gzip(headers: &HeaderMap) -> bool {
 /// content hash, so it holds at most one entry per embedded file whatever
 /// clients ask for, and a file edited under a debug build is not served
 /// stale.
-static GZIPPED_ASSETS: std::sync::LazyLock<Mutex<HashMap<String, ([u8; 32], Bytes)>>> =
+static GZIPPED_ASSETS: std::sync::LazyLock<Mutex<HashMap<String, GzippedAsset>>> =
     std::sync::LazyLock::new(Default::default);
+
+/// The content hash the gzip was made from, and the gzip.
+type GzippedAsset = ([u8; 32], Bytes);
 
 fn gzipped_asset(name: &str, file: &rust_embed::EmbeddedFile) -> Bytes {
     let hash = file.metadata.sha256_hash();
