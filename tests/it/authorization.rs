@@ -329,7 +329,7 @@ async fn cross_site_writes_with_cookies_are_refused() {
         .send()
         .await
         .unwrap();
-    expect_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    expect_problem(res, StatusCode::FORBIDDEN, "cross_site_request").await;
     let same_origin = app.url("");
     let res = owner
         .post(app.url("/api/v1/shops"))
