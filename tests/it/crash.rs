@@ -39,6 +39,9 @@ async fn start_server(database_url: &str, data_dir: &Path) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .args(["--media-udp-port", "0", "--media-tcp-port", "0"])
+        // Every buyer here is a guest from 127.0.0.1; the per-address guest
+        // limit is tested elsewhere (hostile_auth).
+        .args(["--guest-burst", "1000", "--guests-per-minute", "1000"])
         .env("FIELDCAST_DATABASE_URL", database_url)
         .env("FIELDCAST_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
