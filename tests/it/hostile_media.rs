@@ -3,7 +3,9 @@
 //! restarts, and a publish that never carried media.
 
 use crate::harness::*;
-use crate::media::{Live, scheduled_broadcast, wait_until, whep_play, whip_publish};
+use crate::media::{
+    Live, broadcast_state, scheduled_broadcast, wait_until, whep_play, whip_publish,
+};
 use reqwest::{Client, StatusCode};
 use sfu::testkit::{CountingViewer, PublisherOptions, SyntheticPublisher, ViewerOptions};
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,16 +62,6 @@ async fn stats(app: &TestApp, live: &Live) -> serde_json::Value {
         StatusCode::OK,
     )
     .await
-}
-
-async fn broadcast_state(app: &TestApp, broadcast: &str) -> String {
-    let b = expect(
-        app.get(&app.client(), &format!("/api/v1/broadcasts/{broadcast}"))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
-    b["state"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

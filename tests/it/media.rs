@@ -109,7 +109,7 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     cond()
 }
 
-async fn broadcast_state(app: &TestApp, broadcast: &str) -> String {
+pub async fn broadcast_state(app: &TestApp, broadcast: &str) -> String {
     let b = expect(
         app.get(&app.client(), &format!("/api/v1/broadcasts/{broadcast}"))
             .await,
