@@ -311,6 +311,14 @@ impl Net {
         out
     }
 
+    /// The shared UDP sockets: `(bound, advertised)` address of each.
+    pub fn udp_addresses(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.udp
+            .iter()
+            .filter_map(|e| Some((e.socket.local_addr().ok()?, e.advertised)))
+            .collect()
+    }
+
     pub fn register(&self, ufrag: &str, route: Route) {
         lock(&self.router).by_ufrag.insert(ufrag.to_owned(), route);
     }

@@ -303,6 +303,27 @@ impl TrackForwarder {
         (m.valid && m.out_seq == out_seq).then_some((m.source, m.src_seq, m.ts_offset))
     }
 
+    /// How many of this leg's sequence numbers in `(after, upto]` (in RTP's
+    /// wrapping order) were sent, or `None` if the range reaches further back than
+    /// the mapping history remembers. A number skipped because the publisher's
+    /// packet never arrived was not sent: the viewer counts it lost, but it was
+    /// lost upstream.
+    pub fn sent_between(&self, after: u16, upto: u16) -> Option<u32> {
+        let span = upto.wrapping_sub(after);
+        if span as usize > HISTORY || span > 0x8000 {
+            return None;
+        }
+        Some(
+            (1..=span)
+                .filter(|i| {
+                    let seq = after.wrapping_add(*i);
+                    let m = &self.history[seq as usize % HISTORY];
+                    m.valid && m.out_seq == seq
+                })
+                .count() as u32,
+        )
+    }
+
     /// Translate a publisher sender-report RTP time of `source` into this viewer's
     /// timestamp space, if `source` is the one being forwarded.
     pub fn translate_rtp_time(&self, source: SourceId, rtp_time: u32) -> Option<u32> {
