@@ -675,6 +675,8 @@ pub struct ViewerOptions {
     /// Talk to the server through a [`Relay`] even without induced loss, so
     /// the test can narrow the viewer's downlink ([`CountingViewer::set_downlink_bps`]).
     pub through_relay: bool,
+    /// Talk to the server through a [`Relay`] with this link (delay, jitter, loss).
+    pub link: Option<LinkProfile>,
 }
 
 impl Default for ViewerOptions {
@@ -684,6 +686,7 @@ impl Default for ViewerOptions {
             audio: true,
             drop_one_in: None,
             through_relay: false,
+            link: None,
         }
     }
 }
@@ -973,15 +976,16 @@ impl CountingViewer {
         let relayed: Arc<Mutex<Option<(Relay, String)>>> = Arc::new(Mutex::new(None));
         let r2 = relayed.clone();
         let drop_one_in = match opts.drop_one_in.filter(|n| *n > 0) {
-            None if opts.through_relay => Some(0),
+            None if opts.through_relay || opts.link.is_some() => Some(0),
             other => other,
         };
+        let link = opts.link.clone().unwrap_or_default();
         let answer = offer_answer(&pc, g, st, move |offer| async move {
             let answer = exchange(offer).await?;
             let Some(n) = drop_one_in else {
                 return Ok(answer);
             };
-            let (relay, rewritten) = Relay::start(&answer, n).await?;
+            let (relay, rewritten) = Relay::start_with(&answer, n, link).await?;
             *r2.lock().unwrap_or_else(|p| p.into_inner()) = Some((relay, answer));
             Ok(rewritten)
         })
