@@ -88,6 +88,7 @@ pub(crate) mod dtls_order;
 pub(crate) mod egress;
 pub mod error;
 pub mod forward;
+pub mod fuzzing;
 pub(crate) mod net;
 pub(crate) mod pending;
 pub(crate) mod room;
