@@ -178,6 +178,15 @@ impl BandwidthEstimator {
         self.quiet_until = Some(self.quiet_until.map_or(until, |q| q.max(until)));
     }
 
+    /// The viewer now receives a lower layer than before. Its next reports still
+    /// count what the higher layer lost, and cutting again from the lower rate
+    /// would spiral a viewer whose link carries the lower layer down to audio
+    /// only (seen with Chromium behind a 250 ms queue); so, as after a pause,
+    /// congestion signals are ignored for a while.
+    pub fn on_switched_down(&mut self, now: Instant) {
+        self.on_video_resumed(now);
+    }
+
     /// The congestion that lowered the estimate came from trying a higher layer:
     /// the layer the viewer goes back to, which needs `bps`, was carried before.
     pub fn restore(&mut self, bps: u64) {
@@ -586,6 +595,17 @@ mod tests {
         // Loss after that is news.
         e.on_fraction_lost(128, t0 + RESUME_QUIET);
         assert_eq!(e.estimate(t0), 150_000);
+        // The same after a switch down to a lower layer.
+        let t1 = t0 + Duration::from_secs(10);
+        e.on_switched_down(t1);
+        e.on_fraction_lost(128, t1 + Duration::from_secs(1));
+        assert_eq!(
+            e.estimate(t1),
+            150_000,
+            "the report still describes the higher layer"
+        );
+        e.on_fraction_lost(128, t1 + RESUME_QUIET);
+        assert!(e.estimate(t1) < 150_000);
     }
 
     #[test]
