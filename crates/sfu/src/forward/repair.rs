@@ -19,6 +19,7 @@
 //! [`KeyframeRequestLimiter`](super::KeyframeRequestLimiter), so however many
 //! holes there are, at most one request per interval leaves).
 
+use super::rewrite::extend;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -61,7 +62,7 @@ impl RepairWatch {
             self.highest = Some(seq as i64 + (1 << 20));
             return;
         };
-        let ext = h + seq.wrapping_sub(h as u16) as i16 as i64;
+        let ext = extend(seq, h);
         if ext > h {
             // A jump of thousands is a restart, not a burst to wait for.
             if ext - h <= MAX_HOLES as i64 {
@@ -95,7 +96,7 @@ impl RepairWatch {
     /// A keyframe starts at `seq`: holes before it no longer matter to anyone.
     pub fn on_keyframe(&mut self, seq: u16) {
         if let Some(h) = self.highest {
-            let ext = h + seq.wrapping_sub(h as u16) as i16 as i64;
+            let ext = extend(seq, h);
             self.holes.retain(|&s, _| s > ext);
         }
     }

@@ -109,7 +109,7 @@ pub struct TrackForwarder {
 
 /// `seq` placed in the extended sequence space next to `reference`.
 #[inline]
-fn extend(seq: u16, reference: i64) -> i64 {
+pub(super) fn extend(seq: u16, reference: i64) -> i64 {
     reference + seq.wrapping_sub(reference as u16) as i16 as i64
 }
 
