@@ -803,7 +803,6 @@ impl Room {
                 continue;
             }
             let sockets = &v.peer.sockets;
-            let following = v.video.as_ref().and_then(|l| l.fwd.current());
             let taken = send_batch(
                 &mut v.peer.pc,
                 v.audio.as_mut(),
@@ -814,16 +813,6 @@ impl Room {
             if taken.bytes > 0 {
                 v.est.on_sent(taken.bytes, now);
                 v.sent.add(taken.bytes, now);
-            }
-            // A switch down to a lower layer took effect: the reports that follow
-            // still describe the higher one (and the queue it overfilled).
-            let rank =
-                |s: Option<SourceId>| s.and_then(|s| self.layers.iter().position(|l| l.0 == s));
-            let now_following = v.video.as_ref().and_then(|l| l.fwd.current());
-            if let (Some(was), Some(is)) = (rank(following), rank(now_following))
-                && is < was
-            {
-                v.est.on_switched_down(now);
             }
             if let Some(s) = taken.wants_keyframe_of
                 && !wants_keyframe.contains(&s)

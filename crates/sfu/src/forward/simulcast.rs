@@ -62,6 +62,9 @@ pub struct BandwidthEstimator {
     lowest_retry: Duration,
     /// When the current retry of the lowest layer started, while on probation.
     retry_since: Option<Instant>,
+    /// The last congestion signal, acted on or not (an echo inside a hold still
+    /// says the link has not been calm).
+    signal_at: Option<Instant>,
 }
 
 /// Growth per second of a clean link (GCC's multiplicative increase).
@@ -110,6 +113,7 @@ impl BandwidthEstimator {
             quiet_until: None,
             lowest_retry: LOWEST_LAYER_RETRY,
             retry_since: None,
+            signal_at: None,
         }
     }
 
@@ -178,15 +182,6 @@ impl BandwidthEstimator {
         self.quiet_until = Some(self.quiet_until.map_or(until, |q| q.max(until)));
     }
 
-    /// The viewer now receives a lower layer than before. Its next reports still
-    /// count what the higher layer lost, and cutting again from the lower rate
-    /// would spiral a viewer whose link carries the lower layer down to audio
-    /// only (seen with Chromium behind a 250 ms queue); so, as after a pause,
-    /// congestion signals are ignored for a while.
-    pub fn on_switched_down(&mut self, now: Instant) {
-        self.on_video_resumed(now);
-    }
-
     /// The congestion that lowered the estimate came from trying a higher layer:
     /// the layer the viewer goes back to, which needs `bps`, was carried before.
     pub fn restore(&mut self, bps: u64) {
@@ -194,6 +189,8 @@ impl BandwidthEstimator {
     }
 
     fn congested(&mut self, bps: f64, now: Instant) {
+        // Even an echo says the link is not calm yet (see `for_selection`).
+        self.signal_at = Some(now);
         if self.quiet_until.is_some_and(|q| now < q) {
             return; // still the echo of congestion already acted on
         }
@@ -215,7 +212,8 @@ impl BandwidthEstimator {
 
     /// The estimate the layer selector should see: never below what the
     /// lowest layer (`lowest_layer_bps`, 0 = not measured yet) needs with the
-    /// selector's up-switch headroom, unless the link showed congestion in the
+    /// selector's up-switch headroom, unless the link showed congestion (a
+    /// signal acted on, or its echo during a hold) in the
     /// last [`LOWEST_LAYER_RETRY`] (doubled for each retry the link could not
     /// carry, up to [`MAX_LOWEST_LAYER_RETRY`]; back to the start once one holds).
     ///
@@ -235,7 +233,7 @@ impl BandwidthEstimator {
         }
         let estimate = self.estimate(now);
         let calm = self
-            .congested_at
+            .signal_at
             .is_none_or(|t| now.saturating_duration_since(t) >= self.lowest_retry);
         if !calm || lowest_layer_bps == 0 {
             return estimate;
@@ -595,17 +593,6 @@ mod tests {
         // Loss after that is news.
         e.on_fraction_lost(128, t0 + RESUME_QUIET);
         assert_eq!(e.estimate(t0), 150_000);
-        // The same after a switch down to a lower layer.
-        let t1 = t0 + Duration::from_secs(10);
-        e.on_switched_down(t1);
-        e.on_fraction_lost(128, t1 + Duration::from_secs(1));
-        assert_eq!(
-            e.estimate(t1),
-            150_000,
-            "the report still describes the higher layer"
-        );
-        e.on_fraction_lost(128, t1 + RESUME_QUIET);
-        assert!(e.estimate(t1) < 150_000);
     }
 
     #[test]
