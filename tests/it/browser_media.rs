@@ -8,7 +8,7 @@
 use crate::browser::{Browser, Driver, poll, tools};
 use crate::harness::*;
 use serde_json::Value;
-use sfu::testkit::LossyRelay;
+use sfu::testkit::Relay;
 use std::time::{Duration, Instant};
 
 /// `getStats()` of the video streams of `pc`, as plain JSON: one object per
@@ -114,7 +114,7 @@ return true;
 enum Path {
     /// Straight over loopback, UDP.
     Direct,
-    /// Through a [`LossyRelay`] whose downlink the test can narrow.
+    /// Through a [`Relay`] whose downlink the test can narrow.
     Relay,
     /// As on a network that blocks UDP: the UDP candidates of both sides are
     /// removed (else the server's checks to the viewer's UDP candidates
@@ -131,7 +131,7 @@ fn without_udp_candidates(sdp: &str) -> String {
 
 /// Starts the viewer page's player: WHEP POST of its offer from here, and the
 /// answer back to the page, by `path`. Returns the relay, if any.
-async fn watch(app: &TestApp, viewer: &Browser, broadcast: &str, path: Path) -> Option<LossyRelay> {
+async fn watch(app: &TestApp, viewer: &Browser, broadcast: &str, path: Path) -> Option<Relay> {
     let offer = viewer.js(OFFER_JS).await;
     let mut offer = offer.as_str().expect("offer SDP").to_owned();
     let relay = path == Path::Relay;
@@ -163,7 +163,7 @@ async fn watch(app: &TestApp, viewer: &Browser, broadcast: &str, path: Path) -> 
         answer = without_udp_candidates(&answer);
     }
     let (relay, answer) = if relay {
-        let (r, a) = LossyRelay::start(&answer, 0).await.expect("relay starts");
+        let (r, a) = Relay::start(&answer, 0).await.expect("relay starts");
         (Some(r), a)
     } else {
         (None, answer)
@@ -422,7 +422,7 @@ async fn sample_until(
     since: Instant,
     limit: Duration,
     log: &mut Vec<Inbound>,
-    relay: &LossyRelay,
+    relay: &Relay,
     mut done: impl FnMut(&Inbound) -> bool,
 ) -> Option<Inbound> {
     let end = Instant::now() + limit;
@@ -432,7 +432,7 @@ async fn sample_until(
         let r = relay.stats();
         eprintln!(
             "{s} relayed={} bottleneck drops={}",
-            r.to_viewer, r.bottleneck_drops
+            r.to_client, r.bottleneck_drops
         );
         log.push(s.clone());
         if done(&s) {

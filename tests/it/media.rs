@@ -35,7 +35,7 @@ pub async fn scheduled_broadcast(app: &TestApp, mobile: &str) -> Live {
 
 /// Posts an SDP offer like any WHIP/WHEP client and returns the answer,
 /// remembering the session's Location.
-async fn exchange(
+pub async fn exchange(
     url: String,
     bearer: Option<String>,
     offer: String,

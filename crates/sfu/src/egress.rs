@@ -3,7 +3,7 @@
 //! benches (through `testkit::LoopbackViewer`) run this same code.
 
 use crate::error::{SfuError, internal};
-use crate::forward::{Drop as FwdDrop, SourceId, TrackForwarder};
+use crate::forward::{DownlinkLoss, Drop as FwdDrop, SourceId, TrackForwarder};
 use crate::sdp::{OfferedCodec, ViewerChoice};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
@@ -98,6 +98,8 @@ pub(crate) struct Leg {
     pub pt: u8,
     pub clock_rate: u32,
     pub fwd: TrackForwarder,
+    /// The viewer's own loss on this leg, from its receiver reports.
+    pub downlink: DownlinkLoss,
     pub packets: u64,
     pub octets: u64,
     /// (middle 32 bits of SR NTP, when sent) for RTT from receiver reports.
@@ -113,6 +115,7 @@ impl Leg {
             pt: spec.pt,
             clock_rate: spec.clock_rate,
             fwd: TrackForwarder::new(spec.clock_rate, video, rand::random(), rand::random()),
+            downlink: DownlinkLoss::new(),
             packets: 0,
             octets: 0,
             srs: [(0, None); 4],

@@ -2,13 +2,11 @@
 
 /// Everything `Sfu` can refuse, each with a human-readable reason.
 ///
-/// Suggested HTTP mapping (the HTTP layer owns it): `BadSdp` 400, `SdpTooComplex`
-/// 422, `UnsupportedCodecs` 406 (or 422), `NoPublisher` 404, `UnknownSession` 404,
-/// `BadTrickle` 400, `IceRestartUnsupported` 422, `TooManyPending` 429 with
-/// `Retry-After`, `RoomFull` and `RoomBusy` 503 with `Retry-After`,
-/// `TooManySessions` 503, `ShuttingDown` 503, `Internal` 500.
+/// The SFU knows nothing of HTTP: what each refusal becomes on the wire (status,
+/// problem code, `Retry-After`) is decided in one place, `api::routes::media`.
+/// The enum is exhaustive on purpose, so a new refusal cannot reach a client
+/// without a mapping.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SfuError {
     /// The SDP could not be parsed or is not a usable offer (reason inside).
     #[error("bad SDP: {0}")]
@@ -54,57 +52,6 @@ pub enum SfuError {
     /// Anything else: logged with detail, reported without.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl SfuError {
-    /// A stable, machine-readable code (for `application/problem+json`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            SfuError::BadSdp(_) => "bad_sdp",
-            SfuError::SdpTooComplex(_) => "sdp_too_complex",
-            SfuError::TooManyPending(_) => "too_many_pending",
-            SfuError::RoomBusy(_) => "room_busy",
-            SfuError::IceRestartUnsupported => "ice_restart_unsupported",
-            SfuError::UnsupportedCodecs(_) => "unsupported_codecs",
-            SfuError::RoomFull(_) => "room_full",
-            SfuError::NoPublisher => "no_publisher",
-            SfuError::UnknownSession => "unknown_session",
-            SfuError::TooManySessions(_) => "too_many_sessions",
-            SfuError::BadTrickle(_) => "bad_trickle",
-            SfuError::ShuttingDown => "shutting_down",
-            SfuError::Internal(_) => "internal",
-        }
-    }
-
-    /// The HTTP status code this error should map to.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            SfuError::BadSdp(_) | SfuError::BadTrickle(_) => 400,
-            SfuError::UnsupportedCodecs(_) => 406,
-            SfuError::SdpTooComplex(_) | SfuError::IceRestartUnsupported => 422,
-            SfuError::TooManyPending(_) => 429,
-            SfuError::NoPublisher | SfuError::UnknownSession => 404,
-            SfuError::RoomFull(_)
-            | SfuError::RoomBusy(_)
-            | SfuError::TooManySessions(_)
-            | SfuError::ShuttingDown => 503,
-            SfuError::Internal(_) => 500,
-        }
-    }
-
-    /// How long a client should wait before trying again, for refusals that pass.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
-        use std::time::Duration;
-        match self {
-            // Another client's handshake finishing (or expiring) frees a place;
-            // real handshakes take about a second.
-            SfuError::TooManyPending(_) | SfuError::RoomBusy(_) => Some(Duration::from_secs(2)),
-            SfuError::RoomFull(_) | SfuError::TooManySessions(_) | SfuError::ShuttingDown => {
-                Some(Duration::from_secs(5))
-            }
-            _ => None,
-        }
-    }
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> SfuError {

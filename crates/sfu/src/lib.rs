@@ -84,9 +84,11 @@
 //! [`SfuConfig::loopback_for_tests`] (127.0.0.1, ephemeral ports).
 
 pub mod config;
+pub(crate) mod dtls_order;
 pub(crate) mod egress;
 pub mod error;
 pub mod forward;
+pub mod fuzzing;
 pub(crate) mod net;
 pub(crate) mod pending;
 pub(crate) mod room;
@@ -395,6 +397,12 @@ impl Sfu {
             udp_sockets: c.udp_sockets.load(Ordering::Relaxed),
             tcp_connections: c.tcp_connections.load(Ordering::Relaxed),
         }
+    }
+
+    /// The muxed UDP sockets (none in port-range mode): `(bound, advertised)` address
+    /// of each. They differ behind 1:1 NAT (`nat_1to1_ips`).
+    pub fn udp_addresses(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.inner.net.udp_addresses()
     }
 
     /// Sessions from `client` (IPv6: its /64) that have not connected yet.

@@ -311,6 +311,14 @@ impl Net {
         out
     }
 
+    /// The shared UDP sockets: `(bound, advertised)` address of each.
+    pub fn udp_addresses(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.udp
+            .iter()
+            .filter_map(|e| Some((e.socket.local_addr().ok()?, e.advertised)))
+            .collect()
+    }
+
     pub fn register(&self, ufrag: &str, route: Route) {
         lock(&self.router).by_ufrag.insert(ufrag.to_owned(), route);
     }
@@ -365,7 +373,7 @@ impl Net {
 }
 
 /// Local ufrag named in a STUN binding request's USERNAME (`ours:theirs`).
-fn stun_local_ufrag(b: &[u8]) -> Option<&str> {
+pub(crate) fn stun_local_ufrag(b: &[u8]) -> Option<&str> {
     if b.len() < 20 || b[0] > 1 || b[4..8] != [0x21, 0x12, 0xa4, 0x42] {
         return None;
     }

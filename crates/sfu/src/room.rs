@@ -3,11 +3,12 @@
 //! task per viewer on the media path.
 
 use crate::config::SfuConfig;
+use crate::dtls_order::DtlsOrder;
 use crate::egress::{Leg, Outgoing, ViewerLegs, drain, send_batch};
 use crate::error::SfuError;
 use crate::forward::{
     BandwidthEstimator, KeyframeDetector, KeyframeRequestLimiter, NackCache, RateMeter,
-    RetransmitBudget, Selection, SimulcastSelector, SourceId, VideoCodec,
+    RepairWatch, RetransmitBudget, Selection, SimulcastSelector, SourceId, VideoCodec,
 };
 use crate::net::{CountGuard, Net, SessionSockets};
 use crate::pending::PendingSlot;
@@ -118,6 +119,9 @@ struct Peer {
     state: RTCPeerConnectionState,
     connected_once: bool,
     created: Instant,
+    /// Until the handshake is done: the peer's DTLS records in the order it sent
+    /// them (see [`DtlsOrder`]).
+    dtls_order: Option<DtlsOrder>,
 }
 
 impl Peer {
@@ -134,6 +138,25 @@ impl Peer {
             state: RTCPeerConnectionState::New,
             connected_once: false,
             created: now,
+            dtls_order: Some(DtlsOrder::default()),
+        }
+    }
+
+    /// A datagram from the peer's address into its peer connection.
+    fn read(&mut self, transport: TransportContext, data: BytesMut, at: Instant) {
+        let pc = &mut self.pc;
+        let mut deliver = |message: BytesMut| {
+            if let Err(e) = pc.handle_read(TaggedBytesMut {
+                now: at,
+                transport,
+                message,
+            }) {
+                tracing::trace!("handle_read: {e}");
+            }
+        };
+        match self.dtls_order.as_mut() {
+            Some(order) => order.push(data, deliver),
+            None => deliver(data),
         }
     }
 
@@ -156,6 +179,7 @@ impl Peer {
     /// publisher), no longer one of its address's or room's pending ones.
     fn on_connected(&mut self) {
         self.connected_once = true;
+        self.dtls_order = None;
         self.pending.release();
     }
 }
@@ -171,6 +195,8 @@ struct Source {
     rate: RateMeter,
     cache: NackCache<rtp::Packet>,
     limiter: KeyframeRequestLimiter,
+    /// Uplink holes of a video stream, and when to stop waiting for their repair.
+    repair: RepairWatch,
     last_sr: Option<(u64, u32, Instant)>,
     keyframes: u64,
     /// Padding-only packets received (not forwarded as media).
@@ -333,7 +359,10 @@ impl Room {
             }
         }
         for s in &self.sources {
-            if let Some(t) = s.limiter.poll_timeout() {
+            for t in [s.limiter.poll_timeout(), s.repair.poll_timeout()]
+                .into_iter()
+                .flatten()
+            {
                 d = d.min(t);
             }
         }
@@ -352,25 +381,16 @@ impl Room {
                 data,
                 at,
             } => {
-                let read = TaggedBytesMut {
-                    now: at,
-                    transport,
-                    message: data,
-                };
                 if self
                     .publisher
                     .as_ref()
                     .is_some_and(|p| p.peer.key == session)
                 {
                     let p = self.publisher.as_mut()?;
-                    if let Err(e) = p.peer.pc.handle_read(read) {
-                        tracing::trace!("publisher handle_read: {e}");
-                    }
+                    p.peer.read(transport, data, at);
                     self.drive_publisher(at);
                 } else if let Some(i) = self.viewers.iter().position(|v| v.peer.key == session) {
-                    if let Err(e) = self.viewers[i].peer.pc.handle_read(read) {
-                        tracing::trace!("viewer handle_read: {e}");
-                    }
+                    self.viewers[i].peer.read(transport, data, at);
                     self.drive_viewer(i, at);
                 }
             }
@@ -661,6 +681,7 @@ impl Room {
                 self.cfg.nack_cache_duration,
             ),
             limiter: KeyframeRequestLimiter::new(self.cfg.keyframe_request_min_interval),
+            repair: RepairWatch::new(),
             last_sr: None,
             keyframes: 0,
             padding: 0,
@@ -738,6 +759,9 @@ impl Room {
         // They still go to the fan-out, where each viewer's forwarder closes its
         // sequence over them (see `TrackForwarder::forward_padding`).
         let mut keyframe = false;
+        if video {
+            src.repair.on_packet(pkt.header.sequence_number, now);
+        }
         if pkt.payload.is_empty() {
             src.padding += 1;
         } else {
@@ -749,6 +773,7 @@ impl Room {
             if keyframe {
                 src.keyframes += 1;
                 src.limiter.on_keyframe(now);
+                src.repair.on_keyframe(pkt.header.sequence_number);
             }
             src.cache
                 .insert(pkt.header.sequence_number, now, pkt.clone());
@@ -879,6 +904,16 @@ impl Room {
         }
     }
 
+    /// Whether a connected viewer's video follows (or is switching to) `source`.
+    fn followed(&self, source: SourceId) -> bool {
+        self.viewers.iter().any(|v| {
+            v.peer.connected()
+                && v.video.as_ref().is_some_and(|l| {
+                    l.fwd.current() == Some(source) || l.fwd.target() == Some(source)
+                })
+        })
+    }
+
     fn want_keyframe_for(&mut self, i: usize, now: Instant) {
         let target = self.viewers[i].video.as_ref().and_then(|l| l.fwd.target());
         if let Some(t) = target
@@ -912,19 +947,28 @@ impl Room {
                 let video_ssrc = v.video.as_ref().map(|l| l.ssrc);
                 let video_flows = v.video.as_ref().is_some_and(|l| l.fwd.target().is_some());
                 for rep in &rr.reports {
-                    let leg = [v.video.as_ref(), v.audio.as_ref()]
+                    let leg = [v.video.as_mut(), v.audio.as_mut()]
                         .into_iter()
                         .flatten()
                         .find(|l| l.ssrc == rep.ssrc);
                     let Some(leg) = leg else { continue };
+                    // Only what the viewer's own link lost (see `DownlinkLoss`).
+                    let fwd = &leg.fwd;
+                    let own = leg.downlink.on_report(
+                        rep.last_sequence_number,
+                        rep.total_lost,
+                        |after, upto| fwd.sent_between(after, upto),
+                    );
                     // The estimate learns from the stream that carries the bulk:
                     // video while it flows, audio while the viewer is on audio only
                     // (else it would never see the link recover).
                     let is_video = Some(leg.ssrc) == video_ssrc;
-                    if is_video == video_flows {
-                        v.est.on_fraction_lost(rep.fraction_lost, now);
+                    if let Some(own) = own {
+                        if is_video == video_flows {
+                            v.est.on_fraction_lost(own, now);
+                        }
+                        v.loss = own as f64 / 256.0;
                     }
-                    v.loss = rep.fraction_lost as f64 / 256.0;
                     if rep.last_sender_report != 0
                         && let Some((_, Some(at))) = leg
                             .srs
@@ -1044,6 +1088,14 @@ impl Room {
             if i < self.viewers.len() && self.viewers[i].peer.deadline.is_some_and(|d| d <= now) {
                 let _ = self.viewers[i].peer.pc.handle_timeout(now);
                 self.drive_viewer(i, now);
+            }
+        }
+        // Uplink holes past repair: the stream is broken for everyone following it
+        // until a keyframe.
+        for si in 0..self.sources.len() {
+            if self.sources[si].repair.poll(now) && self.followed(self.sources[si].ssrc) {
+                tracing::debug!(room = %self.shared.name, ssrc = self.sources[si].ssrc, "uplink loss not repaired; keyframe wanted");
+                self.request_keyframe(si, now);
             }
         }
         // Deferred keyframe requests.

@@ -1,6 +1,6 @@
 //! Reusable test peers (feature `testkit`): a synthetic publisher and a counting
 //! viewer, both real webrtc-rs peers (the async `webrtc` crate) over loopback; a
-//! [`LossyRelay`] that puts induced loss on the wire between a viewer and the SFU;
+//! [`Relay`] that puts induced loss on the wire between a viewer and the SFU;
 //! and a [`LoopbackViewer`], an SFU viewer leg connected in memory (no sockets) for
 //! benches and sans-I/O tests of the send path.
 //!
@@ -13,11 +13,13 @@
 //! 20 ms Opus-sized audio packets. The first 8 bytes after the codec header hold
 //! the send time (µs since the UNIX epoch) so a viewer can measure latency.
 
+mod frames;
 mod loopback;
 mod relay;
 
+pub use frames::FrameTracker;
 pub use loopback::LoopbackViewer;
-pub use relay::{LossyRelay, RelayStats};
+pub use relay::{BOTTLENECK_QUEUE, Impairment, LinkProfile, Relay, RelayStats};
 
 use crate::DeliverRtcp;
 use crate::forward::{VideoCodec, is_keyframe};
@@ -51,6 +53,21 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
+
+/// This machine's first non-loopback IPv4 address, if it has one: where clients
+/// that gather their own candidates (GStreamer, Chromium) send from.
+pub fn host_ipv4() -> Option<std::net::IpAddr> {
+    rtc::shared::ifaces::ifaces()
+        .ok()?
+        .into_iter()
+        .filter_map(|i| i.addr.map(|a| a.ip()))
+        .find(|ip| match ip {
+            std::net::IpAddr::V4(v4) => {
+                !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified()
+            }
+            _ => false,
+        })
+}
 
 /// Errors of the test peers are plain strings.
 pub type TkResult<T> = Result<T, String>;
@@ -651,13 +668,15 @@ pub struct ViewerOptions {
     /// Offer audio.
     pub audio: bool,
     /// Induce loss on this leg: the viewer talks to the server through a
-    /// [`LossyRelay`] that drops every n-th video RTP packet (by sequence number) the
+    /// [`Relay`] that drops every n-th video RTP packet (by sequence number) the
     /// first time it passes, before the viewer's WebRTC stack sees it. The viewer's
     /// own NACK generator asks for it again; a late arrival fills the gap.
     pub drop_one_in: Option<u16>,
-    /// Talk to the server through a [`LossyRelay`] even without induced loss, so
+    /// Talk to the server through a [`Relay`] even without induced loss, so
     /// the test can narrow the viewer's downlink ([`CountingViewer::set_downlink_bps`]).
     pub through_relay: bool,
+    /// Talk to the server through a [`Relay`] with this link (delay, jitter, loss).
+    pub link: Option<LinkProfile>,
 }
 
 impl Default for ViewerOptions {
@@ -667,6 +686,7 @@ impl Default for ViewerOptions {
             audio: true,
             drop_one_in: None,
             through_relay: false,
+            link: None,
         }
     }
 }
@@ -804,6 +824,8 @@ pub struct ViewerCounters {
     pub max_latency_us: AtomicU64,
     /// Last (highest) video sequence number seen.
     pub last_video_seq: Mutex<Option<u16>>,
+    /// Video frames a decoder could have shown (see [`FrameTracker`]).
+    pub frames_decoded: AtomicU64,
 }
 
 /// Counts the NACKs the viewer's NACK generator writes (sits wire-ward of it).
@@ -871,7 +893,7 @@ pub struct CountingViewer {
     /// The server's answer (before any relay rewrote its candidates).
     pub answer: String,
     remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
-    relay: Option<LossyRelay>,
+    relay: Option<Relay>,
 }
 
 impl CountingViewer {
@@ -951,18 +973,19 @@ impl CountingViewer {
                 .map_err(s)?;
         }
         // With induced loss the viewer is handed an answer that points at the relay.
-        let relayed: Arc<Mutex<Option<(LossyRelay, String)>>> = Arc::new(Mutex::new(None));
+        let relayed: Arc<Mutex<Option<(Relay, String)>>> = Arc::new(Mutex::new(None));
         let r2 = relayed.clone();
         let drop_one_in = match opts.drop_one_in.filter(|n| *n > 0) {
-            None if opts.through_relay => Some(0),
+            None if opts.through_relay || opts.link.is_some() => Some(0),
             other => other,
         };
+        let link = opts.link.clone().unwrap_or_default();
         let answer = offer_answer(&pc, g, st, move |offer| async move {
             let answer = exchange(offer).await?;
             let Some(n) = drop_one_in else {
                 return Ok(answer);
             };
-            let (relay, rewritten) = LossyRelay::start(&answer, n).await?;
+            let (relay, rewritten) = Relay::start_with(&answer, n, link).await?;
             *r2.lock().unwrap_or_else(|p| p.into_inner()) = Some((relay, answer));
             Ok(rewritten)
         })
@@ -994,6 +1017,11 @@ impl CountingViewer {
     /// Keyframes received so far.
     pub fn keyframes(&self) -> u64 {
         self.counters.keyframes.load(Ordering::Relaxed)
+    }
+
+    /// Video frames a decoder could have shown so far (see [`FrameTracker`]).
+    pub fn frames_decoded(&self) -> u64 {
+        self.counters.frames_decoded.load(Ordering::Relaxed)
     }
 
     /// Narrow this viewer's downlink to `bps` (or open it with `None`), if it was
@@ -1052,6 +1080,7 @@ async fn read_track(
     remb_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
 ) {
     let mut kind_codec: Option<(bool, Option<VideoCodec>)> = None;
+    let mut frames: Option<FrameTracker> = None;
     // Recent (seq, timestamp) of received video, to check late packets against.
     let mut recent_ts = vec![None::<(u16, u32)>; 1024];
     let ts_of = |r: &[Option<(u16, u32)>], q: u16| {
@@ -1076,6 +1105,7 @@ async fn read_track(
             if video {
                 *lock(&remb_track) = Some(track.clone());
             }
+            frames = vc.map(FrameTracker::new);
             kind_codec = Some((video, vc));
         }
         let Some((video, vc)) = kind_codec else {
@@ -1113,6 +1143,10 @@ async fn read_track(
         };
         recent_ts[seq as usize % 1024] = Some((seq, pkt.header.timestamp));
         c.video_packets.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = frames.as_mut() {
+            f.on_packet(seq, pkt.header.timestamp, pkt.header.marker, &pkt.payload);
+            c.frames_decoded.store(f.decoded(), Ordering::Relaxed);
+        }
         if let Some(vc) = vc
             && is_keyframe(vc, &pkt.payload)
         {

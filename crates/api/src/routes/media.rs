@@ -80,8 +80,43 @@ fn sdp_text(body: &Bytes) -> ApiResult<&str> {
         .map_err(|_| ApiError::bad_request("bad_sdp", "the SDP is not UTF-8 text"))
 }
 
+/// How each SFU refusal reaches an HTTP client: status, stable problem code, and
+/// for refusals that pass, how long to wait (`Retry-After`). The one place this
+/// is decided (docs/media.md lists it for clients).
+fn sfu_problem(e: &SfuError) -> (StatusCode, &'static str, Option<Duration>) {
+    // Another client's handshake finishing (or expiring) frees a pending place;
+    // real handshakes take about a second.
+    let handshake = Some(Duration::from_secs(2));
+    let capacity = Some(Duration::from_secs(5));
+    match e {
+        SfuError::BadSdp(_) => (StatusCode::BAD_REQUEST, "bad_sdp", None),
+        SfuError::SdpTooComplex(_) => (StatusCode::UNPROCESSABLE_ENTITY, "sdp_too_complex", None),
+        SfuError::UnsupportedCodecs(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_codecs", None),
+        SfuError::RoomFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "room_full", capacity),
+        SfuError::TooManyPending(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_pending", handshake)
+        }
+        SfuError::RoomBusy(_) => (StatusCode::SERVICE_UNAVAILABLE, "room_busy", handshake),
+        SfuError::NoPublisher => (StatusCode::NOT_FOUND, "no_publisher", None),
+        SfuError::UnknownSession => (StatusCode::NOT_FOUND, "unknown_session", None),
+        SfuError::TooManySessions(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            capacity,
+        ),
+        SfuError::BadTrickle(_) => (StatusCode::BAD_REQUEST, "bad_trickle", None),
+        SfuError::IceRestartUnsupported => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ice_restart_unsupported",
+            None,
+        ),
+        SfuError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", capacity),
+        SfuError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+    }
+}
+
 pub(crate) fn sfu_error(e: SfuError) -> ApiError {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, code, retry_after) = sfu_problem(&e);
     let detail = match &e {
         SfuError::NoPublisher => {
             "the broadcast is not live right now; try again when the farmer goes live".to_owned()
@@ -95,24 +130,24 @@ pub(crate) fn sfu_error(e: SfuError) -> ApiError {
         }
         other => other.to_string(),
     };
-    let retry_after_secs = e.retry_after().map_or(5, |d| d.as_secs().max(1));
+    let retry_after_secs = retry_after.map_or(5, |d| d.as_secs().max(1));
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ApiError::Throttled {
-            code: e.code(),
+            code,
             detail,
             retry_after_secs,
         };
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return ApiError::Busy {
-            code: e.code(),
+            code,
             detail,
             retry_after_secs,
         };
     }
     ApiError::Other {
         status,
-        code: e.code(),
+        code,
         detail,
     }
 }
@@ -517,6 +552,34 @@ async fn media_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_refusal_has_a_distinct_code_and_passing_ones_a_wait() {
+        let all = [
+            SfuError::BadSdp(String::new()),
+            SfuError::SdpTooComplex(String::new()),
+            SfuError::UnsupportedCodecs(String::new()),
+            SfuError::RoomFull(1),
+            SfuError::TooManyPending(1),
+            SfuError::RoomBusy(1),
+            SfuError::NoPublisher,
+            SfuError::UnknownSession,
+            SfuError::TooManySessions(1),
+            SfuError::BadTrickle(String::new()),
+            SfuError::IceRestartUnsupported,
+            SfuError::ShuttingDown,
+            SfuError::Internal(String::new()),
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(|e| sfu_problem(e).1).collect();
+        assert_eq!(codes.len(), all.len());
+        for e in &all {
+            let (status, code, retry) = sfu_problem(e);
+            let passes = status == StatusCode::TOO_MANY_REQUESTS
+                || (status == StatusCode::SERVICE_UNAVAILABLE && code != "internal");
+            assert_eq!(retry.is_some(), passes, "{code}");
+        }
+        assert_eq!(sfu_problem(&SfuError::NoPublisher).0, StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn secrets_compare_exactly() {

@@ -7,18 +7,26 @@
 //! * [`NackCache`] — per publisher stream: recent packets to answer NACKs from;
 //!   [`RetransmitBudget`] — per viewer: how much of that it may be sent.
 //! * [`KeyframeRequestLimiter`] — per publisher stream: at most one PLI per interval.
+//! * [`RepairWatch`] — per publisher video stream: uplink holes that are not
+//!   repaired in time, which call for a keyframe.
+//! * [`DownlinkLoss`] — per viewer leg: the loss on the viewer's own link, from its
+//!   receiver reports less the holes the publisher's uplink made.
 //! * [`BandwidthEstimator`] + [`SimulcastSelector`] — per viewer: which layer fits.
 //! * [`RateMeter`] — per publisher stream: measured bitrate of each layer.
 //! * [`is_keyframe`] — VP8 / H.264 keyframe detection from the RTP payload;
 //!   [`KeyframeDetector`] — per publisher stream: where each keyframe starts.
 
 mod keyframe;
+mod loss;
 mod nack;
+mod repair;
 mod rewrite;
 mod simulcast;
 
 pub use keyframe::{KeyframeDetector, KeyframeRequestLimiter, VideoCodec, is_keyframe};
+pub use loss::DownlinkLoss;
 pub use nack::{NackCache, RetransmitBudget};
+pub use repair::RepairWatch;
 pub use rewrite::{Drop, Rewritten, SourceId, TrackForwarder};
 pub use simulcast::{BandwidthEstimator, Selection, SimulcastSelector};
 

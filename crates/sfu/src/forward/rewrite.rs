@@ -109,7 +109,7 @@ pub struct TrackForwarder {
 
 /// `seq` placed in the extended sequence space next to `reference`.
 #[inline]
-fn extend(seq: u16, reference: i64) -> i64 {
+pub(super) fn extend(seq: u16, reference: i64) -> i64 {
     reference + seq.wrapping_sub(reference as u16) as i16 as i64
 }
 
@@ -301,6 +301,27 @@ impl TrackForwarder {
     pub fn lookup(&self, out_seq: u16) -> Option<(SourceId, u16, u32)> {
         let m = self.history[out_seq as usize % HISTORY];
         (m.valid && m.out_seq == out_seq).then_some((m.source, m.src_seq, m.ts_offset))
+    }
+
+    /// How many of this leg's sequence numbers in `(after, upto]` (in RTP's
+    /// wrapping order) were sent, or `None` if the range reaches further back than
+    /// the mapping history remembers. A number skipped because the publisher's
+    /// packet never arrived was not sent: the viewer counts it lost, but it was
+    /// lost upstream.
+    pub fn sent_between(&self, after: u16, upto: u16) -> Option<u32> {
+        let span = upto.wrapping_sub(after);
+        if span as usize > HISTORY || span > 0x8000 {
+            return None;
+        }
+        Some(
+            (1..=span)
+                .filter(|i| {
+                    let seq = after.wrapping_add(*i);
+                    let m = &self.history[seq as usize % HISTORY];
+                    m.valid && m.out_seq == seq
+                })
+                .count() as u32,
+        )
     }
 
     /// Translate a publisher sender-report RTP time of `source` into this viewer's

@@ -58,6 +58,13 @@ pub struct BandwidthEstimator {
     congested_at: Option<Instant>,
     /// Until then, congestion signals describe the past and are ignored.
     quiet_until: Option<Instant>,
+    /// How long the link must be calm before the lowest layer is tried again.
+    lowest_retry: Duration,
+    /// When the current retry of the lowest layer started, while on probation.
+    retry_since: Option<Instant>,
+    /// The last congestion signal, acted on or not (an echo inside a hold still
+    /// says the link has not been calm).
+    signal_at: Option<Instant>,
 }
 
 /// Growth per second of a clean link (GCC's multiplicative increase).
@@ -72,8 +79,15 @@ const REMB_DROP: f64 = 0.95;
 /// After a decrease, further congestion signals are ignored this long.
 const DECREASE_HOLD: Duration = Duration::from_secs(2);
 /// After this long without congestion a viewer may have the lowest video
-/// layer whatever its estimate says (see [`BandwidthEstimator::for_selection`]).
-const LOWEST_LAYER_RETRY: Duration = Duration::from_secs(10);
+/// layer whatever its estimate says (see [`BandwidthEstimator::for_selection`]):
+/// a short loss burst costs a viewer its picture for about this long.
+const LOWEST_LAYER_RETRY: Duration = Duration::from_secs(2);
+/// Each retry that ends in congestion within [`RETRY_PROBATION`] doubles the
+/// wait, up to this: a link that cannot carry the lowest layer is not flooded
+/// every two seconds.
+const MAX_LOWEST_LAYER_RETRY: Duration = Duration::from_secs(16);
+/// A retry of the lowest layer that sees no congestion this long has held.
+const RETRY_PROBATION: Duration = Duration::from_secs(8);
 /// Headroom the selector wants before moving up to a layer.
 const UP_HEADROOM: f64 = 1.3;
 /// After video resumes from audio only, loss reports are ignored this long
@@ -97,6 +111,9 @@ impl BandwidthEstimator {
             last_growth: None,
             congested_at: None,
             quiet_until: None,
+            lowest_retry: LOWEST_LAYER_RETRY,
+            retry_since: None,
+            signal_at: None,
         }
     }
 
@@ -172,11 +189,19 @@ impl BandwidthEstimator {
     }
 
     fn congested(&mut self, bps: f64, now: Instant) {
+        // Even an echo says the link is not calm yet (see `for_selection`).
+        self.signal_at = Some(now);
         if self.quiet_until.is_some_and(|q| now < q) {
             return; // still the echo of congestion already acted on
         }
         self.bps = self.bps.min(bps).clamp(self.min_bps, self.max_bps);
         self.congested_at = Some(now);
+        if let Some(since) = self.retry_since.take()
+            && now.saturating_duration_since(since) < RETRY_PROBATION
+        {
+            // The lowest layer did not fit after all: wait longer next time.
+            self.lowest_retry = (self.lowest_retry * 2).min(MAX_LOWEST_LAYER_RETRY);
+        }
         self.quiet_until = Some(now + DECREASE_HOLD);
     }
 
@@ -187,8 +212,10 @@ impl BandwidthEstimator {
 
     /// The estimate the layer selector should see: never below what the
     /// lowest layer (`lowest_layer_bps`, 0 = not measured yet) needs with the
-    /// selector's up-switch headroom, unless the link showed congestion in the
-    /// last [`LOWEST_LAYER_RETRY`].
+    /// selector's up-switch headroom, unless the link showed congestion (a
+    /// signal acted on, or its echo during a hold) in the
+    /// last [`LOWEST_LAYER_RETRY`] (doubled for each retry the link could not
+    /// carry, up to [`MAX_LOWEST_LAYER_RETRY`]; back to the start once one holds).
     ///
     /// The estimate starts at a guess and grows only while it carries traffic,
     /// so a guess below a single-layer stream (OBS at 2.5 Mbit/s, a phone at
@@ -196,16 +223,31 @@ impl BandwidthEstimator {
     /// link is weak, and audio only gives it nothing to grow on. Evidence
     /// (loss, a REMB backing off) still sends a viewer to audio only; after a
     /// quiet spell it tries the lowest layer again.
-    pub fn for_selection(&self, lowest_layer_bps: u64, audio_bps: u64, now: Instant) -> u64 {
+    pub fn for_selection(&mut self, lowest_layer_bps: u64, audio_bps: u64, now: Instant) -> u64 {
+        if self
+            .retry_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= RETRY_PROBATION)
+        {
+            self.retry_since = None;
+            self.lowest_retry = LOWEST_LAYER_RETRY;
+        }
         let estimate = self.estimate(now);
         let calm = self
-            .congested_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= LOWEST_LAYER_RETRY);
+            .signal_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.lowest_retry);
         if !calm || lowest_layer_bps == 0 {
             return estimate;
         }
         let floor = (lowest_layer_bps as f64 * UP_HEADROOM) as u64 + audio_bps + 1;
+        if floor > estimate && self.congested_at.is_some() && self.retry_since.is_none() {
+            self.retry_since = Some(now);
+        }
         estimate.max(floor)
+    }
+
+    /// How long the link must now be calm before the lowest layer is tried again.
+    pub fn lowest_layer_retry(&self) -> Duration {
+        self.lowest_retry
     }
 
     /// When the link last showed congestion (loss or a REMB backing off), if ever.
@@ -442,10 +484,36 @@ mod tests {
         e.on_fraction_lost(128, s(1));
         assert_eq!(e.for_selection(1_500_000, 40_000, s(2)), e.estimate(s(2)));
         assert!((e.estimate(s(2)) as f64) < need);
-        // Ten quiet seconds later the lowest layer is tried again.
-        assert!(e.for_selection(1_500_000, 40_000, s(11)) as f64 >= need);
+        // Two quiet seconds later the lowest layer is tried again.
+        assert!(e.for_selection(1_500_000, 40_000, s(3)) as f64 >= need);
         // Nothing measured yet: the selector's own guess applies.
-        assert_eq!(e.for_selection(0, 40_000, s(11)), e.estimate(s(11)));
+        assert_eq!(e.for_selection(0, 40_000, s(3)), e.estimate(s(3)));
+    }
+
+    #[test]
+    fn a_retry_the_link_cannot_carry_doubles_the_wait_and_one_that_holds_resets_it() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut e = BandwidthEstimator::new(1_000_000, 50_000, 10_000_000);
+        let need =
+            |e: &mut BandwidthEstimator, t| e.for_selection(1_500_000, 40_000, t) > e.estimate(t);
+        e.on_fraction_lost(128, t0);
+        assert!(!need(&mut e, ms(1_999)));
+        assert!(need(&mut e, ms(2_000)), "retried after 2 s");
+        // The retry ends in loss: 4 s next time, then 8 s.
+        e.on_fraction_lost(128, ms(3_000));
+        assert_eq!(e.lowest_layer_retry(), Duration::from_secs(4));
+        assert!(!need(&mut e, ms(6_999)));
+        assert!(need(&mut e, ms(7_000)));
+        e.on_fraction_lost(128, ms(8_000));
+        assert_eq!(e.lowest_layer_retry(), Duration::from_secs(8));
+        assert!(need(&mut e, ms(16_000)));
+        // This one holds through its probation: back to 2 s.
+        assert!(need(&mut e, ms(24_000)));
+        assert_eq!(e.lowest_layer_retry(), LOWEST_LAYER_RETRY);
+        // Congestion long after a retry held is news, not a failed retry.
+        e.on_fraction_lost(128, ms(40_000));
+        assert_eq!(e.lowest_layer_retry(), LOWEST_LAYER_RETRY);
     }
 
     /// Feed `bps` of sent media over `secs` seconds, ending at `t`.

@@ -1,60 +1,141 @@
-//! A lossy UDP relay between a viewer and the SFU: induced loss that happens on the
-//! wire, before the viewer's WebRTC stack sees the packet.
+//! A UDP relay that puts a weak network between WebRTC peers and the SFU: delay,
+//! jitter (which reorders), random loss and a rate cap with a bounded queue, per
+//! direction, in user space (this machine's kernel has no `netem`).
 //!
-//! The SDP answer handed to the viewer is rewritten so that each of the server's UDP
-//! candidates points at a relay socket (TCP candidates are removed, so the viewer
-//! cannot bypass the relay). The relay forwards both directions unchanged, except
-//! that server→viewer RTP of the chosen payload types whose sequence number is a
-//! multiple of `drop_one_in` is dropped the *first* time it passes. SRTP leaves the
-//! RTP header in clear, so the relay reads SSRC, payload type and sequence number
-//! without keys; STUN, DTLS and SRTCP pass untouched. A packet with a dropped
-//! `(ssrc, seq)` that passes later is a retransmission, and the time since the drop
-//! is recorded.
+//! Two ways in:
 //!
-//! The downlink can also be made narrow ([`LossyRelay::set_downlink_bps`]): a
-//! bottleneck that sends server→viewer datagrams no faster than the rate, queues
-//! them for at most [`BOTTLENECK_QUEUE`] and drops what does not fit (a router's
-//! tail drop). The viewer's congestion control sees what it would on a weak mobile
-//! link: queueing delay first, then loss.
+//! * [`Relay::start`] sits in front of a *viewer*: the SDP answer handed to the
+//!   viewer is rewritten so that each of the server's UDP candidates points at a
+//!   relay socket (TCP candidates are removed, so the viewer cannot bypass it). It
+//!   can also drop every n-th video RTP packet towards the viewer the first time it
+//!   passes and time its retransmission: SRTP leaves the RTP header in clear, so the
+//!   relay reads SSRC, payload type and sequence number without keys; STUN, DTLS and
+//!   SRTCP pass untouched by that rule.
+//! * [`Relay::in_front_of`] listens on an address the SFU *advertises* (its 1:1 NAT
+//!   setting) and forwards to the address the SFU is bound to: a client that gathers
+//!   its own candidates and signals over HTTP itself (GStreamer's `whip-client`)
+//!   reaches the SFU only through the relay. Each client address gets its own
+//!   [`LinkProfile`] ([`Relay::set_profile`]), so a publisher can sit behind a bad
+//!   link while viewers on the same relay have a clean one.
 //!
 //! The server sees the relay's address as a peer-reflexive candidate, as it would
-//! see a viewer behind a NAT.
+//! see a peer behind a NAT.
+//!
+//! What a datagram goes through, in order: random loss, then the bottleneck (sent
+//! no faster than the rate, queued for at most [`Impairment::queue`], tail-dropped
+//! beyond: a router's queue), then the one-way delay plus a uniform random jitter
+//! drawn per datagram. Jitter larger than the spacing of a burst reorders it, as
+//! phone networks do. Randomness is seeded ([`LinkProfile::seed`]): a run can be
+//! repeated.
 
 use super::{TkResult, s};
-use std::collections::HashMap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::net::SocketAddr;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// What a [`LossyRelay`] has seen so far.
+/// What a [`Relay`] has seen so far.
 #[derive(Debug, Clone, Default)]
 pub struct RelayStats {
-    /// RTP packets dropped on their first pass towards the viewer.
+    /// RTP packets dropped on their first pass towards the client (`drop_one_in`).
     pub dropped: u64,
-    /// Dropped packets that passed again later (retransmissions): `(ssrc, seq, time
-    /// from the drop to the retransmission passing the relay)`.
+    /// Those dropped packets that passed again later (retransmissions): `(ssrc, seq,
+    /// time from the drop to the retransmission passing the relay)`.
     pub recovered: Vec<(u32, u16, Duration)>,
     /// Dropped packets not retransmitted (yet): `(ssrc, seq, time since the drop)`.
     pub outstanding: Vec<(u32, u16, Duration)>,
-    /// Datagrams forwarded towards the viewer.
-    pub to_viewer: u64,
+    /// Datagrams forwarded towards the clients.
+    pub to_client: u64,
     /// Datagrams forwarded towards the server.
     pub to_server: u64,
-    /// Datagrams towards the viewer dropped by the bottleneck (queue full).
+    /// Datagrams towards the clients dropped by a full bottleneck queue.
     pub bottleneck_drops: u64,
+    /// Datagrams lost at random, towards the server and towards the clients.
+    pub random_drops: (u64, u64),
 }
 
-/// Longest a datagram waits in the bottleneck's queue before it is dropped instead.
+/// Longest a datagram waits in a bottleneck's queue, unless set otherwise.
 pub const BOTTLENECK_QUEUE: Duration = Duration::from_millis(250);
+
+/// What one direction of a link does to datagrams. `Default` is a perfect link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Impairment {
+    /// One-way delay.
+    pub delay: Duration,
+    /// Extra delay drawn uniformly from `0..=jitter` for each datagram.
+    pub jitter: Duration,
+    /// Probability (0..1) that a datagram is lost.
+    pub loss: f64,
+    /// Rate cap in bit/s (IP payload plus IP and UDP headers); `None` = unlimited.
+    pub rate_bps: Option<u64>,
+    /// Longest a datagram may queue behind the rate cap before it is dropped.
+    pub queue: Duration,
+}
+
+impl Default for Impairment {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            rate_bps: None,
+            queue: BOTTLENECK_QUEUE,
+        }
+    }
+}
+
+impl Impairment {
+    /// A path of `delay` one way with `jitter` on top.
+    pub fn delayed(delay: Duration, jitter: Duration) -> Self {
+        Self {
+            delay,
+            jitter,
+            ..Self::default()
+        }
+    }
+
+    /// The same, also losing `loss` (0..1) of the datagrams.
+    pub fn with_loss(mut self, loss: f64) -> Self {
+        self.loss = loss;
+        self
+    }
+}
+
+/// Both directions of one client's link.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LinkProfile {
+    /// Client to server.
+    pub up: Impairment,
+    /// Server to client.
+    pub down: Impairment,
+    /// Seed for the loss and jitter draws.
+    pub seed: u64,
+}
+
+impl LinkProfile {
+    /// The same impairment both ways.
+    pub fn symmetric(both: Impairment) -> Self {
+        Self {
+            up: both.clone(),
+            down: both,
+            seed: 1,
+        }
+    }
+}
 
 /// A link of limited rate with a bounded queue: when each datagram leaves, or
 /// that it is dropped. Sans-I/O; the relay's sending task waits for the times.
 #[derive(Debug, Clone, Default)]
 struct Bottleneck {
     rate_bps: Option<u64>,
+    queue: Duration,
     /// When the link has sent everything admitted so far.
     busy_until: Option<Instant>,
 }
@@ -66,7 +147,7 @@ impl Bottleneck {
             return Some(now);
         };
         let start = self.busy_until.map_or(now, |b| b.max(now));
-        if start.saturating_duration_since(now) > BOTTLENECK_QUEUE {
+        if start.saturating_duration_since(now) > self.queue {
             return None;
         }
         // Count IP and UDP headers too: they use the link as well.
@@ -77,27 +158,140 @@ impl Bottleneck {
     }
 }
 
+/// Why a datagram did not pass a [`Link`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    Random,
+    QueueFull,
+}
+
+/// One direction of one client's link (sans-I/O): when a datagram arrives, if at all.
+struct Link {
+    imp: Impairment,
+    bottleneck: Bottleneck,
+    rng: StdRng,
+}
+
+impl Link {
+    fn new(imp: Impairment, seed: u64) -> Self {
+        Self {
+            bottleneck: Bottleneck {
+                rate_bps: imp.rate_bps,
+                queue: imp.queue,
+                busy_until: None,
+            },
+            imp,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    fn set_rate(&mut self, bps: Option<u64>) {
+        self.imp.rate_bps = bps;
+        self.bottleneck.rate_bps = bps;
+    }
+
+    fn pass(&mut self, bytes: usize, now: Instant) -> Result<Instant, Lost> {
+        if self.imp.loss > 0.0 && self.rng.random::<f64>() < self.imp.loss {
+            return Err(Lost::Random);
+        }
+        let left = self.bottleneck.admit(bytes, now).ok_or(Lost::QueueFull)?;
+        let jitter = match self.imp.jitter.as_micros() as u64 {
+            0 => Duration::ZERO,
+            max => Duration::from_micros(self.rng.random_range(0..=max)),
+        };
+        Ok(left + self.imp.delay + jitter)
+    }
+}
+
 struct DropRecord {
     at: Instant,
     resent_after: Option<Duration>,
 }
 
+/// Both links of one client.
+struct ClientLinks {
+    up: Link,
+    down: Link,
+}
+
 struct State {
     drop_one_in: u16,
-    /// RTP payload types subject to loss (empty: every RTP packet).
+    /// RTP payload types subject to `drop_one_in` (empty: every RTP packet).
     payload_types: Vec<u8>,
     drops: HashMap<(u32, u16), DropRecord>,
     order: Vec<(u32, u16)>,
-    to_viewer: u64,
-    to_server: u64,
-    bottleneck: Bottleneck,
-    bottleneck_drops: u64,
+    default_profile: LinkProfile,
+    profiles: HashMap<IpAddr, LinkProfile>,
+    links: HashMap<SocketAddr, ClientLinks>,
+    stats: RelayStats,
 }
 
 impl State {
-    /// Returns whether a server→viewer datagram is forwarded.
-    fn pass_to_viewer(&mut self, d: &[u8], now: Instant) -> bool {
-        self.to_viewer += 1;
+    fn new(drop_one_in: u16, payload_types: Vec<u8>, default_profile: LinkProfile) -> Self {
+        Self {
+            drop_one_in,
+            payload_types,
+            drops: HashMap::new(),
+            order: Vec::new(),
+            default_profile,
+            profiles: HashMap::new(),
+            links: HashMap::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    fn links(&mut self, client: SocketAddr) -> &mut ClientLinks {
+        let profile = self
+            .profiles
+            .get(&client.ip())
+            .unwrap_or(&self.default_profile);
+        // Each client draws its own numbers, repeatably.
+        let seed = profile.seed ^ (self.links.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let (up, down) = (profile.up.clone(), profile.down.clone());
+        self.links.entry(client).or_insert_with(|| ClientLinks {
+            up: Link::new(up, seed),
+            down: Link::new(down, seed ^ 0x5555),
+        })
+    }
+
+    /// When a client→server datagram arrives at the server, if it does.
+    fn pass_up(&mut self, client: SocketAddr, bytes: usize, now: Instant) -> Option<Instant> {
+        match self.links(client).up.pass(bytes, now) {
+            Ok(at) => {
+                self.stats.to_server += 1;
+                Some(at)
+            }
+            Err(_) => {
+                self.stats.random_drops.0 += 1;
+                None
+            }
+        }
+    }
+
+    /// When a server→client datagram arrives at the client, if it does.
+    fn pass_down(&mut self, client: SocketAddr, d: &[u8], now: Instant) -> Option<Instant> {
+        if !self.pass_drop_rule(d, now) {
+            return None;
+        }
+        match self.links(client).down.pass(d.len(), now) {
+            Ok(at) => {
+                self.stats.to_client += 1;
+                Some(at)
+            }
+            Err(Lost::Random) => {
+                self.stats.random_drops.1 += 1;
+                None
+            }
+            Err(Lost::QueueFull) => {
+                self.stats.bottleneck_drops += 1;
+                None
+            }
+        }
+    }
+
+    /// The `drop_one_in` rule: drops the first pass of every n-th RTP packet of the
+    /// chosen payload types, and times its retransmission.
+    fn pass_drop_rule(&mut self, d: &[u8], now: Instant) -> bool {
         let Some((pt, seq, ssrc)) = rtp_fields(d) else {
             return true;
         };
@@ -149,8 +343,8 @@ fn video_payload_types(sdp: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A running lossy relay; its sockets close when it is dropped.
-pub struct LossyRelay {
+/// A running relay; its sockets close when it is dropped.
+pub struct Relay {
     state: Arc<Mutex<State>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -159,26 +353,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl LossyRelay {
-    /// Start a relay for the server candidates in `answer` and return it with the
-    /// answer rewritten to point at it. Video RTP (by the answer's video payload
-    /// types) whose sequence number is a multiple of `drop_one_in` is dropped once.
-    pub async fn start(answer: &str, drop_one_in: u16) -> TkResult<(LossyRelay, String)> {
-        let state = Arc::new(Mutex::new(State {
+impl Relay {
+    fn new(state: State) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Start a relay in front of a viewer for the server candidates in `answer` and
+    /// return it with the answer rewritten to point at it. Video RTP (by the answer's
+    /// video payload types) whose sequence number is a multiple of `drop_one_in` is
+    /// dropped once (0: nothing is). The link is perfect until
+    /// [`set_downlink_bps`](Self::set_downlink_bps) narrows it.
+    pub async fn start(answer: &str, drop_one_in: u16) -> TkResult<(Relay, String)> {
+        Self::start_with(answer, drop_one_in, LinkProfile::default()).await
+    }
+
+    /// [`start`](Self::start) over a link with `profile`.
+    pub async fn start_with(
+        answer: &str,
+        drop_one_in: u16,
+        profile: LinkProfile,
+    ) -> TkResult<(Relay, String)> {
+        let relay = Relay::new(State::new(
             drop_one_in,
-            payload_types: video_payload_types(answer),
-            drops: HashMap::new(),
-            order: Vec::new(),
-            to_viewer: 0,
-            to_server: 0,
-            bottleneck: Bottleneck::default(),
-            bottleneck_drops: 0,
-        }));
-        let tasks = Arc::new(Mutex::new(Vec::new()));
-        let relay = LossyRelay {
-            state: state.clone(),
-            tasks: tasks.clone(),
-        };
+            video_payload_types(answer),
+            profile,
+        ));
         let mut fronts: HashMap<SocketAddr, SocketAddr> = HashMap::new();
         let mut out = String::with_capacity(answer.len());
         for line in answer.split_inclusive('\n') {
@@ -193,21 +395,15 @@ impl LossyRelay {
                 continue;
             }
             if !f[2].eq_ignore_ascii_case("udp") {
-                continue; // a TCP path would bypass the loss
+                continue; // a TCP path would bypass the relay
             }
             let server: SocketAddr = format!("{}:{}", f[4], f[5]).parse().map_err(s)?;
             let front_addr = match fronts.get(&server) {
                 Some(a) => *a,
                 None => {
-                    let front = Arc::new(
-                        UdpSocket::bind(SocketAddr::new(server.ip(), 0))
-                            .await
-                            .map_err(s)?,
-                    );
-                    let a = front.local_addr().map_err(s)?;
-                    let task =
-                        tokio::spawn(front_loop(front, server, state.clone(), tasks.clone()));
-                    lock(&tasks).push(task);
+                    let a = relay
+                        .listen(SocketAddr::new(server.ip(), 0), server)
+                        .await?;
                     fronts.insert(server, a);
                     a
                 }
@@ -225,17 +421,43 @@ impl LossyRelay {
         Ok((relay, out))
     }
 
+    /// A relay listening on `front` (what the SFU advertises) that forwards to
+    /// `server` (where the SFU is bound). Clients get `default_profile` unless
+    /// [`set_profile`](Self::set_profile) names their address.
+    pub async fn in_front_of(
+        front: SocketAddr,
+        server: SocketAddr,
+        default_profile: LinkProfile,
+    ) -> TkResult<Relay> {
+        let relay = Relay::new(State::new(0, Vec::new(), default_profile));
+        relay.listen(front, server).await?;
+        Ok(relay)
+    }
+
+    /// The link for clients at `ip` from their next new address on.
+    pub fn set_profile(&self, ip: IpAddr, profile: LinkProfile) {
+        lock(&self.state).profiles.insert(ip, profile);
+    }
+
+    async fn listen(&self, front: SocketAddr, server: SocketAddr) -> TkResult<SocketAddr> {
+        let socket = Arc::new(UdpSocket::bind(front).await.map_err(s)?);
+        let addr = socket.local_addr().map_err(s)?;
+        let task = tokio::spawn(front_loop(
+            socket,
+            server,
+            self.state.clone(),
+            self.tasks.clone(),
+        ));
+        lock(&self.tasks).push(task);
+        Ok(addr)
+    }
+
     /// What the relay has seen so far.
     pub fn stats(&self) -> RelayStats {
         let st = lock(&self.state);
         let now = Instant::now();
-        let mut out = RelayStats {
-            dropped: st.order.len() as u64,
-            to_viewer: st.to_viewer,
-            to_server: st.to_server,
-            bottleneck_drops: st.bottleneck_drops,
-            ..Default::default()
-        };
+        let mut out = st.stats.clone();
+        out.dropped = st.order.len() as u64;
         for key in &st.order {
             let Some(r) = st.drops.get(key) else { continue };
             match r.resent_after {
@@ -248,13 +470,17 @@ impl LossyRelay {
         out
     }
 
-    /// Narrow the viewer's downlink to `bps` (IP payload rate), or open it (`None`).
+    /// Narrow every client's downlink to `bps` (IP payload rate), or open it (`None`).
     pub fn set_downlink_bps(&self, bps: Option<u64>) {
-        lock(&self.state).bottleneck.rate_bps = bps;
+        let mut st = lock(&self.state);
+        st.default_profile.down.rate_bps = bps;
+        for links in st.links.values_mut() {
+            links.down.set_rate(bps);
+        }
     }
 }
 
-impl Drop for LossyRelay {
+impl Drop for Relay {
     fn drop(&mut self) {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
@@ -262,46 +488,54 @@ impl Drop for LossyRelay {
     }
 }
 
-/// Viewer-facing socket: what the viewer believes is the server.
+/// Client-facing socket: what the client believes is the server.
 async fn front_loop(
     front: Arc<UdpSocket>,
     server: SocketAddr,
     state: Arc<Mutex<State>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) {
-    // One server-facing socket per viewer address, so each viewer 5-tuple stays distinct.
-    let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    // One server-facing socket per client address, so each client 5-tuple stays
+    // distinct; and one scheduled sender per direction.
+    let mut uplinks: HashMap<SocketAddr, mpsc::UnboundedSender<(Instant, Vec<u8>)>> =
+        HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {
-        let Ok((n, viewer)) = front.recv_from(&mut buf).await else {
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
             continue;
         };
-        let back = match backs.get(&viewer) {
-            Some(b) => b.clone(),
+        let up = match uplinks.get(&client) {
+            Some(up) => up.clone(),
             None => {
-                let Ok(b) = UdpSocket::bind(SocketAddr::new(server.ip(), 0)).await else {
+                let Ok(back) = UdpSocket::bind(SocketAddr::new(server.ip(), 0)).await else {
                     continue;
                 };
-                let b = Arc::new(b);
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let task = tokio::spawn(back_loop(b.clone(), tx, state.clone()));
-                lock(&tasks).push(task);
-                let task = tokio::spawn(downlink(rx, front.clone(), viewer));
-                lock(&tasks).push(task);
-                backs.insert(viewer, b.clone());
-                b
+                let back = Arc::new(back);
+                let (up, up_rx) = mpsc::unbounded_channel();
+                let (down, down_rx) = mpsc::unbounded_channel();
+                let spawned = [
+                    tokio::spawn(scheduled_sender(up_rx, back.clone(), server)),
+                    tokio::spawn(back_loop(back, client, down, state.clone())),
+                    tokio::spawn(scheduled_sender(down_rx, front.clone(), client)),
+                ];
+                lock(&tasks).extend(spawned);
+                uplinks.insert(client, up.clone());
+                up
             }
         };
-        lock(&state).to_server += 1;
-        let _ = back.send_to(&buf[..n], server).await;
+        let at = lock(&state).pass_up(client, n, Instant::now());
+        if let Some(at) = at {
+            let _ = up.send((at, buf[..n].to_vec()));
+        }
     }
 }
 
-/// Server-facing socket for one viewer address: applies the loss and the
-/// bottleneck, and hands what passes to [`downlink`] with the time it leaves.
+/// Server-facing socket for one client address: what the server sends it goes
+/// through the downlink to [`scheduled_sender`].
 async fn back_loop(
     back: Arc<UdpSocket>,
-    out: tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>)>,
+    client: SocketAddr,
+    down: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
     state: Arc<Mutex<State>>,
 ) {
     let mut buf = vec![0u8; 2048];
@@ -309,37 +543,45 @@ async fn back_loop(
         let Ok((n, _)) = back.recv_from(&mut buf).await else {
             continue;
         };
-        let now = Instant::now();
-        let release = {
-            let mut st = lock(&state);
-            if !st.pass_to_viewer(&buf[..n], now) {
-                continue;
-            }
-            let at = st.bottleneck.admit(n, now);
-            if at.is_none() {
-                st.bottleneck_drops += 1;
-            }
-            at
-        };
-        if let Some(at) = release
-            && out.send((at, buf[..n].to_vec())).is_err()
+        let at = lock(&state).pass_down(client, &buf[..n], Instant::now());
+        if let Some(at) = at
+            && down.send((at, buf[..n].to_vec())).is_err()
         {
             return;
         }
     }
 }
 
-/// Sends datagrams to the viewer in order, each no earlier than its time.
-async fn downlink(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
-    front: Arc<UdpSocket>,
-    viewer: SocketAddr,
+/// Sends each datagram to `to` at its arrival time, in the order of those times:
+/// jitter reorders, as it does on a real path.
+async fn scheduled_sender(
+    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
 ) {
-    while let Some((at, d)) = rx.recv().await {
-        if at > Instant::now() {
-            tokio::time::sleep_until(at.into()).await;
+    // (arrival time, order of admission as a tie-break, datagram)
+    let mut due: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
+    let mut admitted = 0u64;
+    let mut open = true;
+    while open || !due.is_empty() {
+        let next = due.peek().map(|Reverse((at, _, _))| *at);
+        tokio::select! {
+            m = rx.recv(), if open => match m {
+                Some((at, d)) => {
+                    admitted += 1;
+                    due.push(Reverse((at, admitted, d)));
+                }
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()), if next.is_some() => {
+                let now = Instant::now();
+                while due.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
+                    if let Some(Reverse((_, _, d))) = due.pop() {
+                        let _ = socket.send_to(&d, to).await;
+                    }
+                }
+            }
         }
-        let _ = front.send_to(&d, viewer).await;
     }
 }
 
@@ -354,31 +596,34 @@ mod tests {
         p
     }
 
+    fn client() -> SocketAddr {
+        "127.0.0.1:5000".parse().unwrap()
+    }
+
     #[test]
     fn drops_every_nth_video_packet_once_and_times_the_resend() {
-        let mut st = State {
-            drop_one_in: 10,
-            payload_types: vec![96],
-            drops: HashMap::new(),
-            order: Vec::new(),
-            to_viewer: 0,
-            to_server: 0,
-            bottleneck: Bottleneck::default(),
-            bottleneck_drops: 0,
-        };
+        let mut st = State::new(10, vec![96], LinkProfile::default());
         let t0 = Instant::now();
         let passed: Vec<u16> = (1..=30)
-            .filter(|&q| st.pass_to_viewer(&rtp(96, q, 7), t0))
+            .filter(|&q| st.pass_down(client(), &rtp(96, q, 7), t0).is_some())
             .collect();
         assert_eq!(passed.len(), 27);
         assert!(!passed.contains(&10) && !passed.contains(&20) && !passed.contains(&30));
         // audio (other payload type), RTCP, STUN and DTLS pass untouched
-        assert!(st.pass_to_viewer(&rtp(111, 40, 8), t0));
-        assert!(st.pass_to_viewer(&[0x80, 200, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0], t0));
-        assert!(st.pass_to_viewer(&[0x00, 0x01, 0x00, 0x00], t0));
-        assert!(st.pass_to_viewer(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], t0));
+        let c = client();
+        assert!(st.pass_down(c, &rtp(111, 40, 8), t0).is_some());
+        assert!(
+            st.pass_down(c, &[0x80, 200, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0], t0)
+                .is_some()
+        );
+        assert!(st.pass_down(c, &[0x00, 0x01, 0x00, 0x00], t0).is_some());
+        assert!(
+            st.pass_down(c, &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], t0)
+                .is_some()
+        );
         // the retransmission of seq 20 passes and is timed
-        assert!(st.pass_to_viewer(&rtp(96, 20, 7), t0 + Duration::from_millis(35)));
+        let later = t0 + Duration::from_millis(35);
+        assert_eq!(st.pass_down(c, &rtp(96, 20, 7), later), Some(later));
         let resent: Vec<_> = st
             .order
             .iter()
@@ -390,7 +635,10 @@ mod tests {
     #[test]
     fn bottleneck_paces_queues_and_tail_drops() {
         let t0 = Instant::now();
-        let mut b = Bottleneck::default();
+        let mut b = Bottleneck {
+            queue: BOTTLENECK_QUEUE,
+            ..Default::default()
+        };
         // Open: everything leaves at once.
         assert_eq!(b.admit(1200, t0), Some(t0));
         b.rate_bps = Some(1_000_000);
@@ -405,6 +653,45 @@ mod tests {
         // Once the queue drained the link takes packets again.
         let later = t0 + Duration::from_secs(1);
         assert_eq!(b.admit(1000, later), Some(later + each));
+    }
+
+    #[test]
+    fn jitter_reorders_and_loss_is_about_the_asked_share() {
+        let t0 = Instant::now();
+        let imp = Impairment::delayed(Duration::from_millis(15), Duration::from_millis(10))
+            .with_loss(0.05);
+        let mut link = Link::new(imp, 7);
+        // A burst of 1,000 datagrams sent 0.1 ms apart.
+        let arrivals: Vec<Instant> = (0..1000u64)
+            .filter_map(|i| link.pass(1000, t0 + Duration::from_micros(100 * i)).ok())
+            .collect();
+        let lost = 1000 - arrivals.len();
+        assert!((30..=70).contains(&lost), "{lost} of 1000 lost at 5 %");
+        for at in &arrivals {
+            let d = at.saturating_duration_since(t0);
+            assert!(d >= Duration::from_millis(15) && d <= Duration::from_millis(126));
+        }
+        let overtaken = arrivals.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!(overtaken > 100, "jitter reorders the burst: {overtaken}");
+        // The same seed draws the same numbers.
+        let mut again = Link::new(link.imp.clone(), 7);
+        let first: Vec<_> = (0..1000u64)
+            .filter_map(|i| again.pass(1000, t0 + Duration::from_micros(100 * i)).ok())
+            .collect();
+        assert_eq!(first, arrivals);
+    }
+
+    #[test]
+    fn each_client_address_gets_its_own_profile() {
+        let bad = LinkProfile::symmetric(Impairment::default().with_loss(1.0));
+        let mut st = State::new(0, Vec::new(), LinkProfile::default());
+        st.profiles.insert("192.0.2.9".parse().unwrap(), bad);
+        let t0 = Instant::now();
+        let lossy: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        assert_eq!(st.pass_up(lossy, 100, t0), None);
+        assert_eq!(st.pass_down(lossy, &[0u8; 100], t0), None);
+        assert_eq!(st.pass_up(client(), 100, t0), Some(t0));
+        assert_eq!(st.stats.random_drops, (1, 1));
     }
 
     #[test]
