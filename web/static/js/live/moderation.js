@@ -13,6 +13,8 @@ import { el, icon, toast } from '../dom.js';
 import { get } from '../api.js';
 import { openSheet, ask } from '../sheet.js';
 import { refusalWords } from './chat.js';
+import { describe } from '../forms.js';
+import { entryWords } from './modlog.js';
 import { durationWords } from './words.js';
 
 const TIMEOUTS = [10, 60, 600, 3600, 86400];
@@ -40,8 +42,9 @@ export class ModTools {
    * @param {import('./chat.js').ChatPanel} chat
    * @param {import('./channel.js').LiveChannel} channel
    */
-  constructor(chat, channel, { shopId }) {
+  constructor(chat, channel, { shopId, titleOf = () => null }) {
     this.chat = chat;
+    this.titleOf = titleOf;
     this.channel = channel;
     this.shopId = shopId;
     this.enabled = false;
@@ -190,6 +193,11 @@ export class ModTools {
         actor: e.actor ? { subject: e.actor, name: e.actor_name } : null,
         target: e.target,
         detail: e.detail,
+        reason: e.reason,
+        seconds: e.seconds,
+        count: e.count,
+        offer: e.offer,
+        title: e.title,
         at: e.at,
       }));
       // Entries heard live while loading may be in the answer too.
@@ -200,7 +208,7 @@ export class ModTools {
       this.renderLog();
       this.logList.dataset.loaded = 'true';
     } catch (problem) {
-      this.logList.replaceChildren(el('li', { class: 'muted', text: refusalWords({ code: problem.code, message: problem.detail }) }));
+      this.logList.replaceChildren(el('li', { class: 'muted', text: describe(problem) }));
     }
   }
 
@@ -216,12 +224,13 @@ export class ModTools {
   logEntry(e) {
     const actor = e.actor ? e.actor.name : t('mod.auto');
     const target = e.target ? (this.chat.nameOf(e.target) || shortSubject(e.target)) : '';
+    const words = entryWords(e, t, this.titleOf);
     const li = el('li', { class: 'mod-entry' },
       el('span', { class: 'mod-time', text: formatTime(e.at) }),
       el('span', { class: 'mod-what' },
-        el('strong', { text: actor }), ' ', t(`mod.a.${e.action}`),
+        el('strong', { text: actor }), ' ', words.action,
         target ? el('span', { class: 'mod-target', text: ` ${target}` }) : null,
-        e.detail ? el('span', { class: 'muted', text: ` · ${e.detail}` }) : null));
+        words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
     if (e.action === 'ban' && e.target) {
       const unban = el('button', { type: 'button', class: 'btn btn-quiet btn-small', text: t('mod.unban') });
       unban.addEventListener('click', () => this.send({ type: 'unban', subject: e.target }));
