@@ -38,7 +38,17 @@ async fn put(
 
 #[tokio::test]
 async fn the_owner_uploads_photos_and_everyone_sees_them_cached() {
-    let app = TestApp::spawn().await;
+    uploads_and_serves(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn photos_are_kept_on_postgres_too() {
+    if let Some(app) = TestApp::spawn_postgres().await {
+        uploads_and_serves(app).await;
+    }
+}
+
+async fn uploads_and_serves(app: TestApp) {
     let (owner, shop) = app.farmer_with_shop("13800138000").await;
     let product = expect(
         app.post(

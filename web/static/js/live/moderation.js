@@ -140,7 +140,9 @@ export class ModTools {
     this.logList = el('ol', { class: 'mod-log' });
     const logBox = el('details', { class: 'mod-log-box' },
       el('summary', {}, icon('list'), el('span', { text: t('mod.log') })), this.logList);
+    const close = el('button', { type: 'button', class: 'btn btn-quiet btn-small mod-close' }, icon('close'), el('span', { text: t('mod.close') }));
     this.panel = el('div', { class: 'mod-panel', hidden: true },
+      close,
       el('div', { class: 'mod-group' }, el('p', { class: 'mod-label' }, icon('clock'), el('span', { text: t('mod.slow') })), this.slowRow),
       el('div', { class: 'mod-group' },
         el('p', { class: 'mod-label' }, icon('ban'), el('span', { text: t('mod.words') })),
@@ -151,6 +153,12 @@ export class ModTools {
     toggle.addEventListener('click', () => {
       this.panel.hidden = !this.panel.hidden;
       toggle.setAttribute('aria-expanded', String(!this.panel.hidden));
+    });
+    // On a phone the panel covers the chat like a sheet: it closes itself.
+    close.addEventListener('click', () => {
+      this.panel.hidden = true;
+      toggle.setAttribute('aria-expanded', 'false');
+      toggle.focus();
     });
     saveWords.addEventListener('click', () => this.send({ type: 'set_blocked_words', words: parseWords(this.wordsBox.value) }));
     this.unpinButton.addEventListener('click', () => this.send({ type: 'unpin_message' }));

@@ -61,6 +61,7 @@ extend({
   'r.unavailable': '服务器忙，请再试一次',
 
   'mod.tools': '管理',
+  'mod.close': '收起',
   'mod.delete': '删除',
   'mod.pin': '置顶',
   'mod.unpin': '取消置顶',
@@ -255,6 +256,7 @@ extend({
   'r.unavailable': 'The server is busy; please try again',
 
   'mod.tools': 'Moderate',
+  'mod.close': 'Done',
   'mod.delete': 'Delete',
   'mod.pin': 'Pin',
   'mod.unpin': 'Unpin',

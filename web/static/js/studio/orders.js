@@ -93,7 +93,7 @@ export function orderCard(o, onUpdated = replace) {
 function render() {
   renderFilters();
   const shown = filter ? orders.filter((o) => o.state === filter) : orders;
-  $('order-list').replaceChildren(...shown.map(orderCard));
+  $('order-list').replaceChildren(...shown.map((o) => orderCard(o)));
   $('orders-empty').hidden = shown.length > 0;
   const live = shown.filter((o) => o.state !== 'cancelled');
   $('orders-sum').textContent = shown.length ? t('so.sum', { n: shown.length, total: yuan(live.reduce((s, o) => s + o.total_fen, 0)) }) : '';
