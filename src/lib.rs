@@ -77,6 +77,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         client_ip: config.client_ip.clone(),
         limits: config.limits.clone(),
+        photo_dir: Some(config.data_dir.join("photos")),
         ..api::ApiSettings::default()
     };
     let sfu = sfu::Sfu::start(config.media.sfu_config())

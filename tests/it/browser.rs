@@ -129,7 +129,14 @@ impl Driver {
 
     /// A fresh browser (own profile, own cookies) with a 360x740 phone screen.
     pub(crate) async fn browser(&self) -> Browser {
+        self.browser_sized(360, 740, true).await
+    }
+
+    /// A fresh browser with a `width`x`height` screen: a touch phone when
+    /// `phone`, else a desktop window.
+    pub(crate) async fn browser_sized(&self, width: u32, height: u32, phone: bool) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
+        let window = format!("--window-size={width},{height}");
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -145,18 +152,18 @@ impl Driver {
             "--disable-sync",
             "--hide-scrollbars",
             "--lang=zh-CN",
-            "--window-size=360,740",
+            &window,
             &format!("--user-data-dir={}", profile.path().display()),
         ];
+        let mut options = json!({ "binary": self.tools.chromium, "args": args });
+        if phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "touch": true}
+            });
+        }
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": self.tools.chromium,
-                "args": args,
-                "mobileEmulation": {
-                    "deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 1.0, "touch": true}
-                },
-            },
+            "goog:chromeOptions": options,
             "goog:loggingPrefs": {"browser": "ALL"},
         });
         let Value::Object(caps) = caps else {
@@ -248,11 +255,29 @@ impl Browser {
         .to_owned()
     }
 
-    pub(crate) async fn click(&self, css: &str) {
-        self.client
+    /// Finds `css` and scrolls it to the middle of the screen, as a person
+    /// scrolls to what they are about to tap: pages have sticky bars (the
+    /// studio's camera and tabs) an element at the screen's edge may sit under.
+    async fn reach(&self, css: &str) -> fantoccini::elements::Element {
+        let element = self
+            .client
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let arg = serde_json::to_value(&element).expect("element reference");
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'}); return true;",
+                vec![arg],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot scroll to {css}: {e}"));
+        element
+    }
+
+    pub(crate) async fn click(&self, css: &str) {
+        self.reach(css)
+            .await
             .click()
             .await
             .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
@@ -260,17 +285,13 @@ impl Browser {
 
     /// Types into a field like a person (replacing what was there).
     pub(crate) async fn fill(&self, css: &str, value: &str) {
-        let field = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let field = self.reach(css).await;
         field.clear().await.expect("clear");
         field.send_keys(value).await.expect("type");
     }
 
     /// Sets a value the way a native picker would (date/time inputs).
-    async fn pick(&self, css: &str, value: &str) {
+    pub(crate) async fn pick(&self, css: &str, value: &str) {
         self.js(&format!(
             "const e = document.querySelector({css:?}); e.value = {value:?}; e.dispatchEvent(new Event('change', {{bubbles: true}})); return true;"
         ))
@@ -289,7 +310,7 @@ impl Browser {
     /// are left out: a 401 or 422 the page handles is expected; so are
     /// websocket connections refused while a server restarts (Chromium logs
     /// those itself; the page retries).
-    async fn script_errors(&self) -> Vec<String> {
+    pub(crate) async fn script_errors(&self) -> Vec<String> {
         let session = self
             .client
             .session_id()
@@ -488,6 +509,8 @@ async fn farmer_goes_live_from_the_studio_and_a_viewer_watches() {
     farmer.screenshot("studio-golive").await;
 
     // For apps: the WHIP URL and the stream key, which can be replaced.
+    // App keys sit in the cockpit's share tab.
+    farmer.click("#tab-more").await;
     farmer.click("#apps summary").await;
     farmer
         .wait(
@@ -921,7 +944,13 @@ async fn viewer_of_a_scheduled_broadcast_is_told_when_and_sees_text_as_text() {
             "English after reload",
         )
         .await;
-    assert_eq!(viewer.text("#share span").await, "Share with friends");
+    assert_eq!(viewer.text("#share span").await, "Share");
+    assert_eq!(
+        viewer
+            .js("return document.getElementById('share').getAttribute('aria-label')")
+            .await,
+        json!("Share with friends")
+    );
     viewer.screenshot("viewer-scheduled-en").await;
 
     // The studio's sign-in page, for a look.

@@ -13,16 +13,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const SOON: Duration = Duration::from_secs(15);
+pub(crate) const SOON: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "correct horse battery";
 
 /// A JS string literal for `text` (JSON is valid JS).
-fn js_str(text: &str) -> String {
+pub(crate) fn js_str(text: &str) -> String {
     serde_json::to_string(text).unwrap()
 }
 
 /// A JS expression: is `text` a message in the chat under `slot`?
-fn chat_shows(slot: &str, text: &str) -> String {
+pub(crate) fn chat_shows(slot: &str, text: &str) -> String {
     format!(
         "[...document.querySelectorAll('#{slot} .msg-text')].some((e) => e.textContent === {})",
         js_str(text)
@@ -30,12 +30,12 @@ fn chat_shows(slot: &str, text: &str) -> String {
 }
 
 /// A JS expression: the text of the offer card's "left" line.
-fn offer_left(slot: &str) -> String {
+pub(crate) fn offer_left(slot: &str) -> String {
     format!("(document.querySelector('#{slot} .stock-left') || {{}}).textContent")
 }
 
 /// Signs in on the studio's sign-in form, as a person would.
-async fn studio_sign_in(b: &Browser, app: &TestApp, mobile: &str) {
+pub(crate) async fn studio_sign_in(b: &Browser, app: &TestApp, mobile: &str) {
     b.goto(&app.url("/studio")).await;
     b.visible("#form-signin", "the sign-in form").await;
     b.fill("#form-signin [name=mobile]", mobile).await;
@@ -45,7 +45,7 @@ async fn studio_sign_in(b: &Browser, app: &TestApp, mobile: &str) {
 
 /// Picks a chat nickname on the viewer page and waits until the composer
 /// (not the nickname form) shows.
-async fn join_chat(b: &Browser, nickname: &str) {
+pub(crate) async fn join_chat(b: &Browser, nickname: &str) {
     b.visible("#chat-slot .chat-join", "the nickname form")
         .await;
     b.fill("#chat-slot .chat-join input", nickname).await;
@@ -56,7 +56,7 @@ async fn join_chat(b: &Browser, nickname: &str) {
 
 /// Taps the chat message with exactly `text` (as a moderator would, to
 /// get its actions).
-async fn tap_message(b: &Browser, slot: &str, text: &str) {
+pub(crate) async fn tap_message(b: &Browser, slot: &str, text: &str) {
     let found = b
         .js(&format!(
             "document.querySelectorAll('[data-tapped]').forEach((e) => e.removeAttribute('data-tapped')); \
@@ -69,7 +69,7 @@ async fn tap_message(b: &Browser, slot: &str, text: &str) {
     b.click(&format!("#{slot} .msg[data-tapped]")).await;
 }
 
-async fn say(b: &Browser, slot: &str, text: &str) {
+pub(crate) async fn say(b: &Browser, slot: &str, text: &str) {
     b.fill(&format!("#{slot} .chat-compose input"), text).await;
     b.click(&format!("#{slot} .chat-compose [type=submit]"))
         .await;
@@ -77,7 +77,7 @@ async fn say(b: &Browser, slot: &str, text: &str) {
 
 /// Scrolls so `css` is at the top of the screen (under the top bar), for a
 /// screenshot that shows what a person scrolled to.
-async fn scroll_to(b: &Browser, css: &str) {
+pub(crate) async fn scroll_to(b: &Browser, css: &str) {
     b.js(&format!(
         "const e = document.querySelector({}); window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 64); return true;",
         js_str(css)
@@ -86,7 +86,7 @@ async fn scroll_to(b: &Browser, css: &str) {
 }
 
 /// A screenshot once sheets and tickers have finished moving in.
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     b.wait(
         "document.getAnimations().every((a) => a.playState !== 'running' || a.effect.getTiming().iterations === Infinity)",
         SOON,
@@ -142,9 +142,12 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
     farmer
         .visible("#studio-chat-slot .chat-compose", "the studio's chat")
         .await;
+    // Selling is the cockpit's second tab, next to the chat.
+    farmer.click("#tab-sell").await;
     farmer
         .visible("#studio-offers-slot .btn-live", "the sell button")
         .await;
+    farmer.click("#tab-chat").await;
 
     // Two viewers open the shared link; neither has a nickname yet.
     let li = driver.browser().await;
@@ -201,6 +204,7 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
     );
 
     // 2. The farmer starts an offer from the studio; it shows on both phones.
+    farmer.click("#tab-sell").await;
     farmer.click("#studio-offers-slot .btn-live").await;
     farmer
         .visible("#studio-offers-slot form", "the offer form")
@@ -388,6 +392,7 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
     // A second offer with a countdown: buying opens in a minute, for 15
     // minutes. Viewers see the countdown and cannot buy yet.
     scroll_to(&farmer, "#studio-offers-slot").await;
+    farmer.click("#tab-sell").await;
     farmer.click("#studio-offers-slot .btn-live").await;
     farmer
         .visible("#studio-offers-slot form", "the offer form again")
@@ -441,8 +446,18 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
             "the stopped offer marked ended in the studio",
         )
         .await;
-    scroll_to(&farmer, "#studio-chat-slot").await;
+    farmer.click("#tab-chat").await;
     shot(&farmer, "live-studio-chat").await;
+    // The orders tab lists this broadcast's order, with its actions.
+    farmer.click("#tab-orders").await;
+    farmer
+        .wait(
+            "document.querySelectorAll('#studio-orders-slot .order-card').length === 1",
+            SOON,
+            "the order in the cockpit's orders tab",
+        )
+        .await;
+    shot(&farmer, "live-studio-orders-tab").await;
 
     // The private page is private: not stored, not indexed; a wrong token
     // is a friendly 404.
@@ -470,9 +485,8 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
     shot(&li, "live-private-order").await;
 
     // The farmer's orders page: money received, then shipped.
-    scroll_to(&farmer, "#studio-offers-slot").await;
     farmer
-        .click("#studio-offers-slot a[href='/studio/orders']")
+        .click("#studio-orders-slot a[href='/studio/orders']")
         .await;
     farmer.visible("#view-orders", "the orders page").await;
     farmer
@@ -520,15 +534,19 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
             .await
             .contains("中国邮政 9876543210123")
     );
-    // The filters count by state; the export follows the filter.
+    // The filters count by state; the export follows the filter (and
+    // says the page's language and the phone's time zone).
     farmer.click("#order-filters [data-state=shipped]").await;
+    let csv_link = farmer
+        .js("return document.getElementById('orders-csv').getAttribute('href')")
+        .await;
+    let csv_link = csv_link.as_str().unwrap();
     assert!(
-        farmer
-            .js("return document.getElementById('orders-csv').getAttribute('href')")
-            .await
-            .as_str()
-            .unwrap()
-            .ends_with("/orders.csv?state=shipped")
+        csv_link.contains("/orders.csv?")
+            && csv_link.contains("state=shipped")
+            && csv_link.contains("lang=zh-CN")
+            && csv_link.contains("tz_offset_minutes="),
+        "{csv_link}"
     );
     let csv = app
         .get(
@@ -760,7 +778,7 @@ async fn moderator_keeps_the_chat_clean_and_html_stays_text() {
             "the blocked words saved",
         )
         .await;
-    moderator.click("#chat-slot .mod-toggle").await;
+    moderator.click("#chat-slot .mod-close").await;
     say(&viewer, "chat-slot", "要的加微信聊").await;
     viewer
         .wait(
@@ -859,7 +877,7 @@ async fn moderator_keeps_the_chat_clean_and_html_stays_text() {
     shot(&moderator, "live-moderator-panel").await;
 
     // A ban: the viewer is told and their messages leave everyone's chat.
-    moderator.click("#chat-slot .mod-toggle").await;
+    moderator.click("#chat-slot .mod-close").await;
     tap_message(&moderator, "chat-slot", hostile).await;
     moderator
         .visible(".sheet-actions .btn-danger-quiet", "the ban button")

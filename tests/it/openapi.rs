@@ -61,6 +61,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/shops/{shop_id}/orders.csv"),
     ("GET", "/shops/{shop_id}/products"),
     ("POST", "/shops/{shop_id}/products"),
+    ("PUT", "/shops/{shop_id}/photo"),
+    ("DELETE", "/shops/{shop_id}/photo"),
+    ("PUT", "/products/{product_id}/photo"),
+    ("DELETE", "/products/{product_id}/photo"),
 ];
 
 fn documented(doc: &serde_json::Value) -> Vec<(String, String)> {

@@ -57,6 +57,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::media::router())
         .merge(routes::orders::router())
         .merge(routes::live::router())
+        .merge(routes::photos::router())
 }
 
 /// The whole application: API, OpenAPI document, operator endpoints, with
@@ -86,6 +87,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::ops::router())
+        .merge(routes::photos::files())
         .merge(routes::pages::router())
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn_with_state(

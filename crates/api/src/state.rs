@@ -25,6 +25,9 @@ pub struct ApiSettings {
     /// Password checks that may wait for a free worker, and for how long.
     pub password_queue: usize,
     pub password_queue_wait: std::time::Duration,
+    /// Where uploaded photos are kept (`<data dir>/photos`); `None` refuses
+    /// uploads.
+    pub photo_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -39,6 +42,7 @@ impl Default for ApiSettings {
             password_workers: PasswordPool::default_workers(),
             password_queue: 64,
             password_queue_wait: std::time::Duration::from_secs(5),
+            photo_dir: None,
         }
     }
 }

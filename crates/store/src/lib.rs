@@ -13,6 +13,7 @@ mod cache;
 mod chat;
 mod error;
 mod orders;
+mod photos;
 mod products;
 mod shops;
 #[cfg(feature = "testing")]
@@ -25,6 +26,7 @@ pub use chat::*;
 pub use error::StoreError;
 #[allow(unused_imports)] // filled by the order-service work
 pub use orders::*;
+pub use photos::{NewPhoto, PhotoRecord, PhotoSubject, is_photo_id, new_photo_id};
 pub use products::{NewProduct, ProductRecord, ProductUpdate};
 pub use shops::{ModeratorRecord, NewShop, ShopRecord, ShopUpdate};
 

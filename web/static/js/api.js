@@ -1,6 +1,6 @@
 // Talking to /api/v1. Errors come back as RFC 9457 problem documents
-// ({code, detail, errors: [{field, code, message}]}); they surface here as
-// ApiProblem so forms can put each message next to its field.
+// ({code, detail, params, errors: [{field, code, params}]}); they surface
+// here as ApiProblem so forms can put each one, in words, by its field.
 
 import { noteServerDate } from './clock.js';
 
@@ -11,6 +11,8 @@ export class ApiProblem extends Error {
     this.code = body.code || (status === 0 ? 'network' : 'generic');
     this.detail = body.detail || '';
     this.errors = Array.isArray(body.errors) ? body.errors : [];
+    // The numbers a sentence about this problem needs (e.g. `available`).
+    this.params = body.params && typeof body.params === 'object' ? body.params : {};
     this.retryAfter = Number(body.retryAfter) || 0;
   }
 }

@@ -1,17 +1,41 @@
 // Showing API problems next to the right form fields, in the visitor's
-// language where we know the code, in the server's words otherwise.
+// language. The server sends codes (and the numbers a sentence needs, in
+// `params`); its English `detail` is for developers and never shown.
 
 import { t, has } from './i18n.js';
 
+/**
+ * The numbers for a problem's sentence: `params` when the server sends
+ * them (`{max: 24}`), with `n` the one most sentences use. A server from
+ * before `params` wrote the number only in its English text: take it from
+ * there, the number alone.
+ */
+export function problemVars(problem) {
+  const params = problem.params && typeof problem.params === 'object' ? problem.params : {};
+  const first = ['n', 'max', 'min', 'limit', 'available', 'retry_after_s', 'seconds']
+    .map((k) => params[k])
+    .find((v) => v !== undefined && v !== null);
+  const old = /(\d+)/.exec(problem.message || problem.detail || '');
+  return { ...params, n: first ?? (old ? old[1] : '') };
+}
+
 /** A sentence for one problem (or one field error) in the current language. */
 export function describe(problem) {
-  const code = problem.code || 'generic';
-  const key = `e.${code}`;
-  if (has(key)) {
-    const n = /(\d+)/.exec(problem.message || problem.detail || '');
-    return t(key, { n: n ? n[1] : '' });
-  }
-  return problem.message || problem.detail || t('e.generic');
+  const key = `e.${problem.code || 'generic'}`;
+  return has(key) ? t(key, problemVars(problem)) : t('e.generic');
+}
+
+/**
+ * Flags the named fields that are empty as "required" before anything is
+ * sent (an empty mobile number is missing, not "not a mobile number").
+ * True when all are filled.
+ */
+export function requireFilled(form, names) {
+  const errors = names
+    .filter((name) => !String(form.elements[name].value || '').trim())
+    .map((field) => ({ field, code: 'required' }));
+  if (errors.length) showProblem(form, { code: 'validation_failed', errors });
+  return errors.length === 0;
 }
 
 export function clearErrors(form) {

@@ -7,6 +7,9 @@ const STORE_KEY = 'fieldcast.lang';
 
 const zh = {
   'brand': '田间直播',
+  'nav.home': '田间直播 首页',
+  'nav.lang': 'Language / 语言',
+  'common.close': '关闭',
   'nav.studio': '我要开播',
   'common.loading': '加载中…',
   'common.back': '返回',
@@ -40,6 +43,8 @@ const zh = {
   'viewer.unmute': '点我开声音',
   'viewer.tap_play': '点我播放',
   'viewer.share': '分享给朋友',
+  'viewer.share_short': '分享',
+  'viewer.products_short': '好物',
   'viewer.shop': '农户小店',
   'viewer.products': '本店好物',
   'viewer.presale': '预售 · {date} 发货',
@@ -103,6 +108,17 @@ const zh = {
   'f.ships_on': '预计发货日期',
   'f.description': '介绍（可不填）',
   'f.description_ph': '产地、口感、怎么吃',
+  'f.product_photo': '商品照片（可不填）',
+  'f.shop_photo': '小店照片（可不填）',
+  'photo.pick': '拍照或选照片',
+  'photo.change': '换一张',
+  'photo.hint': '买家在直播间和商品列表里会看到。照片里的位置信息会去掉。',
+  'e.photo_too_large': '照片太大了，换一张小一点的',
+  'e.payload_too_large': '照片太大了，换一张小一点的',
+  'e.unsupported_photo_type': '只能用 JPG、PNG 或 WebP 照片',
+  'e.unsupported_media_type': '只能用 JPG、PNG 或 WebP 照片',
+  'e.photo_unreadable': '这张照片打不开，可能坏了，换一张试试',
+  'e.photo_too_many_pixels': '这张照片太大了，换一张小一点的',
   'f.bc_title': '直播标题',
   'f.bc_title_ph': '例如：谷子收割第一天',
   'f.scheduled_at': '什么时候开播（可不填）',
@@ -146,7 +162,17 @@ const zh = {
   'cam.end_q': '确定结束直播吗？结束后这场直播就不能再开了。',
   'cam.ended': '这场直播已经结束了。想再播，回去点“新直播”。',
   'cam.ended_away': '断网太久，这场直播已经结束了。回去点“新直播”再开一场。',
-  'cam.denied': '相机或话筒没有打开。请在浏览器设置里允许使用相机和麦克风，然后再点一次。',
+  'cam.denied': '相机或话筒没有打开。点地址栏左边的小锁 → 权限 → 允许相机和麦克风，再点一次“打开相机”。用微信打开的，点右上角 ··· 选“在浏览器打开”。',
+  'cam.denied_wechat': '微信里打不开相机：点右上角 ··· 选“在浏览器打开”，在手机浏览器里开播。',
+  'cam.denied_ios': '相机没有打开。请打开 设置 → Safari 浏览器 → 相机 和 麦克风，选“允许”，再回来点一次。',
+  'cam.busy': '相机被别的应用占着（微信视频、相机等）。关掉那个应用，再点一次。',
+  'cam.lost': '相机停了，可能被别的应用（微信视频、相机）占用了。关掉那个应用，再点“重新打开相机”。',
+  'cam.lost_live': '相机停了，可能被别的应用（微信视频、相机）占用了。直播没有断：观众现在看到“相机暂停”的画面。关掉那个应用，再点“重新打开相机”。',
+  'cam.retry': '重新打开相机',
+  'cam.back': '相机回来了',
+  'cam.back_live': '相机回来了，观众又能看到画面了',
+  'cam.replaced': '另一台设备接管了这场直播，这台手机已经停止推流。观众现在看的是那台设备的画面。',
+  'cam.take_over': '在这台手机上继续直播',
   'cam.none': '这部手机找不到相机。',
   'cam.insecure': '相机要用 https 网址才能打开，请联系管理员。',
   'cam.unsupported': '这个浏览器不能直播，请用手机自带浏览器或 Chrome 打开。',
@@ -195,6 +221,9 @@ const zh = {
 
 const en = {
   'brand': 'fieldcast',
+  'nav.home': 'fieldcast home',
+  'nav.lang': 'Language / 语言',
+  'common.close': 'Close',
   'nav.studio': 'Go live',
   'common.loading': 'Loading…',
   'common.back': 'Back',
@@ -228,6 +257,8 @@ const en = {
   'viewer.unmute': 'Tap for sound',
   'viewer.tap_play': 'Tap to play',
   'viewer.share': 'Share with friends',
+  'viewer.share_short': 'Share',
+  'viewer.products_short': 'Shop',
   'viewer.shop': 'Farm shop',
   'viewer.products': 'From this farm',
   'viewer.presale': 'Presale · ships {date}',
@@ -291,6 +322,17 @@ const en = {
   'f.ships_on': 'Expected ship date',
   'f.description': 'Description (optional)',
   'f.description_ph': 'Where, taste, how to cook',
+  'f.product_photo': 'Product photo (optional)',
+  'f.shop_photo': 'Shop photo (optional)',
+  'photo.pick': 'Take or choose a photo',
+  'photo.change': 'Change',
+  'photo.hint': 'Buyers see it in the broadcast and the product list. Location data is removed from the photo.',
+  'e.photo_too_large': 'That photo is too large; choose a smaller one',
+  'e.payload_too_large': 'That photo is too large; choose a smaller one',
+  'e.unsupported_photo_type': 'Use a JPG, PNG or WebP photo',
+  'e.unsupported_media_type': 'Use a JPG, PNG or WebP photo',
+  'e.photo_unreadable': 'That photo cannot be opened; it may be damaged. Try another',
+  'e.photo_too_many_pixels': 'That photo is too large; choose a smaller one',
   'f.bc_title': 'Broadcast title',
   'f.bc_title_ph': 'e.g. First day of the harvest',
   'f.scheduled_at': 'When (optional)',
@@ -334,7 +376,17 @@ const en = {
   'cam.end_q': 'End the broadcast? It cannot be restarted afterwards.',
   'cam.ended': 'This broadcast has ended. To stream again, create a new one.',
   'cam.ended_away': 'The connection was gone too long and the broadcast ended. Create a new one to go live again.',
-  'cam.denied': 'Camera or microphone blocked. Allow them in the browser settings, then tap again.',
+  'cam.denied': 'Camera or microphone blocked. Tap the lock left of the address → Permissions → allow camera and microphone, then tap “Open camera” again. Opened in WeChat? Tap ··· at the top right and choose “Open in browser”.',
+  'cam.denied_wechat': 'WeChat cannot open the camera: tap ··· at the top right, choose “Open in browser”, and go live from the phone’s browser.',
+  'cam.denied_ios': 'Camera blocked. Open Settings → Safari → Camera and Microphone, choose “Allow”, then come back and tap again.',
+  'cam.busy': 'Another app is using the camera (a WeChat call, the camera app). Close it, then tap again.',
+  'cam.lost': 'The camera stopped: another app (a WeChat call, the camera app) may have taken it. Close that app, then tap “Reopen camera”.',
+  'cam.lost_live': 'The camera stopped: another app (a WeChat call, the camera app) may have taken it. You are still live: viewers see a “camera paused” picture. Close that app, then tap “Reopen camera”.',
+  'cam.retry': 'Reopen camera',
+  'cam.back': 'The camera is back',
+  'cam.back_live': 'The camera is back: viewers see you again',
+  'cam.replaced': 'Another device took over this broadcast; this phone stopped streaming. Viewers now watch the other device.',
+  'cam.take_over': 'Continue live on this phone',
   'cam.none': 'No camera found on this phone.',
   'cam.insecure': 'The camera needs an https address; ask your administrator.',
   'cam.unsupported': 'This browser cannot stream. Open the page in Chrome or the phone’s own browser.',
@@ -400,10 +452,15 @@ export function lang() {
   return 'zh';
 }
 
-/** The text for `key` in the current language, with {name} filled from vars. */
+/**
+ * The text for `key` in the current language, with {name} filled from vars.
+ * With `vars.n === 1` a `key_one` entry wins where the language has one
+ * ("1 order", not "1 orders").
+ */
 export function t(key, vars) {
   const d = dictionaries[lang()];
-  let text = d[key] ?? zh[key] ?? key;
+  const one = vars && Number(vars.n) === 1 ? d[`${key}_one`] : undefined;
+  let text = one ?? d[key] ?? zh[key] ?? key;
   if (vars && typeof text === 'string') {
     text = text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
   }
@@ -412,6 +469,11 @@ export function t(key, vars) {
 
 export function has(key) {
   return key in zh;
+}
+
+/** Every word of one language ('zh' or 'en'), for tests. */
+export function dictionary(language) {
+  return dictionaries[language];
 }
 
 export function locale() {
@@ -426,6 +488,9 @@ export function applyI18n(root = document) {
   });
   root.querySelectorAll('[data-i18n-placeholder]').forEach((el) => {
     el.placeholder = t(el.dataset.i18nPlaceholder);
+  });
+  root.querySelectorAll('[data-i18n-aria]').forEach((el) => {
+    el.setAttribute('aria-label', t(el.dataset.i18nAria));
   });
   root.querySelectorAll('[data-i18n-list]').forEach((el) => {
     const items = t(el.dataset.i18nList);
@@ -466,6 +531,27 @@ export function formatDate(ymd) {
   const d = new Date(`${ymd}T00:00:00`);
   if (Number.isNaN(d.getTime())) return ymd;
   return new Intl.DateTimeFormat(locale(), { month: 'short', day: 'numeric' }).format(d);
+}
+
+/**
+ * A count with its unit: "3 袋". A unit that starts with a number ("20斤袋",
+ * "5kg") glued to a count reads as another number ("3 20斤袋"), so then the
+ * count stands alone ("3 份", English "3"); the unit shows with the price.
+ */
+export function amount(n, unit, language = lang()) {
+  const u = String(unit || '').trim();
+  if (!u || /^[0-9０-９.]/.test(u)) return language === 'en' ? String(n) : `${n} 份`;
+  return `${n} ${u}`;
+}
+
+/**
+ * The short number people quote when paying ("794VVK"): the server's
+ * `number` where it sends one, else the same derivation from the id.
+ */
+export function orderNumber(order) {
+  if (order && order.number) return String(order.number);
+  const id = String((order && order.id) || '');
+  return id.slice(-6).toUpperCase();
 }
 
 /** ¥168 or ¥168.50 from integer fen (never floats for money). */

@@ -21,7 +21,7 @@ export async function copyText(text) {
   area.className = 'offscreen';
   document.body.append(area);
   area.select();
-  let ok = false;
+  let ok;
   try { ok = document.execCommand('copy'); } catch (_) { ok = false; }
   area.remove();
   return ok;

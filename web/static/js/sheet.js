@@ -1,5 +1,6 @@
 // Bottom sheets: panels that slide up over the page (the thumb reaches
-// them), closed by their own buttons, the backdrop or the back key.
+// them), closed by their own buttons, the backdrop or the back key. While
+// one is open, Tab stays inside it; closing it puts focus back where it was.
 
 import { t } from './i18n.js';
 import { el, icon } from './dom.js';
@@ -17,10 +18,14 @@ function lockScroll(on) {
  */
 export function showSheet(backdrop, { onClose } = {}) {
   if (!backdrop.hidden) return () => hide();
+  const opener = document.activeElement;
   backdrop.hidden = false;
   lockScroll(true);
   let closed = false;
-  const onKey = (e) => { if (e.key === 'Escape') hide(); };
+  const onKey = (e) => {
+    if (e.key === 'Escape') hide();
+    else if (e.key === 'Tab') keepFocusIn(backdrop, e);
+  };
   const onBackdrop = (e) => { if (e.target === backdrop) hide(); };
   function hide() {
     if (closed) return;
@@ -30,10 +35,41 @@ export function showSheet(backdrop, { onClose } = {}) {
     document.removeEventListener('keydown', onKey);
     backdrop.removeEventListener('click', onBackdrop);
     if (onClose) onClose();
+    if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus({ preventScroll: true });
   }
+  // Focus moves into the sheet unless its owner already put it there.
+  queueMicrotask(() => {
+    if (!closed && !backdrop.contains(document.activeElement)) {
+      const first = focusable(backdrop)[0];
+      if (first) first.focus({ preventScroll: true });
+    }
+  });
   document.addEventListener('keydown', onKey);
   backdrop.addEventListener('click', onBackdrop);
   return hide;
+}
+
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+/** What Tab may reach inside `root`, in order. */
+export function focusable(root) {
+  return [...root.querySelectorAll(FOCUSABLE)].filter((e) => !e.closest('[hidden]') && e.getClientRects().length > 0);
+}
+
+/** Wraps Tab and Shift+Tab around the sheet's first and last controls. */
+function keepFocusIn(root, e) {
+  const items = focusable(root);
+  if (!items.length) { e.preventDefault(); return; }
+  const first = items[0];
+  const last = items[items.length - 1];
+  const inside = root.contains(document.activeElement);
+  if (e.shiftKey && (document.activeElement === first || !inside)) {
+    e.preventDefault();
+    last.focus();
+  } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+    e.preventDefault();
+    first.focus();
+  }
 }
 
 /**
@@ -41,7 +77,7 @@ export function showSheet(backdrop, { onClose } = {}) {
  * Returns { close, node }.
  */
 export function openSheet({ title, content, className = '', onClose }) {
-  const close = el('button', { type: 'button', class: 'sheet-close', 'aria-label': t('common.cancel') }, icon('close'));
+  const close = el('button', { type: 'button', class: 'sheet-close', 'aria-label': t('common.close') }, icon('close'));
   const sheet = el('div', { class: `sheet ${className}`, role: 'dialog', 'aria-modal': 'true' },
     el('div', { class: 'sheet-head' }, el('h2', { class: 'sheet-title', text: title || '' }), close),
     ...[].concat(content));

@@ -8,9 +8,10 @@
 // that blocks websockets) does the page fall back to asking the API.
 
 import { initLangSwitch, t, formatTime, formatDate, yuan } from './i18n.js';
-import { $, el } from './dom.js';
+import { $, el, icon } from './dom.js';
 import { get } from './api.js';
 import { shareLink } from './share.js';
+import { smallPhoto } from './photo.js';
 import { WhepPlayer } from './whep.js';
 import { LiveChannel } from './live/channel.js';
 import { ChatPanel } from './live/chat.js';
@@ -117,6 +118,7 @@ function setState(next) {
   state = next;
   follow();
   render();
+  showViewers();
 }
 
 function follow() {
@@ -169,20 +171,65 @@ function renderNext() {
     : next.scheduled_at ? t('viewer.next_at', { time: formatTime(next.scheduled_at) }) : next.title;
 }
 
-async function loadProducts() {
-  try {
-    const products = await get(`/shops/${shopId}/products`);
-    const list = $('product-list');
-    list.replaceChildren(...products.map((p) => el('li', { class: 'product' },
-      el('div', { class: 'product-main' },
+// The shop's products: the list under the room, and what the offer cards
+// show beside the live price (the product's photo and list price).
+let products = [];
+let offerProducts = new Map(); // offer id -> product id
+
+function productPhoto(p, cls) {
+  return p.photo
+    ? el('img', { class: cls, src: smallPhoto(p.photo), alt: '', loading: 'lazy', decoding: 'async' })
+    : el('span', { class: cls }, icon('field'));
+}
+
+function renderProducts() {
+  const list = $('product-list');
+  list.replaceChildren(...products.map((p) => el('li', { class: 'product' },
+    productPhoto(p, 'product-photo'),
+    el('div', { class: 'product-main' },
         el('p', { class: 'product-title', text: p.title }),
         p.description ? el('p', { class: 'product-desc', text: p.description }) : null,
         el('p', { class: 'product-meta' },
           p.ships_on ? el('span', { class: 'tag tag-presale', text: t('viewer.presale', { date: formatDate(p.ships_on) }) }) : null,
-          el('span', { class: p.stock > 0 ? 'tag' : 'tag tag-out', text: p.stock > 0 ? t('viewer.stock', { n: p.stock }) : t('viewer.soldout') }))),
-      el('p', { class: 'product-price' }, el('strong', { text: yuan(p.price_fen) }), el('span', { class: 'per', text: `/${p.unit}` })))));
-    $('products').hidden = products.length === 0;
+        el('span', { class: p.stock > 0 ? 'tag' : 'tag tag-out', text: p.stock > 0 ? t('viewer.stock', { n: p.stock }) : t('viewer.soldout') }))),
+    el('p', { class: 'product-price' }, el('strong', { text: yuan(p.price_fen) }), el('span', { class: 'per', text: `/${p.unit}` })))));
+  $('products').hidden = products.length === 0;
+  $('to-products').hidden = products.length === 0;
+}
+
+/** What each pinned offer's card shows of its product. */
+function productOfOffer(offerId) {
+  const id = offerProducts.get(offerId);
+  return id ? products.find((p) => p.id === id) || null : null;
+}
+
+async function loadProducts() {
+  try {
+    products = await get(`/shops/${shopId}/products`);
+    renderProducts();
+    cards.refreshProducts();
   } catch (_) { /* the page works without them */ }
+}
+
+/** The shop's photo, as the room's avatar and on the shop card. */
+async function loadShop() {
+  try {
+    const shop = await get(`/shops/${shopId}`);
+    if (!shop.photo) return;
+    $('shop-avatar').replaceChildren(el('img', { src: smallPhoto(shop.photo), alt: '' }));
+    const photo = $('shop-photo');
+    photo.src = smallPhoto(shop.photo);
+    photo.hidden = false;
+  } catch (_) { /* the field icon stays */ }
+}
+
+/** Learns which product each of this broadcast's offers sells. */
+async function loadOffers() {
+  try {
+    const offers = await get(`/broadcasts/${broadcastId}/offers`);
+    offerProducts = new Map(offers.map((o) => [o.id, o.product_id]));
+    cards.refreshProducts();
+  } catch (_) { /* cards show without photo and list price */ }
 }
 
 $('share').addEventListener('click', () => {
@@ -194,11 +241,13 @@ $('share').addEventListener('click', () => {
 // ── the live channel ──────────────────────────────────────────────────
 const channel = new LiveChannel(broadcastId);
 
+// "X 人在看" only while someone is watching a live broadcast: "0 人在看"
+// or a count on an ended broadcast says nothing useful.
 function showViewers(count) {
-  if (typeof count !== 'number') return;
-  $('viewer-chip').hidden = false;
-  $('viewer-count').textContent = t('chat.viewers', { n: count.toLocaleString() });
-  viewerCount = count;
+  if (typeof count === 'number') viewerCount = count;
+  const shown = state !== 'ended' && viewerCount > 0;
+  $('viewer-chip').hidden = !shown;
+  if (shown) $('viewer-count').textContent = t('chat.viewers', { n: viewerCount.toLocaleString() });
 }
 let viewerCount = null;
 
@@ -213,12 +262,24 @@ const chat = new ChatPanel($('chat-slot'), channel, { viewers: false });
 new ModTools(chat, channel, { shopId });
 const cards = new OfferCards($('offer-slot'), channel, {
   onBuy: (card, quantity) => checkout.buy(card, quantity),
+  productOf: (offerId) => {
+    if (!offerProducts.has(offerId)) loadOffersSoon();
+    return productOfOffer(offerId);
+  },
 });
+// A card pinned after the page loaded names an offer we have not seen.
+let offersTimer = 0;
+function loadOffersSoon() {
+  if (offersTimer) return;
+  offersTimer = setTimeout(() => { offersTimer = 0; loadOffers(); }, 300);
+}
 const checkout = new Checkout(channel, { broadcastId, cards });
 
-document.addEventListener('langchange', () => { render(); loadProducts(); showViewers(viewerCount); });
+document.addEventListener('langchange', () => { render(); renderProducts(); showViewers(); });
 
 render();
 loadProducts();
+loadOffers();
+loadShop();
 follow();
 channel.start();

@@ -10,9 +10,13 @@
 // SIMULCAST_PREFERS_H264 = false would prefer VP8 when simulcasting (the
 // SFU once stalled on Chrome's padded H.264 layers; see docs/media.md).
 //
-// A dropped connection is re-published at once with a new POST: the server
-// replaces the old publisher and viewers keep watching, as long as we are
-// back within its grace period (10 s by default).
+// A dropped connection is re-published with a new POST: the server replaces
+// the old publisher and viewers keep watching, as long as we are back
+// within its grace period (10 s by default). Before that it asks whether
+// its own session still exists (a PATCH with its own ICE credentials,
+// which is not a restart): 404 while the broadcast has a publisher means
+// another device took over (`replaced`), and this page stops instead of
+// taking the stream back, so two phones never fight over it.
 
 import { SessionResource, iceServersFor, gathered, backoff } from './webrtc.js';
 import { classify, sample } from './quality.js';
@@ -25,6 +29,9 @@ const LAYERS = [
 const SINGLE = [{ maxBitrate: 1_200_000 }];
 const DISCONNECTED_GRACE_MS = 2500;
 const SIMULCAST_PREFERS_H264 = true;
+// A takeover's new publisher may still be connecting when we look: look
+// twice, this far apart, before deciding nobody else is publishing.
+const SECOND_LOOK_MS = 2500;
 
 function preferCodecs(transceiver, simulcast) {
   if (!window.RTCRtpSender || !RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;
@@ -76,10 +83,14 @@ export class WhipPublisher extends EventTarget {
     await this.connect();
   }
 
-  /** Sends another camera's track without renegotiating. */
-  async replaceVideoTrack(track) {
-    const sender = this.pc && this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
-    if (sender) await sender.replaceTrack(track);
+  /** Sends another track (another camera, a new microphone) without renegotiating. */
+  async replaceTrack(kind, track) {
+    const transceiver = this.pc && this.pc.getTransceivers().find((t) => t.sender && (t.sender.track ? t.sender.track.kind : t.receiver.track.kind) === kind);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+  }
+
+  replaceVideoTrack(track) {
+    return this.replaceTrack('video', track);
   }
 
   async connect() {
@@ -144,7 +155,7 @@ export class WhipPublisher extends EventTarget {
       if (s === 'connected') {
         clearTimeout(timer);
         this.emit('live');
-      } else if (s === 'failed') {
+      } else if (s === 'failed' || s === 'closed') {
         lost();
       } else if (s === 'disconnected') {
         this.emit('reconnecting');
@@ -156,10 +167,58 @@ export class WhipPublisher extends EventTarget {
     this.statsLoop(pc);
   }
 
+  /**
+   * Why our connection went: 'ours' (the server still holds our session:
+   * the network dropped), 'replaced' (another device publishes now),
+   * 'gone' (no session and nobody publishing: a restart, or our grace ran
+   * out) or 'offline' (the server cannot be reached).
+   */
+  async whyLost() {
+    const resource = this.resource;
+    const sdp = this.pc && this.pc.localDescription ? this.pc.localDescription.sdp : '';
+    const ufrag = /a=ice-ufrag:(\S+)/.exec(sdp);
+    const pwd = /a=ice-pwd:(\S+)/.exec(sdp);
+    if (!resource || !resource.location || !ufrag || !pwd) return 'gone';
+    let res;
+    try {
+      res = await fetch(resource.location, {
+        method: 'PATCH',
+        credentials: 'same-origin',
+        headers: { 'content-type': 'application/trickle-ice-sdpfrag' },
+        body: `a=ice-ufrag:${ufrag[1]}\r\na=ice-pwd:${pwd[1]}\r\n`,
+      });
+    } catch (_) {
+      return 'offline';
+    }
+    if (res.status !== 404) return res.ok ? 'ours' : 'offline';
+    for (let look = 0; look < 2; look++) {
+      if (look) await new Promise((r) => setTimeout(r, SECOND_LOOK_MS));
+      if (this.stopped) return 'gone';
+      try {
+        const stats = await fetch(this.endpoint.replace(/\/whip$/, '/stats'), { credentials: 'same-origin' });
+        if (!stats.ok) return 'gone';
+        if ((await stats.json()).publisher) return 'replaced';
+      } catch (_) {
+        return 'offline';
+      }
+    }
+    return 'gone';
+  }
+
   async reconnect() {
     if (this.reconnecting) return;
     this.reconnecting = true;
     this.emit('reconnecting');
+    if ((await this.whyLost()) === 'replaced' && !this.stopped) {
+      this.stopped = true;
+      if (this.pc) this.pc.close();
+      this.pc = null;
+      // Our session is gone already; nothing to DELETE.
+      this.resource = null;
+      this.reconnecting = false;
+      this.emit('replaced');
+      return;
+    }
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         await this.connect();

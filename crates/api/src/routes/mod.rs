@@ -5,5 +5,6 @@ pub mod media;
 pub mod ops;
 pub mod orders;
 pub mod pages;
+pub mod photos;
 pub mod products;
 pub mod shops;

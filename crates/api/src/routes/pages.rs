@@ -584,10 +584,19 @@ fn state_word(state: BroadcastState) -> &'static str {
 }
 
 /// Open Graph and Twitter tags so the shared link previews well in chat
-/// apps. Every value is escaped here, since this is markup.
-fn share_tags(state: &AppState, b: &BroadcastRecord, shop: &ShopRecord) -> String {
+/// apps: the shop's photo when it has one, else the site's picture. Every
+/// value is escaped here, since this is markup.
+fn share_tags(
+    state: &AppState,
+    b: &BroadcastRecord,
+    shop: &ShopRecord,
+    photo: Option<&store::PhotoRecord>,
+) -> String {
     let url = state.settings.url(&format!("/live/{}", b.id));
-    let image = state.settings.url(&format!("{}/img/og.png", static_base()));
+    let image = match photo {
+        Some(photo) => state.settings.url(&super::photos::photo_url(photo)),
+        None => state.settings.url(&format!("{}/img/og.png", static_base())),
+    };
     let title = format!("{} · {}", b.title, shop.name);
     let when = match (b.state, b.scheduled_at) {
         (BroadcastState::Live, _) => "正在直播".to_owned(),
@@ -654,7 +663,16 @@ async fn viewer(State(state): State<AppState>, Path(broadcast_id): Path<String>)
             );
         }
     };
-    let head = share_tags(&state, &b, &shop);
+    // A preview without the photo beats no page: a failed lookup is logged.
+    let photo = state
+        .store
+        .current_photo(&store::PhotoSubject::Shop(shop.id.clone()))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "shop photo for the link preview");
+            None
+        });
+    let head = share_tags(&state, &b, &shop, photo.as_ref());
     let scheduled_label = b.scheduled_at.map(beijing_label).unwrap_or_default();
     let values = vec![
         ("broadcast_id", Value::Text(b.id.as_str().to_owned().into())),

@@ -40,6 +40,9 @@ pub struct ProductView {
     pub ships_on: Option<ShipDate>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The product's photo (`/photos/…/large.jpg`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
 }
 
 impl From<ProductRecord> for ProductView {
@@ -55,6 +58,7 @@ impl From<ProductRecord> for ProductView {
             ships_on: p.ships_on,
             created_at: ts(p.created_at),
             updated_at: ts(p.updated_at),
+            photo: None,
         }
     }
 }
@@ -116,7 +120,19 @@ async fn list_products(
 ) -> ApiResult<Json<Vec<ProductView>>> {
     let shop = load_shop(&state, &shop_id).await?;
     let products = state.store.products_of_shop(&shop.id).await?;
-    Ok(Json(products.into_iter().map(ProductView::from).collect()))
+    let photos = super::photos::product_photos(&state, &shop.id).await?;
+    Ok(Json(
+        products
+            .into_iter()
+            .map(|p| {
+                let photo = photos.get(&format!("product:{}", p.id)).cloned();
+                ProductView {
+                    photo,
+                    ..ProductView::from(p)
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Add a product (owner only).
@@ -169,7 +185,14 @@ async fn get_product(
     State(state): State<AppState>,
     Path(product_id): Path<String>,
 ) -> ApiResult<Json<ProductView>> {
-    Ok(Json(load_product(&state, &product_id).await?.into()))
+    let product = load_product(&state, &product_id).await?;
+    let photo =
+        super::photos::current_photo_url(&state, &store::PhotoSubject::Product(product.id.clone()))
+            .await?;
+    Ok(Json(ProductView {
+        photo,
+        ..product.into()
+    }))
 }
 
 /// Edit a product: title, price, stock, presale date… (owner only).

@@ -32,6 +32,9 @@ pub struct ShopView {
     pub payment_note: String,
     pub owner_name: String,
     pub created_at: Timestamp,
+    /// The shop's photo (`/photos/…/large.jpg`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -76,7 +79,11 @@ pub struct AppointModerator {
 
 pub(crate) async fn shop_view(state: &AppState, shop: ShopRecord) -> ApiResult<ShopView> {
     let owner = state.store.user(&shop.owner_id).await?;
+    let photo =
+        super::photos::current_photo_url(state, &store::PhotoSubject::Shop(shop.id.clone()))
+            .await?;
     Ok(ShopView {
+        photo,
         id: shop.id.into_string(),
         name: shop.name.into_string(),
         place: shop.place.into_string(),

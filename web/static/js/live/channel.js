@@ -180,7 +180,7 @@ export class LiveChannel {
       delay = base / 2 + Math.random() * (base / 2);
     }
     this.failures += 1;
-    this.setStatus('reconnecting', { code, inMs: delay });
+    this.setStatus('reconnecting', { code, reason: closeEvent ? closeEvent.reason : '', inMs: delay });
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 

@@ -6,7 +6,7 @@
 // markup. Refusals of one's own messages (slow mode, blocked word, muted)
 // come privately and are shown only here, to the sender.
 
-import { t, formatTime, locale } from '../i18n.js';
+import { t, has, formatTime, locale, amount } from '../i18n.js';
 import { el, icon } from '../dom.js';
 import { post } from '../api.js';
 import { clearErrors, showProblem } from '../forms.js';
@@ -20,12 +20,12 @@ const KEEP = 200; // messages kept on screen; older ones scroll away for good
 export function refusalWords(refusal) {
   const key = `r.${refusal.code}`;
   const n = Math.max(1, Math.ceil((refusal.retry_after_ms || 0) / 1000));
-  return t(key) === key ? (refusal.message || t('e.generic')) : t(key, { n });
+  return has(key) ? t(key, { n }) : t('e.generic');
 }
 
 /** Turns a sale ticker message into one short line. */
 export function saleWords(sale, prefix = 'ticker') {
-  const vars = { region: sale.buyer_region || '', n: sale.quantity, unit: sale.unit };
+  const vars = { region: sale.buyer_region || '', n: sale.quantity, amount: amount(sale.quantity, sale.unit) };
   return sale.buyer_region ? t(`${prefix}.sale`, vars) : t(`${prefix}.sale_anon`, vars);
 }
 
@@ -66,7 +66,8 @@ export class ChatPanel {
     this.pinText = el('span', { class: 'pin-text' });
     this.pinBox = el('div', { class: 'chat-pinned', hidden: true }, icon('pin'),
       el('p', { class: 'pin-body' }, this.pinWho, this.pinText));
-    this.list = el('ol', { class: 'chat-list', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+    // role="log": screen readers announce new messages, politely, in order.
+    this.list = el('ol', { class: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('chat.title') });
     this.emptyLine = el('p', { class: 'chat-empty', text: t('chat.empty') });
     this.jump = el('button', { type: 'button', class: 'chat-jump', hidden: true }, icon('down'), el('span', { text: t('chat.new') }));
     this.box = h('chat-box', this.list, this.emptyLine, this.jump);
@@ -183,7 +184,9 @@ export class ChatPanel {
       this.mutedUntil = Date.parse(m.until) || 0;
       this.showMuted(m.reason);
     });
-    c.on('status', ({ status }) => this.renderStatus(status));
+    c.on('status', ({ status, reason }) => this.renderStatus(status, reason));
+    // The server could not read a frame of ours: a page bug or an old page.
+    c.on('error', (m) => { if (has(`ws.${m.code}`)) this.notice(t(`ws.${m.code}`)); });
   }
 
   onHello(m) {
@@ -206,7 +209,8 @@ export class ChatPanel {
     this.join.hidden = banned || !you || !you.anonymous;
   }
 
-  renderStatus(status) {
+  /** `reason`: the close reason the server gave, when it closed us. */
+  renderStatus(status, reason) {
     clearTimeout(this.statusTimer);
     if (status === 'banned') {
       this.statusLine.hidden = true;
@@ -223,7 +227,8 @@ export class ChatPanel {
     // A quick reconnect (after picking a nickname) should not flash a warning.
     this.statusTimer = setTimeout(() => {
       if (this.channel.status === 'open') return;
-      this.statusLine.textContent = this.you ? t('chat.reconnecting') : t('chat.connecting');
+      const why = reason && has(`close.${reason}`) ? t(`close.${reason}`) : null;
+      this.statusLine.textContent = why || (this.you ? t('chat.reconnecting') : t('chat.connecting'));
       this.statusLine.hidden = false;
     }, this.you ? 1500 : 400);
   }
@@ -375,8 +380,8 @@ export class ChatPanel {
     const left = this.mutedUntil - serverNow();
     if (left <= 0) return;
     const text = reason === 'flood'
-      ? () => t('chat.muted_flood', { n: Math.ceil((this.mutedUntil - serverNow()) / 1000) })
-      : () => t('chat.muted_until', { time: new Date(this.mutedUntil).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }) });
+      ? () => t('mute.flood', { n: Math.ceil((this.mutedUntil - serverNow()) / 1000) })
+      : () => t('mute.timeout', { time: new Date(this.mutedUntil).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }) });
     this.notice(text(), { ms: left, live: reason === 'flood' ? text : null });
   }
 

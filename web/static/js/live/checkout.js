@@ -11,11 +11,11 @@
 // accounts_only`) asks a guest to sign in (or sign up) with their mobile
 // number first, in a sheet on this page.
 
-import { t, yuan } from '../i18n.js';
+import { t, has, yuan, amount, orderNumber } from '../i18n.js';
 import { $, el, toast, sleep } from '../dom.js';
 import { post, del } from '../api.js';
 import { showPaymentHow } from '../payment.js';
-import { showProblem, clearErrors, busy } from '../forms.js';
+import { showProblem, clearErrors, busy, describe, requireFilled } from '../forms.js';
 import { noteServerTime, msUntil, clockText } from '../clock.js';
 import { showSheet, openSheet } from '../sheet.js';
 import { copyText } from '../share.js';
@@ -25,17 +25,25 @@ import './words.js';
 
 const ORDERS_KEY = 'fieldcast.orders';
 
-/** Words for a failed "buy now". */
+/**
+ * Words for a failed "buy now". The numbers come from the problem's
+ * `params` where the server sends them, else from the live card.
+ */
 export function buyProblemWords(problem, card, quantity) {
+  const params = problem.params || {};
   switch (problem.code) {
-    case 'sold_out':
-      // The API says sold_out also when fewer are left than asked for.
-      if (card && card.available > 0 && card.available < quantity) {
-        return t('buy.insufficient_stock', { n: card.available });
-      }
+    case 'insufficient_stock':
+    case 'sold_out': {
+      // Older servers say sold_out also when fewer are left than asked for.
+      const left = params.available ?? (card ? card.available : 0);
+      if (left > 0 && left < quantity) return t('buy.insufficient_stock', { n: left });
       return t('buy.sold_out');
-    case 'over_limit':
-      return t('buy.over_limit', { n: card && card.max_per_buyer ? card.max_per_buyer : '' });
+    }
+    case 'limit_reached':
+    case 'over_limit': {
+      const limit = params.limit ?? (card && card.max_per_buyer);
+      return limit ? t('buy.over_limit', { n: limit }) : t('buy.over_limit_plain');
+    }
     case 'account_required':
       return t('buy.account_required');
     case 'not_started':
@@ -44,7 +52,7 @@ export function buyProblemWords(problem, card, quantity) {
     case 'network':
       return t(`buy.${problem.code}`);
     default:
-      return problem.detail || t('buy.generic');
+      return has(`e.${problem.code}`) ? describe(problem) : t('buy.generic');
   }
 }
 
@@ -245,7 +253,7 @@ export class Checkout {
 
   renderSummary() {
     const { reservation, card } = this.current;
-    const item = `${card.title} × ${reservation.quantity} ${card.unit}`;
+    const item = `${card.title} × ${amount(reservation.quantity, card.unit)}`;
     $('co-item').textContent = item;
     $('co-total').textContent = yuan(reservation.total_fen);
     $('co-submit-text').textContent = t('co.submit', { total: yuan(reservation.total_fen) });
@@ -295,6 +303,7 @@ export class Checkout {
   async submit() {
     if (!this.current) return;
     clearErrors(this.form);
+    if (!requireFilled(this.form, ['name', 'mobile', 'address'])) return;
     const f = this.form.elements;
     const body = {
       name: f.name.value.trim(),
@@ -327,7 +336,7 @@ export class Checkout {
   }
 
   renderPayNote(order) {
-    const ref = order.id.slice(-6).toUpperCase();
+    const ref = orderNumber(order);
     $('co-pay-note').textContent = order.payment_method === 'cash_on_delivery'
       ? t('co.pay_cod', { total: yuan(order.total_fen) })
       : t('co.pay_transfer', { total: yuan(order.total_fen), ref });

@@ -13,6 +13,8 @@ import { el, icon, toast } from '../dom.js';
 import { get } from '../api.js';
 import { openSheet, ask } from '../sheet.js';
 import { refusalWords } from './chat.js';
+import { describe } from '../forms.js';
+import { entryWords } from './modlog.js';
 import { durationWords } from './words.js';
 
 const TIMEOUTS = [10, 60, 600, 3600, 86400];
@@ -40,8 +42,9 @@ export class ModTools {
    * @param {import('./chat.js').ChatPanel} chat
    * @param {import('./channel.js').LiveChannel} channel
    */
-  constructor(chat, channel, { shopId }) {
+  constructor(chat, channel, { shopId, titleOf = () => null }) {
     this.chat = chat;
+    this.titleOf = titleOf;
     this.channel = channel;
     this.shopId = shopId;
     this.enabled = false;
@@ -137,7 +140,9 @@ export class ModTools {
     this.logList = el('ol', { class: 'mod-log' });
     const logBox = el('details', { class: 'mod-log-box' },
       el('summary', {}, icon('list'), el('span', { text: t('mod.log') })), this.logList);
+    const close = el('button', { type: 'button', class: 'btn btn-quiet btn-small mod-close' }, icon('close'), el('span', { text: t('mod.close') }));
     this.panel = el('div', { class: 'mod-panel', hidden: true },
+      close,
       el('div', { class: 'mod-group' }, el('p', { class: 'mod-label' }, icon('clock'), el('span', { text: t('mod.slow') })), this.slowRow),
       el('div', { class: 'mod-group' },
         el('p', { class: 'mod-label' }, icon('ban'), el('span', { text: t('mod.words') })),
@@ -148,6 +153,12 @@ export class ModTools {
     toggle.addEventListener('click', () => {
       this.panel.hidden = !this.panel.hidden;
       toggle.setAttribute('aria-expanded', String(!this.panel.hidden));
+    });
+    // On a phone the panel covers the chat like a sheet: it closes itself.
+    close.addEventListener('click', () => {
+      this.panel.hidden = true;
+      toggle.setAttribute('aria-expanded', 'false');
+      toggle.focus();
     });
     saveWords.addEventListener('click', () => this.send({ type: 'set_blocked_words', words: parseWords(this.wordsBox.value) }));
     this.unpinButton.addEventListener('click', () => this.send({ type: 'unpin_message' }));
@@ -190,6 +201,11 @@ export class ModTools {
         actor: e.actor ? { subject: e.actor, name: e.actor_name } : null,
         target: e.target,
         detail: e.detail,
+        reason: e.reason,
+        seconds: e.seconds,
+        count: e.count,
+        offer: e.offer,
+        title: e.title,
         at: e.at,
       }));
       // Entries heard live while loading may be in the answer too.
@@ -200,7 +216,7 @@ export class ModTools {
       this.renderLog();
       this.logList.dataset.loaded = 'true';
     } catch (problem) {
-      this.logList.replaceChildren(el('li', { class: 'muted', text: refusalWords({ code: problem.code, message: problem.detail }) }));
+      this.logList.replaceChildren(el('li', { class: 'muted', text: describe(problem) }));
     }
   }
 
@@ -216,12 +232,13 @@ export class ModTools {
   logEntry(e) {
     const actor = e.actor ? e.actor.name : t('mod.auto');
     const target = e.target ? (this.chat.nameOf(e.target) || shortSubject(e.target)) : '';
+    const words = entryWords(e, t, this.titleOf);
     const li = el('li', { class: 'mod-entry' },
       el('span', { class: 'mod-time', text: formatTime(e.at) }),
       el('span', { class: 'mod-what' },
-        el('strong', { text: actor }), ' ', t(`mod.a.${e.action}`),
+        el('strong', { text: actor }), ' ', words.action,
         target ? el('span', { class: 'mod-target', text: ` ${target}` }) : null,
-        e.detail ? el('span', { class: 'muted', text: ` · ${e.detail}` }) : null));
+        words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
     if (e.action === 'ban' && e.target) {
       const unban = el('button', { type: 'button', class: 'btn btn-quiet btn-small', text: t('mod.unban') });
       unban.addEventListener('click', () => this.send({ type: 'unban', subject: e.target }));

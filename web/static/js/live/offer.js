@@ -8,10 +8,11 @@
 // resume) carries every pinned offer whole; offer_pinned / offer_unpinned /
 // offer_updated change them one at a time.
 
-import { t, formatDate, formatTime, yuan } from '../i18n.js';
+import { t, formatDate, formatTime, yuan, amount } from '../i18n.js';
 import { el, icon } from '../dom.js';
 import { msUntil, clockText } from '../clock.js';
 import { saleWords } from './chat.js';
+import { smallPhoto } from '../photo.js';
 import './words.js';
 
 const TICKER_MS = 4500;
@@ -20,12 +21,16 @@ export class OfferCards {
   /**
    * @param {HTMLElement} slot
    * @param {import('./channel.js').LiveChannel} channel
-   * @param {{ onBuy: (card: object, quantity: number) => Promise<void> }} options
+   * @param {{ onBuy: (card: object, quantity: number) => Promise<void>,
+   *           productOf?: (offerId: string) => ({photo?: string, price_fen: number}|null) }} options
+   *   `productOf` names the product an offer sells, for its photo and
+   *   list price (the live card itself carries neither).
    */
-  constructor(slot, channel, { onBuy }) {
+  constructor(slot, channel, { onBuy, productOf = () => null }) {
     this.slot = slot;
     this.channel = channel;
     this.onBuy = onBuy;
+    this.productOf = productOf;
     this.cards = new Map(); // offer id -> { data, node, parts, qty }
     this.order = [];
     this.ticker = el('p', { class: 'sale-ticker', hidden: true, role: 'status' });
@@ -113,8 +118,10 @@ export class OfferCards {
     p.badge = el('span', { class: 'offer-badge' }, icon('bag'), el('span'));
     p.timer = el('span', { class: 'offer-timer', hidden: true }, icon('clock'), el('span'));
     p.title = el('h2', { class: 'offer-title' });
+    p.photo = el('span', { class: 'offer-photo', 'aria-hidden': 'true' }, icon('field'));
     p.price = el('strong');
     p.per = el('span', { class: 'per' });
+    p.list = el('s', { class: 'list-price', hidden: true });
     p.tags = el('p', { class: 'offer-tags' });
     p.bar = el('progress', { class: 'stock-bar', max: '1', value: '0' });
     p.left = el('span', { class: 'stock-left' });
@@ -127,9 +134,10 @@ export class OfferCards {
     p.buy = el('button', { type: 'button', class: 'btn btn-live btn-big btn-buy' }, icon('bag'), el('span'));
     p.note = el('p', { class: 'offer-note', role: 'alert', hidden: true });
     const node = el('article', { class: 'offer card', data: { offer: data.offer } },
+      p.photo,
       el('div', { class: 'offer-head' }, p.badge, p.timer),
       p.title,
-      el('div', { class: 'offer-row' }, el('p', { class: 'offer-price' }, p.price, p.per), p.tags),
+      el('div', { class: 'offer-row' }, el('p', { class: 'offer-price' }, p.price, p.per, p.list), p.tags),
       el('div', { class: 'offer-stock' }, p.bar, el('p', { class: 'stock-words' }, p.sold, p.left)),
       el('div', { class: 'offer-buy' }, el('div', { class: 'qty-box' }, p.qtyLabel, p.stepper), p.buy),
       p.note);
@@ -178,17 +186,18 @@ export class OfferCards {
     p.title.textContent = d.title;
     p.price.textContent = yuan(d.price_fen);
     p.per.textContent = `/${d.unit}`;
+    this.renderProduct(card);
     const tags = [];
     if (d.ships_on) tags.push(el('span', { class: 'tag tag-presale', text: t('offer.presale', { date: formatDate(d.ships_on) }) }));
-    if (d.max_per_buyer) tags.push(el('span', { class: 'tag', text: t('offer.limit', { n: d.max_per_buyer, unit: d.unit }) }));
+    if (d.max_per_buyer) tags.push(el('span', { class: 'tag', text: t('offer.limit', { n: d.max_per_buyer, amount: amount(d.max_per_buyer, d.unit) }) }));
     const accountsOnly = d.buyers === 'accounts_only';
     if (accountsOnly) tags.push(el('span', { class: 'tag tag-account', text: t('offer.accounts_only') }));
     p.tags.replaceChildren(...tags);
     const total = d.available + d.sold;
     p.bar.max = Math.max(1, total);
     p.bar.value = d.sold;
-    p.sold.textContent = t('offer.sold', { n: d.sold, unit: d.unit });
-    p.left.textContent = d.state === 'sold_out' ? t('offer.sold_out') : t('offer.left', { n: d.available, unit: d.unit });
+    p.sold.textContent = t('offer.sold', { n: d.sold, amount: amount(d.sold, d.unit) });
+    p.left.textContent = d.state === 'sold_out' ? t('offer.sold_out') : t('offer.left', { n: d.available, amount: amount(d.available, d.unit) });
     p.left.classList.toggle('low', d.available > 0 && d.available <= Math.max(3, total / 10));
 
     card.qty = Math.min(card.qty, this.maxQty(d));
@@ -205,7 +214,7 @@ export class OfferCards {
     else if (card.busy) words = t('offer.buying');
     else if (holding) words = t('offer.continue');
     else if (open && accountsOnly && !this.signedIn) words = t('offer.sign_in_to_buy');
-    else if (open) words = card.qty > 1 ? t('offer.buy_n', { n: card.qty, unit: d.unit, total: yuan(d.price_fen * card.qty) }) : t('offer.buy');
+    else if (open) words = card.qty > 1 ? t('offer.buy_n', { n: card.qty, amount: amount(card.qty, d.unit), total: yuan(d.price_fen * card.qty) }) : t('offer.buy');
     else if (d.state === 'upcoming') words = t('offer.upcoming');
     else if (d.state === 'sold_out') words = t('offer.sold_out');
     else words = t('offer.ended');
@@ -219,6 +228,28 @@ export class OfferCards {
       p.note.hidden = true;
     }
     this.renderTimer(card);
+  }
+
+  /** The product's photo and, when the live price is lower, its list price struck through. */
+  renderProduct(card) {
+    const p = card.parts;
+    const product = this.productOf(card.data.offer);
+    const photo = product && smallPhoto(product.photo);
+    if (photo && p.photo.dataset.src !== photo) {
+      p.photo.dataset.src = photo;
+      p.photo.replaceChildren(el('img', { src: photo, alt: '', decoding: 'async' }));
+    }
+    const list = product && product.price_fen > card.data.price_fen ? product.price_fen : 0;
+    p.list.hidden = !list;
+    if (list) {
+      p.list.textContent = yuan(list);
+      p.list.setAttribute('aria-label', t('offer.list_price', { price: yuan(list) }));
+    }
+  }
+
+  /** The page learned more about products: fill in photos and list prices. */
+  refreshProducts() {
+    for (const card of this.cards.values()) this.renderProduct(card);
   }
 
   renderTimer(card) {
@@ -287,6 +318,6 @@ export class OfferCards {
     if (!orders.length) return;
     this.slot.hidden = false;
     this.mine.replaceChildren(...orders.map((o) => el('a', { class: 'my-order', href: o.url, target: '_blank', rel: 'noopener' },
-      icon('list'), el('span', { text: t('my.order', { title: o.title, n: o.quantity, unit: o.unit }) }), icon('next'))));
+      icon('list'), el('span', { text: t('my.order', { title: o.title, n: o.quantity, amount: amount(o.quantity, o.unit) }) }), icon('next'))));
   }
 }

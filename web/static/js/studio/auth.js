@@ -2,7 +2,7 @@
 
 import { $ } from '../dom.js';
 import { post } from '../api.js';
-import { showProblem, clearErrors, busy } from '../forms.js';
+import { showProblem, clearErrors, busy, requireFilled } from '../forms.js';
 import { ctx, show, go } from './context.js';
 
 function selectTab(which) {
@@ -22,6 +22,7 @@ export function init() {
     e.preventDefault();
     busy(signin, async () => {
       clearErrors(signin);
+      if (!requireFilled(signin, ['mobile', 'password'])) return;
       try {
         ctx.me = await post('/session', {
           mobile: signin.elements.mobile.value.trim(),
@@ -40,6 +41,7 @@ export function init() {
     e.preventDefault();
     busy(signup, async () => {
       clearErrors(signup);
+      if (!requireFilled(signup, ['mobile', 'display_name', 'password'])) return;
       try {
         ctx.me = await post('/accounts', {
           mobile: signup.elements.mobile.value.trim(),

@@ -3,6 +3,7 @@
 
 import { $ } from '../dom.js';
 import { t } from '../i18n.js';
+import { showSheet } from '../sheet.js';
 
 export const ctx = {
   /** GET /session, or null when signed out. */
@@ -56,19 +57,19 @@ export const route = () => router();
 
 /** Asks a yes/no question in a sheet; resolves true for yes. */
 export function confirmSheet(text, okText) {
-  const sheet = $('confirm');
   $('confirm-text').textContent = text;
   $('confirm-yes').textContent = okText || t('common.ok');
-  sheet.hidden = false;
   return new Promise((resolve) => {
-    const done = (answer) => {
-      sheet.hidden = true;
-      $('confirm-yes').removeEventListener('click', yes);
-      $('confirm-no').removeEventListener('click', no);
-      resolve(answer);
-    };
-    const yes = () => done(true);
-    const no = () => done(false);
+    let answer = false;
+    const hide = showSheet($('confirm'), {
+      onClose: () => {
+        $('confirm-yes').removeEventListener('click', yes);
+        $('confirm-no').removeEventListener('click', no);
+        resolve(answer);
+      },
+    });
+    const yes = () => { answer = true; hide(); };
+    const no = () => hide();
     $('confirm-yes').addEventListener('click', yes);
     $('confirm-no').addEventListener('click', no);
     $('confirm-yes').focus();

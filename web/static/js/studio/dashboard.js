@@ -5,6 +5,7 @@ import { get, del } from '../api.js';
 import { t, formatTime, formatDate, yuan } from '../i18n.js';
 import { ctx, show, go, ownedShops, chooseShop } from './context.js';
 import { summary as ordersSummary } from './orders.js';
+import { smallPhoto } from '../photo.js';
 
 let data = null;
 
@@ -32,6 +33,9 @@ function render() {
   $('my-shop-place').textContent = shop.place;
   $('my-shop-story').textContent = shop.story;
   $('my-shop-story').hidden = !shop.story;
+  const photo = $('my-shop-photo');
+  photo.hidden = !shop.photo;
+  if (shop.photo) photo.src = smallPhoto(shop.photo);
 
   const owned = ownedShops();
   $('shop-picker').hidden = owned.length < 2;
@@ -51,6 +55,7 @@ function render() {
 
   $('product-rows').replaceChildren(...products.map((p) => el('li', {},
     el('a', { class: 'row', href: `/studio/products/${encodeURIComponent(p.id)}`, 'data-link': true },
+      p.photo ? el('img', { class: 'row-photo', src: smallPhoto(p.photo), alt: '', loading: 'lazy' }) : el('span', { class: 'row-photo' }, icon('bag')),
       el('span', { class: 'row-main' },
         el('span', { class: 'row-title', text: p.title }),
         el('span', { class: 'row-sub' },

@@ -11,6 +11,16 @@ import { shareLink, copyText } from '../share.js';
 import { WhipPublisher } from '../whip.js';
 import { ctx, show, confirmSheet } from './context.js';
 import { mountLive } from './live.js';
+import { pausedPicture } from './paused.js';
+import { initCockpit, resetCockpit } from './cockpit.js';
+import { unlockSound } from './liveorders.js';
+
+// A camera taken by another app (a WeChat video call, the camera app)
+// mutes or ends our track. A mute that lasts this long counts as lost.
+const MUTE_GRACE_MS = 3000;
+// While the camera is lost, ask for it again this often (the other app
+// may let go of it by itself).
+const CAMERA_RETRY_MS = 4000;
 
 let broadcast = null;
 let stream = null;
@@ -48,6 +58,134 @@ function setCamera(status, message) {
   if (message) $('camera-msg').textContent = message;
 }
 
+// ── the camera going away, and coming back ─────────────────────────────
+let cameraLost = false;
+let unwatchCamera = null; // stops listening to the current tracks
+let paused = null;        // the "camera paused" picture viewers see meanwhile
+let retryTimer = 0;
+
+/** Tells the farmer what happened, on the preview itself, with the one button that fixes it. */
+function alertOnCamera(kind) {
+  const box = $('camera-alert');
+  box.hidden = !kind;
+  box.dataset.kind = kind || '';
+  if (!kind) return;
+  $('camera-alert-text').textContent = kind === 'replaced'
+    ? t('cam.replaced')
+    : onAir() ? t('cam.lost_live') : t('cam.lost');
+  $('camera-retry').hidden = kind !== 'lost';
+  $('take-over').hidden = kind !== 'replaced';
+}
+
+function watchCamera() {
+  if (unwatchCamera) unwatchCamera();
+  unwatchCamera = null;
+  const [video] = stream ? stream.getVideoTracks() : [];
+  if (!video) return;
+  let muteTimer = 0;
+  const onEnded = () => loseCamera();
+  const onMute = () => {
+    clearTimeout(muteTimer);
+    muteTimer = setTimeout(() => { if (video.muted) loseCamera(); }, MUTE_GRACE_MS);
+  };
+  const onUnmute = () => {
+    clearTimeout(muteTimer);
+    if (cameraLost && video.readyState === 'live') cameraBack();
+  };
+  video.addEventListener('ended', onEnded);
+  video.addEventListener('mute', onMute);
+  video.addEventListener('unmute', onUnmute);
+  unwatchCamera = () => {
+    clearTimeout(muteTimer);
+    video.removeEventListener('ended', onEnded);
+    video.removeEventListener('mute', onMute);
+    video.removeEventListener('unmute', onUnmute);
+  };
+}
+
+async function loseCamera() {
+  if (cameraLost || !stream) return;
+  cameraLost = true;
+  setCamera('lost');
+  alertOnCamera('lost');
+  // Viewers see a picture saying the camera paused, not a frozen frame or
+  // a player that keeps reconnecting; the broadcast itself goes on.
+  if (publisher && !publisher.stopped) {
+    paused = pausedPicture();
+    try { await publisher.replaceVideoTrack(paused.track); } catch (_) { /* the next camera replaces it */ }
+  }
+  scheduleCameraRetry();
+}
+
+function scheduleCameraRetry() {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    if (!cameraLost) return;
+    if (document.visibilityState === 'visible') reopenCamera(false);
+    else scheduleCameraRetry();
+  }, CAMERA_RETRY_MS);
+}
+
+/** Asks for the camera (and the microphone, if it went too) again. */
+async function reopenCamera(tapped) {
+  if (!cameraLost || !stream || reopenCamera.busy) return;
+  reopenCamera.busy = true;
+  const needAudio = stream.getAudioTracks().every((tr) => tr.readyState === 'ended');
+  let fresh;
+  try {
+    fresh = await navigator.mediaDevices.getUserMedia({
+      video: VIDEO(facing),
+      audio: needAudio ? AUDIO : false,
+    });
+  } catch (e) {
+    reopenCamera.busy = false;
+    if (tapped) error(cameraProblem(e, true));
+    scheduleCameraRetry();
+    return;
+  }
+  reopenCamera.busy = false;
+  if (!stream) { fresh.getTracks().forEach((tr) => tr.stop()); return; }
+  for (const track of fresh.getTracks()) {
+    for (const old of track.kind === 'video' ? stream.getVideoTracks() : stream.getAudioTracks()) {
+      old.stop();
+      stream.removeTrack(old);
+    }
+    stream.addTrack(track);
+    if (publisher && !publisher.stopped) {
+      try { await publisher.replaceTrack(track.kind, track); } catch (_) { /* the next reconnect sends it */ }
+    }
+  }
+  cameraBack();
+}
+
+function cameraBack() {
+  cameraLost = false;
+  clearTimeout(retryTimer);
+  const [video] = stream.getVideoTracks();
+  if (paused) {
+    if (publisher && !publisher.stopped && video) publisher.replaceVideoTrack(video).catch(() => {});
+    paused.stop();
+    paused = null;
+  }
+  $('preview').srcObject = stream;
+  $('preview').play().catch(() => {});
+  alertOnCamera(null);
+  error('');
+  setCamera(onAir() ? 'live' : 'preview');
+  watchCamera();
+  renderButtons();
+  toast(onAir() ? t('cam.back_live') : t('cam.back'));
+}
+
+function forgetCameraTrouble() {
+  cameraLost = false;
+  clearTimeout(retryTimer);
+  if (unwatchCamera) unwatchCamera();
+  unwatchCamera = null;
+  if (paused) { paused.stop(); paused = null; }
+  alertOnCamera(null);
+}
+
 function error(message) {
   const box = $('live-error');
   box.textContent = message || '';
@@ -67,11 +205,18 @@ function renderHead() {
 function renderButtons() {
   const ended = broadcast.state === 'ended';
   $('camera-on').hidden = ended || Boolean(stream);
-  $('go-live').hidden = ended || !stream || onAir();
+  const replaced = $('camera').dataset.status === 'replaced';
+  $('go-live').hidden = ended || !stream || onAir() || replaced;
   $('end-live').hidden = ended || !(onAir() || broadcast.state === 'live');
   $('flip').hidden = !stream || !hasTwoCameras;
   $('onair').hidden = !onAir() || $('camera').dataset.status !== 'live';
+  // "正在直播" on the picture says it all; the state chip would repeat it.
+  $('live-state-chip').hidden = !$('onair').hidden;
   $('camera').classList.toggle('mirrored', facing === 'user');
+  // An ended broadcast has nothing left to share or to stream into.
+  $('share-card').hidden = ended;
+  $('apps').hidden = ended;
+  $('view-live').dataset.phase = ended ? 'ended' : onAir() ? 'live' : stream ? 'preview' : 'idle';
   if (ended) {
     setCamera('off', t('cam.ended'));
     $('quality').hidden = true;
@@ -81,14 +226,26 @@ function renderButtons() {
 
 let hasTwoCameras = false;
 
-function cameraProblem(e) {
+/** Words for a failed getUserMedia; `again` when the camera worked before. */
+function cameraProblem(e, again = false) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return window.isSecureContext ? t('cam.unsupported') : t('cam.insecure');
   }
-  if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) return t('cam.denied');
+  if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) return deniedHelp();
   if (e && (e.name === 'NotFoundError' || e.name === 'OverconstrainedError')) return t('cam.none');
+  if (e && (e.name === 'NotReadableError' || e.name === 'AbortError')) return t('cam.busy');
+  return again ? t('cam.busy') : deniedHelp();
+}
+
+/** How to allow the camera, for the browser this page runs in. */
+function deniedHelp() {
+  const ua = navigator.userAgent;
+  if (/MicroMessenger/i.test(ua)) return t('cam.denied_wechat');
+  if (/iPhone|iPad/i.test(ua)) return t('cam.denied_ios');
   return t('cam.denied');
 }
+
+const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
 const VIDEO = (facingMode) => ({
   facingMode: { ideal: facingMode },
@@ -107,7 +264,7 @@ async function openCamera() {
   try {
     stream = await navigator.mediaDevices.getUserMedia({
       video: VIDEO(facing),
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      audio: AUDIO,
     });
   } catch (e) {
     setCamera('off', t('cam.off'));
@@ -118,6 +275,7 @@ async function openCamera() {
   preview.srcObject = stream;
   preview.play().catch(() => {});
   setCamera('preview');
+  watchCamera();
   try {
     const devices = await navigator.mediaDevices.enumerateDevices();
     hasTwoCameras = devices.filter((d) => d.kind === 'videoinput').length > 1;
@@ -140,7 +298,8 @@ async function flipCamera() {
   }
   stream.addTrack(track);
   $('preview').srcObject = stream;
-  if (publisher) await publisher.replaceVideoTrack(track);
+  watchCamera();
+  if (publisher && !paused) await publisher.replaceVideoTrack(track);
   renderButtons();
 }
 
@@ -176,6 +335,7 @@ async function goLive() {
     stream,
   });
   publisher.addEventListener('live', () => {
+    if (cameraLost) return;
     setCamera('live');
     broadcast.state = 'live';
     renderHead();
@@ -183,11 +343,29 @@ async function goLive() {
     keepScreenOn();
   });
   publisher.addEventListener('reconnecting', () => {
+    if (cameraLost) return;
     setCamera('reconnecting');
     error(t('cam.reconnecting'));
     renderButtons();
   });
-  publisher.addEventListener('connected', () => error(''));
+  publisher.addEventListener('connected', () => {
+    error('');
+    // A new connection sends the stream's tracks: while the camera is
+    // away, that must be the "camera paused" picture again.
+    if (paused) publisher.replaceVideoTrack(paused.track).catch(() => {});
+  });
+  publisher.addEventListener('replaced', () => {
+    // Another phone (or app) publishes this broadcast now. Stay quiet:
+    // taking it back is the farmer's one tap, never automatic.
+    ctx.leaveGuard = null;
+    if (paused) { paused.stop(); paused = null; }
+    error('');
+    $('quality').hidden = true;
+    $('quality-detail').hidden = true;
+    setCamera('replaced');
+    alertOnCamera('replaced');
+    renderButtons();
+  });
   publisher.addEventListener('quality', (e) => showQuality(e.detail));
   publisher.addEventListener('ended', () => {
     broadcast.state = 'ended';
@@ -212,6 +390,7 @@ async function goLive() {
 }
 
 function stopCamera() {
+  forgetCameraTrouble();
   if (publisher) { publisher.stop(); publisher = null; }
   if (stream) stream.getTracks().forEach((tr) => tr.stop());
   stream = null;
@@ -273,12 +452,20 @@ function fitPreview() {
 }
 
 export function init() {
+  initCockpit();
+  // The new-order chime may only play after the farmer touched the page.
+  $('view-live').addEventListener('pointerdown', unlockSound, { once: true });
   $('preview').addEventListener('loadedmetadata', fitPreview);
   $('preview').addEventListener('resize', fitPreview);
   $('camera-on').addEventListener('click', openCamera);
   $('go-live').addEventListener('click', goLive);
   $('end-live').addEventListener('click', endLive);
   $('flip').addEventListener('click', () => flipCamera().catch((e) => error(cameraProblem(e))));
+  $('camera-retry').addEventListener('click', () => reopenCamera(true));
+  $('take-over').addEventListener('click', () => {
+    alertOnCamera(null);
+    goLive();
+  });
   $('share-link').addEventListener('click', () => shareLink({
     url: broadcast.watch_url,
     title: broadcast.title,
@@ -294,7 +481,10 @@ export function init() {
     if (text && await copyText(text)) toast(t('common.copied'));
   }));
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible') keepScreenOn();
+    if (document.visibilityState !== 'visible') return;
+    keepScreenOn();
+    // Back from the app that took the camera: try at once.
+    if (cameraLost) reopenCamera(false);
   });
   window.addEventListener('beforeunload', (e) => {
     if (onAir()) { e.preventDefault(); e.returnValue = ''; }
@@ -314,7 +504,9 @@ export async function view(broadcastId) {
   $('quality').hidden = true;
   $('quality-detail').hidden = true;
   error('');
+  forgetCameraTrouble();
   setCamera('off', t('cam.off'));
+  resetCockpit();
   renderHead();
   renderButtons();
   show('view-live');

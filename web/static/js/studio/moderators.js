@@ -6,9 +6,10 @@
 import { $, el, icon, toast } from '../dom.js';
 import { get, post, del } from '../api.js';
 import { t, formatTime, formatDate } from '../i18n.js';
-import { showProblem, clearErrors, busy } from '../forms.js';
+import { showProblem, clearErrors, busy, describe, requireFilled } from '../forms.js';
 import { ctx, show, go, confirmSheet } from './context.js';
 import { shortSubject } from '../live/moderation.js';
+import { entryWords } from '../live/modlog.js';
 import './words.js';
 
 let moderators = [];
@@ -19,6 +20,7 @@ export function init() {
     e.preventDefault();
     busy(form, async () => {
       clearErrors(form);
+      if (!requireFilled(form, ['mobile'])) return;
       try {
         const m = await post(`/shops/${encodeURIComponent(ctx.shopId)}/moderators`, { mobile: form.elements.mobile.value.trim() });
         form.reset();
@@ -51,7 +53,7 @@ function renderList() {
         toast(t('mods.removed'));
         await loadList();
       } catch (problem) {
-        toast(problem.detail || t('e.generic'), 4000);
+        toast(describe(problem), 4000);
       }
     });
     return el('li', { class: 'row mod-row', data: { user: m.user_id } },
@@ -77,12 +79,15 @@ function renderLog() {
     list.replaceChildren(el('li', { class: 'muted', text: t('mod.log_empty') }));
     return;
   }
-  list.replaceChildren(...log.map((e) => el('li', { class: 'mod-entry' },
-    el('span', { class: 'mod-time', text: formatTime(e.at) }),
-    el('span', { class: 'mod-what' },
-      el('strong', { text: e.actor_name || t('mod.auto') }), ' ', t(`mod.a.${e.action}`),
-      e.target ? el('span', { class: 'mod-target', text: ` ${e.target_name || shortSubject(e.target)}` }) : null,
-      e.detail ? el('span', { class: 'muted', text: ` · ${e.detail}` }) : null))));
+  list.replaceChildren(...log.map((e) => {
+    const words = entryWords(e, t);
+    return el('li', { class: 'mod-entry' },
+      el('span', { class: 'mod-time', text: formatTime(e.at) }),
+      el('span', { class: 'mod-what' },
+        el('strong', { text: e.actor_name || t('mod.auto') }), ' ', words.action,
+        e.target ? el('span', { class: 'mod-target', text: ` ${e.target_name || shortSubject(e.target)}` }) : null,
+        words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
+  }));
 }
 
 let bans = [];
@@ -98,7 +103,7 @@ function renderBans() {
         toast(t('bans.lifted'));
         await loadBans();
       } catch (problem) {
-        toast(problem.detail || t('e.generic'), 4000);
+        toast(describe(problem), 4000);
       }
     });
     return el('li', { class: 'row', data: { subject: b.subject } },
@@ -144,7 +149,7 @@ export async function home() {
   $('mod-me-name').textContent = ctx.me.display_name;
   const shops = moderatedShops();
   const blocks = await Promise.all(shops.map(async (s) => {
-    let broadcasts = [];
+    let broadcasts;
     try {
       broadcasts = (await get(`/shops/${encodeURIComponent(s.id)}/broadcasts`)).filter((b) => b.state !== 'ended');
     } catch (_) { broadcasts = []; }

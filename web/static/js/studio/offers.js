@@ -8,9 +8,8 @@
 import { t, yuan } from '../i18n.js';
 import { el, icon, toast } from '../dom.js';
 import { get, post } from '../api.js';
-import { showProblem, clearErrors, busy, fieldError } from '../forms.js';
+import { showProblem, clearErrors, busy, fieldError, describe } from '../forms.js';
 import { serverNow, msUntil, clockText } from '../clock.js';
-import { saleWords } from '../live/chat.js';
 import { parseYuan, fenToYuanText } from './products.js';
 import { confirmSheet } from './context.js';
 import './words.js';
@@ -60,8 +59,9 @@ export class OfferDesk {
    * @param {HTMLElement} slot
    * @param {import('../live/channel.js').LiveChannel|null} channel  null for an ended broadcast
    */
-  constructor(slot, channel, { broadcast, shopId }) {
+  constructor(slot, channel, { broadcast, shopId, seeOrders }) {
     this.slot = slot;
+    this.seeOrders = seeOrders;
     this.channel = channel;
     this.broadcast = broadcast;
     this.shopId = shopId;
@@ -95,13 +95,24 @@ export class OfferDesk {
     this.newButton = el('button', { type: 'button', class: 'btn btn-live btn-block btn-big' }, icon('plus'), el('span', { text: t('sell.new') }));
     this.formBox = el('div', { class: 'desk-form', hidden: true });
     this.newButton.addEventListener('click', () => this.openForm());
-    this.slot.replaceChildren(
+    // replaceChildren() would write a null as the text "null": leave it out.
+    this.slot.replaceChildren(...[
       el('div', { class: 'section-head' },
         el('h2', { class: 'section-title' }, icon('bag'), el('span', { text: t('sell.title') })),
-        el('a', { class: 'btn btn-secondary btn-small', href: '/studio/orders', 'data-link': true }, icon('list'), el('span', { text: t('sell.see_orders') }))),
+        this.seeOrdersButton()),
       this.ordersLine, this.list, this.empty,
-      this.live ? this.newButton : null, this.formBox);
+      this.live ? this.newButton : null, this.formBox].filter(Boolean));
     this.slot.hidden = false;
+  }
+
+  /** Opens this broadcast's orders next to the stream (or the orders page). */
+  seeOrdersButton() {
+    if (!this.seeOrders) {
+      return el('a', { class: 'btn btn-secondary btn-small', href: '/studio/orders', 'data-link': true }, icon('list'), el('span', { text: t('sell.see_orders') }));
+    }
+    const b = el('button', { type: 'button', class: 'btn btn-secondary btn-small desk-see-orders' }, icon('list'), el('span', { text: t('sell.see_orders') }));
+    b.addEventListener('click', this.seeOrders);
+    return b;
   }
 
   listen() {
@@ -117,10 +128,8 @@ export class OfferDesk {
     c.on('offer_pinned', (m) => { this.pinned.add(m.offer.offer); this.merge(m.offer); this.render(); });
     c.on('offer_unpinned', (m) => { this.pinned.delete(m.offer); this.render(); });
     c.on('offer_updated', (m) => { this.merge(m.offer); this.render(); });
-    c.on('sale', (m) => {
-      toast(t('sell.new_order', { words: saleWords(m) }), 4000);
-      this.loadOrders();
-    });
+    // The orders tab rings and counts each sale; here the totals follow.
+    c.on('sale', () => this.loadOrders());
   }
 
   /** A live card's numbers into the API's view of the offer. */
@@ -131,10 +140,24 @@ export class OfferDesk {
       this.loadOffers();
       return;
     }
+    if (card.state === 'ended' && o.state !== 'ended') {
+      // Ending returns unsold units to stock and settles the holds: the
+      // card's numbers no longer add up to the allotment, so ask.
+      o.state = 'ended';
+      this.refetch(o.id);
+      return;
+    }
     o.available = card.available;
     o.sold = card.sold;
     o.state = card.state;
     o.held = Math.max(0, o.allotted - o.available - o.sold);
+  }
+
+  async refetch(id) {
+    try {
+      this.offers.set(id, await get(`/offers/${encodeURIComponent(id)}`));
+      this.render();
+    } catch (_) { /* the list reload on the next event fixes it */ }
   }
 
   async load() {
@@ -252,7 +275,7 @@ export class OfferDesk {
       this.render();
       toast(t('sell.ended'));
     } catch (problem) {
-      toast(problem.detail || t('e.generic'), 4000);
+      toast(describe(problem), 4000);
     }
   }
 
@@ -296,10 +319,11 @@ export class OfferDesk {
     const form = el('form', { class: 'form', novalidate: true },
       el('h3', { class: 'form-title', text: t('sell.form_title') }),
       field('sell.product', select, 'product_id'),
-      el('div', { class: 'field-row' },
-        field('sell.price', el('span', { class: 'input-affix' }, el('span', { class: 'affix', text: '¥' }), price), 'price'),
-        field('sell.limit', limit.node, 'per_buyer_limit')),
+      field('sell.price', el('span', { class: 'input-affix' }, el('span', { class: 'affix', text: '¥' }), price), 'price'),
+      // Each stepper gets the card's full width: two side by side do not
+      // fit a 360 px phone.
       field('sell.quantity', quantity.node, 'quantity'),
+      field('sell.limit', limit.node, 'per_buyer_limit'),
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.start') }), start.node, el('span', { class: 'field-error', 'data-error-for': 'starts_at' })),
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.end') }), length.node, el('span', { class: 'field-error', 'data-error-for': 'ends_at' })),
       el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('sell.hold') }), hold.node, el('span', { class: 'field-error', 'data-error-for': 'hold_secs' })),

@@ -5,14 +5,19 @@
 
 import { $, el, icon, toast } from '../dom.js';
 import { get, post } from '../api.js';
-import { t, yuan, formatTime, formatDate } from '../i18n.js';
-import { showProblem, clearErrors, busy } from '../forms.js';
+import { t, yuan, formatTime, formatDate, amount, orderNumber, lang } from '../i18n.js';
+import { showProblem, clearErrors, busy, describe } from '../forms.js';
 import { openSheet } from '../sheet.js';
 import { ctx, show } from './context.js';
 import './words.js';
 
 const STATES = ['placed', 'paid', 'shipped', 'delivered', 'cancelled'];
 const CARRIERS = ['中国邮政', 'EMS', '顺丰速运', '中通快递', '圆通速递', '韵达快递', '申通快递', '京东物流', '极兔速递'];
+// Offered on the orders page so an order's choices and the CSV speak the
+// page's language and the phone's clock.
+function csvParams() {
+  return { lang: lang() === 'en' ? 'en' : 'zh-CN', tz_offset_minutes: String(-new Date().getTimezoneOffset()) };
+}
 
 let orders = [];
 let filter = '';
@@ -42,8 +47,9 @@ function renderFilters() {
   $('order-filters').replaceChildren(tab('', t('so.all'), orders.length), ...STATES.map((s) => tab(s, t(`so.s.${s}`), counts[s])));
   const selected = $('order-filters').querySelector('[aria-selected="true"]');
   if (selected && selected.scrollIntoView) selected.scrollIntoView({ block: 'nearest', inline: 'center' });
-  const csv = `/api/v1/shops/${encodeURIComponent(ctx.shopId)}/orders.csv${filter ? `?state=${filter}` : ''}`;
-  $('orders-csv').href = csv;
+  const query = new URLSearchParams(csvParams());
+  if (filter) query.set('state', filter);
+  $('orders-csv').href = `/api/v1/shops/${encodeURIComponent(ctx.shopId)}/orders.csv?${query}`;
 }
 
 function actionButton(name, words, cls, handler) {
@@ -52,21 +58,27 @@ function actionButton(name, words, cls, handler) {
   return b;
 }
 
-function orderCard(o) {
+/**
+ * One order with the actions its state allows. `onUpdated` gets the order
+ * as the server has it after an action (the orders page replaces its copy;
+ * the live cockpit its own).
+ */
+export function orderCard(o, onUpdated = replace) {
   const cod = o.payment_method === 'cash_on_delivery';
   const actions = [];
-  if (o.state === 'placed') actions.push(actionButton('cash', t('so.mark_paid'), cod ? 'btn-quiet' : 'btn-primary', () => act(o, 'paid')));
-  if (o.state === 'paid' || (o.state === 'placed' && cod)) actions.push(actionButton('truck', t('so.ship'), 'btn-primary', () => ship(o)));
-  if (o.state === 'shipped') actions.push(actionButton('check', t('so.delivered'), 'btn-primary', () => act(o, 'delivered')));
-  if (o.state === 'placed' || o.state === 'paid' || o.state === 'shipped') {
-    actions.push(actionButton('close', t('so.cancel'), 'btn-danger-quiet', () => cancel(o)));
+  if (o.state === 'placed') actions.push(actionButton('cash', t('so.mark_paid'), cod ? 'btn-quiet' : 'btn-primary', () => act(o, 'paid', onUpdated)));
+  if (o.state === 'paid' || (o.state === 'placed' && cod)) actions.push(actionButton('truck', t('so.ship'), 'btn-primary', () => ship(o, onUpdated)));
+  if (o.state === 'shipped') actions.push(actionButton('check', t('so.delivered'), 'btn-primary', () => act(o, 'delivered', onUpdated)));
+  // Once the parcel is on its way, cancelling is a conversation, not a button.
+  if (o.state === 'placed' || o.state === 'paid') {
+    actions.push(actionButton('close', t('so.cancel'), 'btn-danger-quiet', () => cancel(o, onUpdated)));
   }
   return el('li', { class: 'card order-card', data: { order: o.id, state: o.state } },
     el('div', { class: 'order-top' },
       stateChip(o.state),
-      el('span', { class: 'muted small', text: `${formatTime(o.created_at)} · ${o.id.slice(-6).toUpperCase()}` })),
+      el('span', { class: 'muted small', text: `${formatTime(o.created_at)} · ${orderNumber(o)}` })),
     el('div', { class: 'order-line' },
-      el('p', { class: 'order-item' }, el('strong', { text: o.title }), ` × ${o.quantity} ${o.unit}`,
+      el('p', { class: 'order-item' }, el('strong', { text: o.title }), ` × ${amount(o.quantity, o.unit)}`,
         o.ships_on ? el('span', { class: 'tag tag-presale', text: `${t('so.presale')} ${formatDate(o.ships_on)}` }) : null),
       el('p', { class: 'order-total' }, el('strong', { text: yuan(o.total_fen) }))),
     el('p', { class: 'order-who' }, icon('user'), el('span', { text: o.recipient_name }),
@@ -81,7 +93,7 @@ function orderCard(o) {
 function render() {
   renderFilters();
   const shown = filter ? orders.filter((o) => o.state === filter) : orders;
-  $('order-list').replaceChildren(...shown.map(orderCard));
+  $('order-list').replaceChildren(...shown.map((o) => orderCard(o)));
   $('orders-empty').hidden = shown.length > 0;
   const live = shown.filter((o) => o.state !== 'cancelled');
   $('orders-sum').textContent = shown.length ? t('so.sum', { n: shown.length, total: yuan(live.reduce((s, o) => s + o.total_fen, 0)) }) : '';
@@ -92,22 +104,32 @@ function replace(updated) {
   render();
 }
 
-async function act(o, what) {
+async function act(o, what, onUpdated) {
   try {
-    replace(await post(`/orders/${encodeURIComponent(o.id)}/${what}`));
+    onUpdated(await post(`/orders/${encodeURIComponent(o.id)}/${what}`));
     toast(t(`so.done_${what}`));
   } catch (problem) {
-    toast(problem.code === 'invalid_order_transition' ? t('e.invalid_order_transition') : (problem.detail || t('e.generic')), 4000);
+    toast(describe(problem), 4000);
   }
 }
 
-function ship(o) {
-  const carrier = el('input', { name: 'carrier', type: 'text', required: true, maxlength: '30', list: 'carriers', value: o.carrier || '' });
+function ship(o, onUpdated) {
+  // The common carriers as one-tap chips; any other is typed in the field.
+  const carrier = el('input', { name: 'carrier', type: 'text', required: true, maxlength: '30', value: o.carrier || '', placeholder: t('so.carrier_ph') });
+  const chips = el('div', { class: 'chips carrier-chips', role: 'group', 'aria-label': t('so.carrier') }, ...CARRIERS.map((c) => {
+    const b = el('button', { type: 'button', class: 'chip', 'aria-pressed': String(c === carrier.value), text: c });
+    b.addEventListener('click', () => {
+      carrier.value = c;
+      chips.querySelectorAll('.chip').forEach((x) => x.setAttribute('aria-pressed', String(x === b)));
+      number.focus();
+    });
+    return b;
+  }));
+  carrier.addEventListener('input', () => chips.querySelectorAll('.chip').forEach((x) => x.setAttribute('aria-pressed', String(x.textContent === carrier.value))));
   const number = el('input', { name: 'tracking_number', type: 'text', required: true, maxlength: '40', autocapitalize: 'characters', inputmode: 'latin', value: o.tracking_number || '' });
   const form = el('form', { class: 'form', novalidate: true },
-    el('p', { class: 'muted', text: `${o.recipient_name} · ${o.title} × ${o.quantity}` }),
-    el('label', { class: 'field' }, el('span', { class: 'field-label', text: t('so.carrier') }), carrier,
-      el('datalist', { id: 'carriers' }, ...CARRIERS.map((c) => el('option', { value: c }))),
+    el('p', { class: 'muted', text: `${o.recipient_name} · ${o.title} × ${amount(o.quantity, o.unit)}` }),
+    el('div', { class: 'field' }, el('span', { class: 'field-label', text: t('so.carrier') }), chips, carrier,
       el('span', { class: 'field-error', 'data-error-for': 'carrier' })),
     el('label', { class: 'field' }, el('span', { class: 'field-label', text: t('so.tracking') }), number,
       el('span', { class: 'field-error', 'data-error-for': 'tracking_number' })),
@@ -119,7 +141,7 @@ function ship(o) {
     busy(form, async () => {
       clearErrors(form);
       try {
-        replace(await post(`/orders/${encodeURIComponent(o.id)}/shipped`, { carrier: carrier.value.trim(), tracking_number: number.value.trim() }));
+        onUpdated(await post(`/orders/${encodeURIComponent(o.id)}/shipped`, { carrier: carrier.value.trim(), tracking_number: number.value.trim() }));
         sheet.close();
         toast(t('so.done_shipped'));
       } catch (problem) {
@@ -127,14 +149,15 @@ function ship(o) {
       }
     });
   });
-  carrier.focus();
+  if (!carrier.value) chips.querySelector('.chip').focus();
+  else number.focus();
 }
 
-function cancel(o) {
+function cancel(o, onUpdated) {
   const reason = el('input', { name: 'reason', type: 'text', maxlength: '200', placeholder: t('so.reason_ph') });
   const keep = el('button', { type: 'button', class: 'btn btn-quiet', text: t('so.cancel_keep') });
   const form = el('form', { class: 'form', novalidate: true },
-    el('p', { class: 'muted', text: `${o.recipient_name} · ${o.title} × ${o.quantity} · ${yuan(o.total_fen)}` }),
+    el('p', { class: 'muted', text: `${o.recipient_name} · ${o.title} × ${amount(o.quantity, o.unit)} · ${yuan(o.total_fen)}` }),
     el('label', { class: 'field' }, el('span', { class: 'field-label', text: t('so.reason') }), reason,
       el('span', { class: 'field-error', 'data-error-for': 'reason' })),
     el('p', { class: 'form-error', role: 'alert', hidden: true }),
@@ -146,7 +169,7 @@ function cancel(o) {
     busy(form, async () => {
       clearErrors(form);
       try {
-        replace(await post(`/orders/${encodeURIComponent(o.id)}/cancel`, { reason: reason.value.trim() }));
+        onUpdated(await post(`/orders/${encodeURIComponent(o.id)}/cancel`, { reason: reason.value.trim() }));
         sheet.close();
         toast(t('so.done_cancelled'));
       } catch (problem) {
@@ -184,7 +207,7 @@ function renderSummary(list) {
     el('ul', { class: 'row-list' }, ...recent.map((o) => el('li', {},
       el('a', { class: 'row', href: '/studio/orders', 'data-link': true },
         el('span', { class: 'row-main' },
-          el('span', { class: 'row-title', text: `${o.title} × ${o.quantity}` }),
+          el('span', { class: 'row-title', text: `${o.title} × ${amount(o.quantity, o.unit)}` }),
           el('span', { class: 'row-sub' }, stateChip(o.state), el('span', { text: `${o.recipient_name} · ${formatTime(o.created_at)}` }))),
         el('span', { class: 'row-price' }, el('strong', { text: yuan(o.total_fen) })))))));
   slot.hidden = false;

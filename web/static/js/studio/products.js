@@ -6,8 +6,10 @@ import { get, post, patch, del } from '../api.js';
 import { t } from '../i18n.js';
 import { showProblem, clearErrors, busy, fieldError } from '../forms.js';
 import { ctx, show, go, confirmSheet } from './context.js';
+import { photoPicker, uploadPhoto } from '../photo.js';
 
 let editing = null; // the product being edited, or null
+let picker = null;  // the photo field
 
 /** "168", "168.5", "１６８.50", "168元" → fen; null when not a price. */
 export function parseYuan(raw) {
@@ -27,6 +29,8 @@ export function fenToYuanText(fen) {
 
 export function init() {
   const form = $('form-product');
+  picker = photoPicker({ labelKey: 'f.product_photo' });
+  form.insertBefore(picker.node, form.querySelector('.form-error'));
   form.querySelectorAll('[data-step]').forEach((b) => b.addEventListener('click', () => {
     const input = form.elements.stock;
     const next = Math.max(0, (parseInt(input.value, 10) || 0) + Number(b.dataset.step));
@@ -77,14 +81,25 @@ async function save(form) {
     fieldError(form, 'ships_on', t('e.required'));
     return;
   }
+  let saved;
   try {
-    if (editing) await patch(`/products/${editing.id}`, body);
-    else await post(`/shops/${ctx.shopId}/products`, body);
-    toast(t('common.saved'));
-    await go('/studio', { replace: true });
+    saved = editing ? await patch(`/products/${editing.id}`, body) : await post(`/shops/${ctx.shopId}/products`, body);
   } catch (problem) {
     showProblem(form, problem);
+    return;
   }
+  if (picker.picked) {
+    try {
+      await uploadPhoto(`/products/${encodeURIComponent(saved.id)}/photo`, picker.picked);
+    } catch (problem) {
+      // The product is saved; only the photo needs another try.
+      editing = saved;
+      showProblem(form, { code: 'validation_failed', errors: [{ field: 'photo', code: problem.code, params: problem.params }] });
+      return;
+    }
+  }
+  toast(t('common.saved'));
+  await go('/studio', { replace: true });
 }
 
 export async function view(productId) {
@@ -107,6 +122,7 @@ export async function view(productId) {
   } else {
     form.elements.stock.value = '0';
   }
+  picker.set(editing ? editing.photo : null);
   $('ships-on-field').hidden = !$('presale').checked;
   show('view-product');
 }

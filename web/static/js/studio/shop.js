@@ -6,11 +6,15 @@ import { t } from '../i18n.js';
 import { showProblem, clearErrors, busy } from '../forms.js';
 import { toast } from '../dom.js';
 import { ctx, show, go, chooseShop } from './context.js';
+import { photoPicker, uploadPhoto } from '../photo.js';
 
 let editing = null; // shop id, or null when creating
+let picker = null;  // the shop's photo
 
 export function init() {
   const form = $('form-shop');
+  picker = photoPicker({ labelKey: 'f.shop_photo' });
+  form.insertBefore(picker.node, form.querySelector('.form-error'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     busy(form, async () => {
@@ -21,16 +25,28 @@ export function init() {
         story: form.elements.story.value.trim(),
         payment_note: form.elements.payment_note.value.trim(),
       };
+      const creating = !editing;
       try {
+        let id = editing;
         if (editing) {
           await patch(`/shops/${editing}`, body);
-          toast(t('common.saved'));
         } else {
-          const shop = await post('/shops', body);
-          chooseShop(shop.id);
+          id = (await post('/shops', body)).id;
+          chooseShop(id);
+          editing = id;
         }
+        if (picker.picked) {
+          try {
+            await uploadPhoto(`/shops/${encodeURIComponent(id)}/photo`, picker.picked);
+          } catch (problem) {
+            // The shop is saved; only the photo needs another try.
+            showProblem(form, { code: 'validation_failed', errors: [{ field: 'photo', code: problem.code, params: problem.params }] });
+            return;
+          }
+        }
+        toast(t('common.saved'));
         ctx.me = await get('/session');
-        await go('/studio', { replace: !editing });
+        await go('/studio', { replace: creating });
       } catch (problem) {
         showProblem(form, problem);
       }
@@ -59,6 +75,9 @@ export async function view(shopId, { another = false } = {}) {
     form.elements.place.value = shop.place;
     form.elements.story.value = shop.story;
     form.elements.payment_note.value = shop.payment_note || '';
+    picker.set(shop.photo);
+  } else {
+    picker.set(null);
   }
   show('view-shop');
 }
