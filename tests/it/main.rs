@@ -15,6 +15,7 @@ mod hostile_media;
 mod hostile_orders;
 mod hostile_web;
 mod interop;
+mod interop_aiortc;
 mod live;
 mod loadgen;
 mod media;
