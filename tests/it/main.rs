@@ -18,6 +18,7 @@ mod hostile_orders;
 mod hostile_web;
 mod i18n;
 mod interop;
+mod interop_aiortc;
 mod live;
 mod loadgen;
 mod media;
