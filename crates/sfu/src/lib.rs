@@ -93,6 +93,7 @@ pub(crate) mod net;
 pub(crate) mod pending;
 pub(crate) mod room;
 pub mod sdp;
+pub mod tap;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -101,6 +102,7 @@ pub use error::SfuError;
 pub use forward::{
     KeyframeRequestLimiter, NackCache, RetransmitBudget, SimulcastSelector, TrackForwarder,
 };
+pub use tap::{MediaTap, TapCodec, TappedPacket};
 
 use crate::error::internal;
 use crate::net::{CountGuard, Counters, Net, Route, spawn_counted};
@@ -729,6 +731,24 @@ impl Sfu {
             if let Some(t) = t {
                 let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
             }
+        }
+    }
+
+    /// Copy this room's publisher packets from now on (for a recorder). `None` if
+    /// the room does not exist. The tap ends when the room does.
+    pub async fn tap(&self, room: &str) -> Option<MediaTap> {
+        let (tx, _) = self.existing_room(room)?;
+        let (sender, tap) = tap::tap();
+        tx.send(RoomMsg::AddTap(sender)).await.ok()?;
+        Some(tap)
+    }
+
+    /// Ask the room's publisher for a keyframe (rate-limited like viewers' requests),
+    /// e.g. so a recording starts with a picture. `false` if the room does not exist.
+    pub async fn request_keyframe(&self, room: &str) -> bool {
+        match self.existing_room(room) {
+            Some((tx, _)) => tx.send(RoomMsg::RequestKeyframe).await.is_ok(),
+            None => false,
         }
     }
 

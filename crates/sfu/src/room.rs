@@ -13,6 +13,7 @@ use crate::forward::{
 use crate::net::{CountGuard, Net, SessionSockets};
 use crate::pending::PendingSlot;
 use crate::sdp::{OfferSummary, PublisherChoice};
+use crate::tap::{TapCodec, TapSender, TappedPacket};
 use crate::{EndReason, LayerStats, PublisherStats, RoomStats, SessionId, SfuEvent, ViewerStats};
 use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
@@ -54,6 +55,10 @@ pub(crate) enum RoomMsg {
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
     Close(EndReason),
+    /// Copy the publisher's packets to a recorder from now on.
+    AddTap(TapSender),
+    /// Ask the publisher for a keyframe on every video stream (rate-limited).
+    RequestKeyframe,
 }
 
 pub(crate) struct NewPeer {
@@ -248,6 +253,8 @@ pub(crate) struct Room {
     scratch: Vec<RTCMessage>,
     /// Publisher packets received but not yet fanned out (see [`Room::fan_out`]).
     outgoing: Vec<Outgoing>,
+    /// Recorders copying the publisher's packets.
+    taps: Vec<TapSender>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
@@ -289,6 +296,7 @@ impl Room {
             keyframe_requests: 0,
             scratch: Vec::new(),
             outgoing: Vec::with_capacity(MAX_BATCH),
+            taps: Vec::new(),
         }
     }
 
@@ -486,6 +494,8 @@ impl Room {
                 });
             }
             RoomMsg::Close(reason) => return Some(reason),
+            RoomMsg::AddTap(tap) => self.taps.push(tap),
+            RoomMsg::RequestKeyframe => self.request_video_keyframes(Instant::now()),
         }
         None
     }
@@ -777,6 +787,18 @@ impl Room {
             }
             src.cache
                 .insert(pkt.header.sequence_number, now, pkt.clone());
+            if !self.taps.is_empty() {
+                let tapped = TappedPacket {
+                    generation: src.generation,
+                    codec: TapCodec::of(src.video),
+                    clock_rate: src.clock_rate,
+                    rid: src.rid.clone(),
+                    keyframe,
+                    at: now,
+                    packet: pkt.clone(),
+                };
+                self.taps.retain(|t| t.offer(&tapped));
+            }
         }
         self.outgoing.push(Outgoing {
             pkt,
@@ -823,6 +845,14 @@ impl Room {
         self.outgoing.clear();
         for s in wants_keyframe {
             if let Some(si) = self.sources.iter().position(|x| x.ssrc == s) {
+                self.request_keyframe(si, now);
+            }
+        }
+    }
+
+    fn request_video_keyframes(&mut self, now: Instant) {
+        for si in 0..self.sources.len() {
+            if self.sources[si].generation == self.generation {
                 self.request_keyframe(si, now);
             }
         }

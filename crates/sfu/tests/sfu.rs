@@ -1097,3 +1097,66 @@ async fn trickle_refuses_garbage_and_ice_restarts() {
     publisher.close().await;
     sfu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tap_copies_the_publishers_media_across_a_reconnect() {
+    let sfu = start(cfg()).await;
+    assert!(sfu.tap("nobody").await.is_none(), "no room, no tap");
+    let (p1, _) = publish(&sfu, "rec", PublisherOptions::default()).await;
+    let mut tap = sfu.tap("rec").await.expect("the room exists");
+    // A recording must start with a picture: ask for one.
+    assert!(sfu.request_keyframe("rec").await);
+    let mut seen = HashSet::new();
+    let mut keyframe_of = HashSet::new();
+    collect_tapped(&mut tap, &mut seen, &mut keyframe_of, 2).await;
+    assert_eq!(
+        seen.len(),
+        2,
+        "video and audio of the first publisher: {seen:?}"
+    );
+    assert_eq!(keyframe_of.len(), 1, "a keyframe was tapped");
+    // The phone reconnects: the same tap goes on with a new generation.
+    let (p2, _) = publish(&sfu, "rec", PublisherOptions::default()).await;
+    p1.close().await;
+    collect_tapped(&mut tap, &mut seen, &mut keyframe_of, 4).await;
+    assert_eq!(seen.len(), 4, "both publishers' video and audio: {seen:?}");
+    assert_eq!(
+        keyframe_of.len(),
+        2,
+        "the new publisher starts with a keyframe"
+    );
+    assert_eq!(tap.dropped(), 0, "a reading tap loses nothing");
+    p2.close().await;
+    sfu.close_room("rec").await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while tap.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the tap ends with the room");
+    sfu.shutdown().await;
+}
+
+/// Read the tap until `streams` (generation, codec) pairs and a keyframe for half as
+/// many generations were seen, or 10 s pass.
+async fn collect_tapped(
+    tap: &mut sfu::MediaTap,
+    seen: &mut HashSet<(u64, sfu::TapCodec)>,
+    keyframe_of: &mut HashSet<u64>,
+    streams: usize,
+) {
+    let limit = Instant::now() + Duration::from_secs(10);
+    while seen.len() < streams || keyframe_of.len() < streams / 2 {
+        let left = limit.saturating_duration_since(Instant::now());
+        let Ok(Some(p)) = tokio::time::timeout(left, tap.recv()).await else {
+            break;
+        };
+        assert!(!p.packet.payload.is_empty(), "padding is not media");
+        let rate = if p.codec.is_video() { 90_000 } else { 48_000 };
+        assert_eq!(p.clock_rate, rate);
+        seen.insert((p.generation, p.codec));
+        if p.keyframe {
+            assert!(p.codec.is_video());
+            keyframe_of.insert(p.generation);
+        }
+    }
+}
