@@ -153,6 +153,30 @@ async fn publish_with_stream_key_and_watch_over_whep() {
         "both viewers receive video, audio and a keyframe"
     );
 
+    // The operator's /metrics counts the broadcast's media.
+    let text = app
+        .get(&app.client(), "/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let series = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{room=")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(series("fieldcast_sfu_viewers"), 2.0);
+    let (packets_in, packets_out) = (
+        series("fieldcast_sfu_packets_in_total"),
+        series("fieldcast_sfu_packets_out_total"),
+    );
+    assert!(packets_in > 40.0, "{text}");
+    // Two viewers: about two forwarded packets per received one.
+    assert!(packets_out > packets_in, "{text}");
+    assert!(series("fieldcast_sfu_busy_seconds_total") > 0.0, "{text}");
+
     // The studio sees the media's health; viewers do not.
     let stats = expect(
         app.get(

@@ -19,6 +19,9 @@
 //!   own the sockets (the `net` module demuxes one UDP port and the ICE-TCP
 //!   listener), and one task per room owns every `RTCPeerConnection` of the room:
 //!   a publisher packet is decrypted once and written to N viewers in a plain loop.
+//! * **The room is sans-I/O too** (`room::Room`): driven with an explicit `now`,
+//!   it puts datagrams into an `Outbox` its task (`room::shell`) hands it and says
+//!   when to wake; unit tests drive it on a simulated clock.
 //! * **Sans-I/O forwarding core** ([`forward`]): header rewriting, NACK cache,
 //!   keyframe-request limiter, bandwidth estimator, simulcast selector — explicit
 //!   `now`, no sockets, benchmarkable.
@@ -89,6 +92,7 @@ pub(crate) mod egress;
 pub mod error;
 pub mod forward;
 pub mod fuzzing;
+pub mod metrics;
 pub(crate) mod net;
 pub(crate) mod pending;
 pub(crate) mod room;
@@ -102,12 +106,13 @@ pub use error::SfuError;
 pub use forward::{
     KeyframeRequestLimiter, NackCache, RetransmitBudget, SimulcastSelector, TrackForwarder,
 };
+pub use metrics::BroadcastMetrics;
 pub use tap::{MediaTap, TapCodec, TappedPacket};
 
 use crate::error::internal;
 use crate::net::{CountGuard, Counters, Net, Route, spawn_counted};
 use crate::pending::PendingBook;
-use crate::room::{NewPeer, Room, RoomMsg, RoomShared, SessionEntry, lock};
+use crate::room::{NewPeer, RoomMsg, RoomShared, SessionEntry, lock};
 use crate::sdp::{OfferedCodec, PublisherChoice};
 use rtc::interceptor::{
     Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
@@ -418,6 +423,34 @@ impl Sfu {
         rooms.get(room).map(|h| lock(&h.shared.stats).clone())
     }
 
+    /// Media counters of every running broadcast, for `/metrics` (see
+    /// [`metrics::render_prometheus`]).
+    pub fn media_metrics(&self) -> Vec<BroadcastMetrics> {
+        let rooms = lock(&self.inner.rooms);
+        let mut all: Vec<BroadcastMetrics> = rooms
+            .values()
+            .map(|h| {
+                let s = &h.shared;
+                let m = &s.media;
+                let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                BroadcastMetrics {
+                    room: s.name.clone(),
+                    viewers: s.viewer_count.load(Ordering::Relaxed),
+                    packets_in: get(&m.packets_in),
+                    packets_out: get(&m.packets_out),
+                    send_drops: get(&m.send_drops),
+                    fan_outs: get(&m.fan_outs),
+                    fanned_packets: get(&m.fanned_packets),
+                    queue_depth: get(&m.queue_depth),
+                    queue_depth_max: get(&m.queue_depth_max),
+                    busy_seconds: get(&m.busy_ns) as f64 / 1e9,
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.room.cmp(&b.room));
+        all
+    }
+
     fn check_capacity(&self) -> Result<(), SfuError> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(SfuError::ShuttingDown);
@@ -447,21 +480,21 @@ impl Sfu {
             viewer_count: AtomicUsize::new(0),
             pending_viewers: Arc::new(AtomicUsize::new(0)),
             sessions: Mutex::new(HashMap::new()),
+            media: Default::default(),
         });
         let task_slot = Arc::new(Mutex::new(None));
-        let r = Room::new(
+        let r = room::shell::new_room(
             self.inner.cfg.clone(),
             self.inner.net.clone(),
             shared.clone(),
             self.inner.events.clone(),
-            rx,
         );
         let rooms_map = self.inner.rooms.clone();
         let me = shared.clone();
         let guard = CountGuard::new(&self.inner.counters, |c| &c.rooms);
         let handle = spawn_counted(&self.inner.counters, async move {
             let _guard = guard;
-            r.run().await;
+            room::shell::run(r, rx).await;
             let mut rooms = lock(&rooms_map);
             if rooms
                 .get(&me.name)

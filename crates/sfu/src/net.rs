@@ -338,8 +338,9 @@ impl Net {
         lock(&self.tcp_conns).retain(|_, (s, _)| *s != session);
     }
 
-    /// Send one datagram produced by a peer connection.
-    pub fn send(&self, own: &SessionSockets, transport: &TransportContext, data: BytesMut) {
+    /// Send one datagram produced by a peer connection; false when it was dropped
+    /// (a full socket buffer or TCP queue, or no socket for its address).
+    pub fn send(&self, own: &SessionSockets, transport: &TransportContext, data: BytesMut) -> bool {
         match transport.transport_protocol {
             TransportProtocol::UDP => {
                 let ep = own
@@ -347,18 +348,16 @@ impl Net {
                     .iter()
                     .chain(self.udp.iter())
                     .find(|e| e.advertised == transport.local_addr);
-                if let Some(ep) = ep {
-                    // Non-blocking: a full socket buffer drops the packet, as UDP would.
-                    let _ = ep.socket.try_send_to(&data, transport.peer_addr);
-                }
+                // Non-blocking: a full socket buffer drops the packet, as UDP would.
+                ep.is_some_and(|ep| ep.socket.try_send_to(&data, transport.peer_addr).is_ok())
             }
             TransportProtocol::TCP => {
                 let conns = lock(&self.tcp_conns);
-                if let Some((_, tx)) = conns.get(&(transport.local_addr, transport.peer_addr)) {
-                    let _ = tx.try_send(data.freeze());
-                }
+                conns
+                    .get(&(transport.local_addr, transport.peer_addr))
+                    .is_some_and(|(_, tx)| tx.try_send(data.freeze()).is_ok())
             }
-            _ => {}
+            _ => false,
         }
     }
 
