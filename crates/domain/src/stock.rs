@@ -6,6 +6,11 @@
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
 
+/// The most units one product holds in stock, and so one offer sells: far
+/// above any farm's harvest, low enough that totals stay exact. The one
+/// stock cap; products and offers are checked against it.
+pub const MAX_STOCK: u32 = 1_000_000;
+
 /// The units of one live offer.
 ///
 /// Invariant, always: `available + held + sold == allotted`. Counts are
@@ -71,8 +76,11 @@ impl StockCounts {
                 available: self.available,
             });
         }
+        self.held = self
+            .held
+            .checked_add(quantity)
+            .ok_or(StockError::Unbalanced)?;
         self.available -= quantity;
-        self.held += quantity;
         Ok(())
     }
 
@@ -81,8 +89,8 @@ impl StockCounts {
         if quantity > self.held {
             return Err(StockError::Unbalanced);
         }
+        self.give_back(quantity, to)?;
         self.held -= quantity;
-        self.give_back(quantity, to);
         Ok(())
     }
 
@@ -91,8 +99,11 @@ impl StockCounts {
         if quantity > self.held {
             return Err(StockError::Unbalanced);
         }
+        self.sold = self
+            .sold
+            .checked_add(quantity)
+            .ok_or(StockError::Unbalanced)?;
         self.held -= quantity;
-        self.sold += quantity;
         Ok(())
     }
 
@@ -101,25 +112,36 @@ impl StockCounts {
         if quantity > self.sold {
             return Err(StockError::Unbalanced);
         }
+        self.give_back(quantity, to)?;
         self.sold -= quantity;
-        self.give_back(quantity, to);
         Ok(())
     }
 
     /// The offer ends: every available unit goes back to the product.
     /// Returns how many.
-    pub fn withdraw_available(&mut self) -> u32 {
+    pub fn withdraw_available(&mut self) -> Result<u32, StockError> {
         let returned = self.available;
+        self.allotted = self
+            .allotted
+            .checked_sub(returned)
+            .ok_or(StockError::Unbalanced)?;
         self.available = 0;
-        self.allotted -= returned;
-        returned
+        Ok(returned)
     }
 
-    fn give_back(&mut self, quantity: u32, to: UnitsReturn) {
-        match to {
-            UnitsReturn::ToOffer => self.available += quantity,
-            UnitsReturn::ToProduct => self.allotted -= quantity,
+    /// Checked: on counts that were balanced neither can fail, so a failure
+    /// is a caller's bug and changes nothing.
+    fn give_back(&mut self, quantity: u32, to: UnitsReturn) -> Result<(), StockError> {
+        let count = match to {
+            UnitsReturn::ToOffer => self.available.checked_add(quantity),
+            UnitsReturn::ToProduct => self.allotted.checked_sub(quantity),
         }
+        .ok_or(StockError::Unbalanced)?;
+        match to {
+            UnitsReturn::ToOffer => self.available = count,
+            UnitsReturn::ToProduct => self.allotted = count,
+        }
+        Ok(())
     }
 }
 
@@ -298,7 +320,7 @@ mod tests {
         let mut c = StockCounts::allot(10);
         c.hold(4).unwrap();
         c.sell(1).unwrap();
-        assert_eq!(c.withdraw_available(), 6);
+        assert_eq!(c.withdraw_available(), Ok(6));
         assert_eq!(
             c,
             StockCounts {

@@ -4,13 +4,19 @@
 //! The offer's writer task owns one ledger and is the only thing that changes
 //! it, so no locks are involved; it persists what the ledger decided (see
 //! `writer.rs`). Tests and benchmarks drive the ledger directly.
+//!
+//! The ledger checks itself: its arithmetic is checked (a count that would
+//! wrap is a bug, reported, never hidden), what it keeps in memory is
+//! bounded by [`LedgerLimits`], and after every change its invariants are
+//! asserted in debug builds and tests (cheaply, from running totals;
+//! [`StockLedger::check`] recounts everything).
 
 use domain::{
     BuyerTally, Buyers, OfferState, OverLimit, ReservationId, StockCounts, StockError, UnitsReturn,
     UnixMillis,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The rules of one offer that the ledger applies.
@@ -82,6 +88,45 @@ pub enum Refusal {
     SoldOut {
         available: u32,
     },
+    /// The ledger holds as much as [`LedgerLimits`] lets it: the tap may
+    /// succeed once holds expire or are confirmed.
+    Full(LedgerFull),
+}
+
+/// Which of the ledger's limits a tap ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerFull {
+    /// As many reservations held at once as [`LedgerLimits::max_holds`].
+    Holds,
+    /// As many persons with units held or bought as
+    /// [`LedgerLimits::max_buyers`].
+    Buyers,
+    /// As many expiry timers queued as [`LedgerLimits::max_timers`], even
+    /// after dropping those of confirmed and cancelled holds.
+    Timers,
+}
+
+/// How much one offer's ledger keeps in memory. Far above what a farmer's
+/// live sale reaches (a hold is at least one unit, and a product has at most
+/// [`domain::MAX_STOCK`]); past a limit a tap is refused with
+/// [`Refusal::Full`] instead of the writer growing without bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerLimits {
+    pub max_holds: usize,
+    pub max_buyers: usize,
+    /// At least `max_holds`: every hold has a timer, and timers of holds
+    /// confirmed or cancelled stay queued until the heap is compacted.
+    pub max_timers: usize,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        LedgerLimits {
+            max_holds: 100_000,
+            max_buyers: 250_000,
+            max_timers: 200_000,
+        }
+    }
 }
 
 /// Units a reservation held went back (to the offer, or to the product
@@ -128,10 +173,17 @@ struct HeldEntry {
 #[derive(Debug)]
 pub struct StockLedger {
     terms: OfferTerms,
+    limits: LedgerLimits,
     counts: StockCounts,
     ended_at: Option<UnixMillis>,
-    /// Tallies per person (see [`Tap::person`]).
+    /// Tallies per person (see [`Tap::person`]). Persons whose tally drops
+    /// to nothing leave, so this is bounded by holds plus buyers.
     buyers: HashMap<Arc<str>, BuyerTally>,
+    /// Running totals the invariants are asserted against after every
+    /// change: units in `holds`, and held and bought over all tallies.
+    hold_units: u64,
+    tallied_held: u64,
+    tallied_bought: u64,
     holds: HashMap<ReservationId, HeldEntry>,
     /// Soonest expiry first. Entries of holds that were confirmed or
     /// cancelled stay until their time and are skipped then; cheaper than
@@ -145,11 +197,29 @@ impl StockLedger {
     /// already include are added with [`StockLedger::restore_hold`] and
     /// [`StockLedger::restore_bought`].
     pub fn new(terms: OfferTerms, counts: StockCounts, ended_at: Option<UnixMillis>) -> Self {
+        Self::with_limits(terms, counts, ended_at, LedgerLimits::default())
+    }
+
+    /// [`StockLedger::new`] with other limits (tests reach them quickly).
+    pub fn with_limits(
+        terms: OfferTerms,
+        counts: StockCounts,
+        ended_at: Option<UnixMillis>,
+        limits: LedgerLimits,
+    ) -> Self {
+        let limits = LedgerLimits {
+            max_timers: limits.max_timers.max(limits.max_holds),
+            ..limits
+        };
         StockLedger {
             terms,
+            limits,
             counts,
             ended_at,
             buyers: HashMap::new(),
+            hold_units: 0,
+            tallied_held: 0,
+            tallied_bought: 0,
             holds: HashMap::new(),
             expiries: BinaryHeap::new(),
             open_announced: terms.starts_at.is_none(),
@@ -157,7 +227,8 @@ impl StockLedger {
     }
 
     /// Re-arms a held reservation read back from the database, counted
-    /// in `person`'s tally.
+    /// in `person`'s tally. Limits do not apply: what is stored is the
+    /// truth. Fails only when a tally would overflow.
     pub fn restore_hold(
         &mut self,
         reservation: ReservationId,
@@ -165,9 +236,15 @@ impl StockLedger {
         person: &str,
         quantity: u32,
         expires_at: UnixMillis,
-    ) {
+    ) -> Result<(), StockError> {
         let (buyer, person) = self.keys(buyer, person);
-        self.buyers.entry(person.clone()).or_default().held += quantity;
+        let tally = self.buyers.entry(person.clone()).or_default();
+        tally.held = tally
+            .held
+            .checked_add(quantity)
+            .ok_or(StockError::Unbalanced)?;
+        self.tallied_held += u64::from(quantity);
+        self.hold_units += u64::from(quantity);
         self.expiries
             .push(Reverse((expires_at, reservation.clone())));
         self.holds.insert(
@@ -179,12 +256,28 @@ impl StockLedger {
                 expires_at,
             },
         );
+        Ok(())
     }
 
     /// Counts units a person already bought towards their limit.
-    pub fn restore_bought(&mut self, person: &str, quantity: u32) {
+    pub fn restore_bought(&mut self, person: &str, quantity: u32) -> Result<(), StockError> {
         let person = self.person_key(person);
-        self.buyers.entry(person).or_default().bought += quantity;
+        let tally = self.buyers.entry(person).or_default();
+        tally.bought = tally
+            .bought
+            .checked_add(quantity)
+            .ok_or(StockError::Unbalanced)?;
+        self.tallied_bought += u64::from(quantity);
+        Ok(())
+    }
+
+    pub fn limits(&self) -> &LedgerLimits {
+        &self.limits
+    }
+
+    /// Reservations held right now.
+    pub fn holds(&self) -> usize {
+        self.holds.len()
     }
 
     pub fn terms(&self) -> &OfferTerms {
@@ -236,11 +329,22 @@ impl StockLedger {
         {
             return Decision::Refused(Refusal::OverLimit(over));
         }
-        if let Err(StockError::Insufficient { available }) = self.counts.hold(tap.quantity) {
-            return Decision::Refused(Refusal::SoldOut { available });
+        if tap.quantity > self.counts.available {
+            return Decision::Refused(Refusal::SoldOut {
+                available: self.counts.available,
+            });
         }
+        if let Err(full) = self.make_room(tap.person) {
+            return Decision::Refused(Refusal::Full(full));
+        }
+        self.counts
+            .hold(tap.quantity)
+            .expect("checked against available above");
         let (buyer, person) = self.keys(tap.buyer, tap.person);
+        // Under the per-buyer limit (a u32) by the check above.
         self.buyers.entry(person.clone()).or_default().held += tap.quantity;
+        self.tallied_held += u64::from(tap.quantity);
+        self.hold_units += u64::from(tap.quantity);
         let reservation = ReservationId::generate();
         let expires_at = now.saturating_add(self.terms.hold_ms);
         self.expiries
@@ -254,6 +358,7 @@ impl StockLedger {
                 expires_at,
             },
         );
+        self.assert_invariants();
         Decision::Held(Hold {
             reservation,
             buyer,
@@ -275,6 +380,7 @@ impl StockLedger {
         let quantity = entry.quantity;
         let person = entry.person.clone();
         self.holds.remove(reservation);
+        self.hold_units -= u64::from(quantity);
         self.counts
             .sell(quantity)
             .expect("a live hold is counted in held");
@@ -282,8 +388,17 @@ impl StockLedger {
             .buyers
             .get_mut(&person)
             .expect("a live hold has a tally");
-        tally.held -= quantity;
-        tally.bought += quantity;
+        tally.held = tally
+            .held
+            .checked_sub(quantity)
+            .expect("a live hold is counted in its person's tally");
+        tally.bought = tally
+            .bought
+            .checked_add(quantity)
+            .expect("held plus bought fit a u32 limit");
+        self.tallied_held -= u64::from(quantity);
+        self.tallied_bought += u64::from(quantity);
+        self.assert_invariants();
         Ok(quantity)
     }
 
@@ -295,7 +410,9 @@ impl StockLedger {
         now: UnixMillis,
     ) -> Result<Released, HoldError> {
         self.live_hold(reservation, buyer, now)?;
-        Ok(self.release(reservation))
+        let released = self.release(reservation);
+        self.assert_invariants();
+        Ok(released)
     }
 
     /// Releases every hold whose time has come, ends the offer at its end
@@ -327,6 +444,7 @@ impl StockLedger {
             self.open_announced = true;
             effects.opened = self.ended_at.is_none();
         }
+        self.assert_invariants();
         effects
     }
 
@@ -346,7 +464,12 @@ impl StockLedger {
         }
         self.ended_at = Some(at);
         self.open_announced = true;
-        Some(self.counts.withdraw_available())
+        let returned = self
+            .counts
+            .withdraw_available()
+            .expect("balanced counts give back what is available");
+        self.assert_invariants();
+        Some(returned)
     }
 
     /// An unshipped order of a buyer who stands for `person` was cancelled
@@ -360,8 +483,16 @@ impl StockLedger {
         let to = self.returns_to();
         self.counts.unsell(quantity, to)?;
         if let Some(tally) = self.buyers.get_mut(person) {
-            tally.bought = tally.bought.saturating_sub(quantity);
+            // The database committed the cancellation, so the counts follow
+            // it; a tally that had fewer bought is what `check` reports.
+            let returned = tally.bought.min(quantity);
+            tally.bought -= returned;
+            self.tallied_bought -= u64::from(returned);
+            if *tally == BuyerTally::default() {
+                self.buyers.remove(person);
+            }
         }
+        self.assert_invariants();
         Ok(to)
     }
 
@@ -405,6 +536,83 @@ impl StockLedger {
                 self.terms.per_buyer_limit
             ));
         }
+        if (self.hold_units, self.tallied_held, self.tallied_bought)
+            != (in_holds, buyers_held, buyers_bought)
+        {
+            return Err(format!(
+                "running totals (holds {}, held {}, bought {}) differ from the recount",
+                self.hold_units, self.tallied_held, self.tallied_bought
+            ));
+        }
+        let timers: HashSet<(UnixMillis, &ReservationId)> = self
+            .expiries
+            .iter()
+            .map(|Reverse((at, id))| (*at, id))
+            .collect();
+        if let Some(id) = self
+            .holds
+            .iter()
+            .find(|(id, h)| !timers.contains(&(h.expires_at, *id)))
+            .map(|(id, _)| id)
+        {
+            return Err(format!("hold {id} has no expiry timer"));
+        }
+        if self.buyers.values().any(|t| *t == BuyerTally::default()) {
+            return Err("a person with nothing held or bought is still tallied".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The invariants every change keeps, asserted after each one in debug
+    /// builds and tests. O(1): they compare running totals with the
+    /// counts; [`StockLedger::check`] recounts them.
+    fn assert_invariants(&self) {
+        debug_assert!(
+            self.counts.is_balanced(),
+            "counts out of balance: {:?}",
+            self.counts
+        );
+        debug_assert_eq!(
+            self.hold_units,
+            u64::from(self.counts.held),
+            "units in holds against units counted held"
+        );
+        debug_assert_eq!(
+            self.tallied_held, self.hold_units,
+            "units held in tallies against units in holds"
+        );
+        debug_assert_eq!(
+            self.tallied_bought,
+            u64::from(self.counts.sold),
+            "units bought in tallies against units counted sold"
+        );
+        debug_assert!(
+            self.holds.len() <= self.expiries.len(),
+            "every hold has an expiry timer"
+        );
+        debug_assert!(
+            self.expiries.len() <= self.limits.max_timers.max(self.holds.len()),
+            "timers within their limit"
+        );
+    }
+
+    /// Makes sure one more hold for `person` fits the limits, compacting the
+    /// timer heap if that is what is full.
+    fn make_room(&mut self, person: &str) -> Result<(), LedgerFull> {
+        if self.holds.len() >= self.limits.max_holds {
+            return Err(LedgerFull::Holds);
+        }
+        if self.buyers.len() >= self.limits.max_buyers && !self.buyers.contains_key(person) {
+            return Err(LedgerFull::Buyers);
+        }
+        if self.expiries.len() >= self.limits.max_timers {
+            let holds = &self.holds;
+            self.expiries
+                .retain(|Reverse((at, id))| holds.get(id).is_some_and(|h| h.expires_at == *at));
+            if self.expiries.len() >= self.limits.max_timers {
+                return Err(LedgerFull::Timers);
+            }
+        }
         Ok(())
     }
 
@@ -441,8 +649,18 @@ impl StockLedger {
         self.counts
             .release(entry.quantity, to)
             .expect("a hold is counted in held");
-        if let Some(tally) = self.buyers.get_mut(&entry.person) {
-            tally.held -= entry.quantity;
+        self.hold_units -= u64::from(entry.quantity);
+        let tally = self
+            .buyers
+            .get_mut(&entry.person)
+            .expect("a hold has a tally");
+        tally.held = tally
+            .held
+            .checked_sub(entry.quantity)
+            .expect("a hold is counted in its person's tally");
+        self.tallied_held -= u64::from(entry.quantity);
+        if *tally == BuyerTally::default() {
+            self.buyers.remove(&entry.person);
         }
         Released {
             reservation: reservation.clone(),
@@ -660,8 +878,9 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, 5 * MIN);
-        l.restore_bought("usr_b", 1);
+        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, 5 * MIN)
+            .unwrap();
+        l.restore_bought("usr_b", 1).unwrap();
         l.check().unwrap();
         assert!(matches!(
             l.decide(tap("usr_a", 1), 0),
@@ -764,8 +983,9 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, 5 * MIN);
-        l.restore_bought("gst_one", 1);
+        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, 5 * MIN)
+            .unwrap();
+        l.restore_bought("gst_one", 1).unwrap();
         l.check().unwrap();
         let third = Tap {
             buyer: "gst_three",
@@ -797,46 +1017,162 @@ mod tests {
         assert!(l.check().is_err(), "held units without holds");
     }
 
-    /// Many buyers, random-ish taps, expiries and confirms: the invariants
-    /// hold after every step.
     #[test]
-    fn invariants_hold_through_a_long_mixed_run() {
-        let mut l = StockLedger::new(terms(3), StockCounts::allot(50), None);
-        let mut live: Vec<(ReservationId, String)> = Vec::new();
-        let mut seed = 7_u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as u32
+    fn each_limit_refuses_a_tap_clearly_and_frees_up_as_holds_go() {
+        let limits = LedgerLimits {
+            max_holds: 2,
+            max_buyers: 2,
+            max_timers: 3,
         };
-        for step in 0..5_000_i64 {
-            let now = step * 1_000;
-            // Forty guests, three or so to a person.
-            let n = next() % 40;
-            let buyer = format!("gst_{n}");
-            let person = format!("gst_{}", n / 3);
-            match next() % 4 {
-                0 | 1 => {
-                    let t = Tap {
-                        buyer: &buyer,
-                        person: &person,
-                        account: false,
-                        quantity: 1 + next() % 3,
-                    };
-                    if let Decision::Held(h) = l.decide(t, now) {
-                        live.push((h.reservation, buyer));
+        let mut l = StockLedger::with_limits(terms(5), StockCounts::allot(100), None, limits);
+        let a = held(l.decide(tap("usr_a", 1), 0));
+        held(l.decide(tap("usr_b", 1), 0));
+        assert_eq!(
+            l.decide(tap("usr_c", 1), 1),
+            Decision::Refused(Refusal::Full(LedgerFull::Holds))
+        );
+        assert_eq!(l.counts().held, 2, "a refusal changes nothing");
+        // Bought units keep a person tallied: two persons fill the buyers.
+        l.confirm(&a.reservation, "usr_a", 1).unwrap();
+        assert_eq!(
+            l.decide(tap("usr_c", 1), 2),
+            Decision::Refused(Refusal::Full(LedgerFull::Buyers))
+        );
+        // A person already tallied still fits.
+        held(l.decide(tap("usr_a", 1), 2));
+        // Expiry frees holds, and a person left with nothing leaves.
+        assert_eq!(l.handle_timeout(10 * MIN + 2).expired.len(), 2);
+        held(l.decide(tap("usr_c", 1), 10 * MIN + 3));
+        l.check().unwrap();
+    }
+
+    #[test]
+    fn timers_of_settled_holds_are_compacted_before_the_timer_limit_refuses() {
+        let limits = LedgerLimits {
+            max_holds: 2,
+            max_buyers: 100,
+            max_timers: 2,
+        };
+        let mut l = StockLedger::with_limits(terms(1_000), StockCounts::allot(1_000), None, limits);
+        // Far more confirmed holds than timers: each leaves a stale timer.
+        for i in 0..50 {
+            let h = held(l.decide(tap("usr_a", 1), i));
+            l.confirm(&h.reservation, "usr_a", i).unwrap();
+            assert!(l.expiries.len() <= 2, "timers stay bounded");
+        }
+        held(l.decide(tap("usr_a", 1), 50));
+        held(l.decide(tap("usr_a", 1), 50));
+        assert_eq!(
+            l.decide(tap("usr_a", 1), 50),
+            Decision::Refused(Refusal::Full(LedgerFull::Holds))
+        );
+        l.check().unwrap();
+        assert_eq!(l.counts().sold, 50);
+    }
+
+    #[test]
+    fn restoring_more_than_a_tally_holds_is_an_error_not_a_wrap() {
+        let mut l = StockLedger::new(terms(u32::MAX), StockCounts::allot(0), None);
+        l.restore_bought("usr_a", u32::MAX).unwrap();
+        assert_eq!(l.restore_bought("usr_a", 1), Err(StockError::Unbalanced));
+        assert_eq!(l.tally("usr_a").bought, u32::MAX, "unchanged");
+    }
+
+    /// One step of a randomized run.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Tap {
+            guest: u8,
+            account: bool,
+            quantity: u32,
+        },
+        Confirm(usize),
+        Cancel(usize),
+        /// Lets time pass (milliseconds) and runs the timers.
+        Wait(i64),
+        End,
+        CancelOrder(usize),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..40_u8, any::<bool>(), 0..5_u32)
+                .prop_map(|(guest, account, quantity)| Step::Tap { guest, account, quantity }),
+            2 => any::<usize>().prop_map(Step::Confirm),
+            1 => any::<usize>().prop_map(Step::Cancel),
+            2 => (0..4 * MIN).prop_map(Step::Wait),
+            1 => Just(Step::End),
+            1 => any::<usize>().prop_map(Step::CancelOrder),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Many seeds of taps by guests (three or so to a person), confirms,
+        /// cancels, expiries, an end and cancelled orders, under small
+        /// limits: after every step the full recount agrees, nothing is
+        /// oversold, and every refusal changes nothing.
+        #[test]
+        fn invariants_hold_whatever_happens(
+            steps in proptest::collection::vec(step(), 1..300),
+            stock in 0..60_u32,
+            limit in 1..6_u32,
+        ) {
+            let limits = LedgerLimits { max_holds: 12, max_buyers: 10, max_timers: 16 };
+            let t = OfferTerms { buyers: Buyers::Anyone, ..terms(limit) };
+            let mut l = StockLedger::with_limits(t, StockCounts::allot(stock), None, limits);
+            let mut now = 0_i64;
+            let mut live: Vec<(ReservationId, String)> = Vec::new();
+            let mut orders: Vec<(String, u32)> = Vec::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                let before = (l.counts(), l.holds());
+                match step {
+                    Step::Tap { guest, account, quantity } => {
+                        let buyer = format!("gst_{guest}");
+                        let person = format!("gst_{}", guest / 3);
+                        let tap = Tap { buyer: &buyer, person: &person, account, quantity };
+                        match l.decide(tap, now) {
+                            Decision::Held(h) => live.push((h.reservation, buyer)),
+                            Decision::Refused(_) => {
+                                proptest::prop_assert_eq!(before, (l.counts(), l.holds()));
+                            }
+                        }
                     }
+                    Step::Confirm(pick) if !live.is_empty() => {
+                        let (id, who) = live.swap_remove(pick % live.len());
+                        let person = format!("gst_{}", who[4..].parse::<u8>().unwrap() / 3);
+                        if let Ok(quantity) = l.confirm(&id, &who, now) {
+                            orders.push((person, quantity));
+                        }
+                    }
+                    Step::Cancel(pick) if !live.is_empty() => {
+                        let (id, who) = live.swap_remove(pick % live.len());
+                        let _ = l.cancel(&id, &who, now);
+                    }
+                    Step::Wait(ms) => {
+                        now += ms;
+                        l.handle_timeout(now);
+                    }
+                    Step::End => {
+                        l.end(now);
+                    }
+                    Step::CancelOrder(pick) if !orders.is_empty() => {
+                        let (person, quantity) = orders.swap_remove(pick % orders.len());
+                        l.order_cancelled(&person, quantity).unwrap();
+                    }
+                    _ => {}
                 }
-                2 if !live.is_empty() => {
-                    let (id, who) = live.swap_remove(next() as usize % live.len());
-                    let _ = l.confirm(&id, &who, now);
+                if let Err(e) = l.check() {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!("step {i}: {e}")));
                 }
-                _ => {
-                    let _ = l.handle_timeout(now);
-                }
+                let c = l.counts();
+                proptest::prop_assert!(c.held + c.sold <= stock, "oversold: {c:?} of {stock}");
+                proptest::prop_assert!(l.holds() <= limits.max_holds);
+                proptest::prop_assert!(l.expiries.len() <= limits.max_timers);
+                proptest::prop_assert!(l.buyers.len() <= limits.max_buyers);
             }
-            l.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
         }
     }
 }

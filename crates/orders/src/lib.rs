@@ -29,7 +29,7 @@ mod service;
 mod writer;
 
 pub use error::{OrdersError, StateConflict};
-pub use ledger::{Decision, Hold, OfferTerms, Refusal, StockLedger, Tap};
+pub use ledger::{Decision, Hold, LedgerFull, LedgerLimits, OfferTerms, Refusal, StockLedger, Tap};
 pub use model::{
     Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, ReservationView,
     ReserveRequest,

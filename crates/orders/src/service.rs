@@ -224,8 +224,12 @@ impl OrderService {
                 "must be more than 0 and at most ¥1,000,000".into(),
             );
         }
-        if new.quantity == 0 || new.quantity > 1_000_000 {
-            push("quantity", "out_of_range", "must be 1 to 1,000,000".into());
+        if new.quantity == 0 || new.quantity > domain::MAX_STOCK {
+            push(
+                "quantity",
+                "out_of_range",
+                format!("must be 1 to {}", domain::MAX_STOCK),
+            );
         }
         if new.per_buyer_limit == 0 {
             push("per_buyer_limit", "too_small", "must be at least 1".into());

@@ -171,11 +171,14 @@ pub(crate) async fn load_ledger(
     record: &OfferRecord,
 ) -> Result<StockLedger, StoreError> {
     let mut ledger = StockLedger::new(terms_of(record), record.counts, record.ended_at);
+    let overflow = |_| StoreError::Corrupt(format!("offer {}: a tally overflows", record.id));
     for (r, person) in store.held_reservations_by_person(&record.id).await? {
-        ledger.restore_hold(r.id, &r.buyer, &person, r.quantity, r.expires_at);
+        ledger
+            .restore_hold(r.id, &r.buyer, &person, r.quantity, r.expires_at)
+            .map_err(overflow)?;
     }
     for (person, quantity) in store.bought_per_person(&record.id).await? {
-        ledger.restore_bought(&person, quantity);
+        ledger.restore_bought(&person, quantity).map_err(overflow)?;
     }
     if let Err(problem) = ledger.check() {
         // The database enforces balanced counts; this would mean rows and
@@ -716,6 +719,13 @@ pub(crate) fn refusal_error(refusal: Refusal) -> OrdersError {
         Refusal::Ended => OrdersError::Ended,
         Refusal::AccountRequired => OrdersError::AccountRequired,
         Refusal::ZeroQuantity => OrdersError::field("quantity", "too_small", "must be at least 1"),
+        Refusal::Full(full) => {
+            tracing::warn!(
+                ?full,
+                "offer's ledger is full; tap refused until holds free up"
+            );
+            OrdersError::Unavailable
+        }
     }
 }
 

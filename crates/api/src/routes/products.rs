@@ -8,7 +8,9 @@ use crate::state::AppState;
 use crate::views::{Patch, Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{Description, Fen, Invalid, ProductId, ProductTitle, ShipDate, Unit, Validator};
+use domain::{
+    Description, Fen, Invalid, MAX_STOCK, ProductId, ProductTitle, ShipDate, Unit, Validator,
+};
 use serde::{Deserialize, Serialize};
 use store::ProductRecord;
 use utoipa::ToSchema;
@@ -19,10 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product, update_product, remove_product))
 }
-
-/// The most one product can hold in stock; far above any farm's harvest,
-/// low enough that totals stay exact.
-const MAX_STOCK: i64 = 1_000_000;
 
 #[derive(Serialize, ToSchema)]
 pub struct ProductView {
@@ -102,7 +100,7 @@ fn parse_stock(raw: i64) -> Result<u32, Invalid> {
     if raw < 0 {
         return Err(Invalid::new("too_small", "stock cannot be negative"));
     }
-    if raw > MAX_STOCK {
+    if raw > i64::from(MAX_STOCK) {
         return Err(Invalid::new(
             "too_large",
             format!("stock must be at most {MAX_STOCK}"),
