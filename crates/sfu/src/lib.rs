@@ -92,6 +92,8 @@ pub(crate) mod egress;
 pub mod error;
 pub mod forward;
 pub mod fuzzing;
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) mod memory_peer;
 pub mod metrics;
 pub(crate) mod net;
 pub(crate) mod pending;

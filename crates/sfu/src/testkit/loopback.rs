@@ -9,20 +9,17 @@
 use super::{TkResult, s};
 use crate::egress::{Leg, Outgoing, drain, send_batch};
 use crate::forward::{NackCache, SourceId};
-use crate::sdp::{self, OfferedCodec, PublisherChoice};
+use crate::memory_peer::{vp8_client, vp8_offered};
+use crate::sdp::{self, PublisherChoice};
 use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -38,20 +35,6 @@ pub struct LoopbackViewer {
     client_addr: SocketAddr,
     /// The simulated clock, advanced by the handshake.
     pub now: Instant,
-}
-
-fn vp8_offered() -> OfferedCodec {
-    OfferedCodec {
-        pt: 96,
-        mime: "video/VP8".into(),
-        clock_rate: 90_000,
-        channels: 0,
-        fmtp: String::new(),
-        feedback: vec![
-            ("nack".into(), String::new()),
-            ("nack".into(), "pli".into()),
-        ],
-    }
 }
 
 fn deliver(from: &mut RTCPeerConnection, to: &mut RTCPeerConnection, now: Instant) -> usize {
@@ -91,25 +74,7 @@ impl LoopbackViewer {
         let sfu_addr: SocketAddr = "127.0.0.1:8189".parse().map_err(s)?;
 
         // The client: a recvonly VP8 offer, like a WHEP player.
-        let mut me = MediaEngine::default();
-        me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: crate::to_rtc_codec(&vp8_offered()),
-                payload_type: 96,
-            },
-            RtpCodecKind::Video,
-        )
-        .map_err(s)?;
-        let mut client = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
-            .with_media_engine(me)
-            .build(start)
-            .map_err(s)?;
+        let mut client = vp8_client(start)?;
         client
             .add_transceiver_from_kind(
                 RtpCodecKind::Video,
