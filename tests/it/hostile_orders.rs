@@ -184,7 +184,7 @@ async fn guests_one_browser_starts_share_one_per_buyer_limit() {
         match res.status() {
             StatusCode::CREATED => held += 1,
             _ => {
-                expect_problem(res, StatusCode::CONFLICT, "over_limit").await;
+                expect_problem(res, StatusCode::CONFLICT, "limit_reached").await;
             }
         }
     }
@@ -296,7 +296,7 @@ async fn an_accounts_only_offer_refuses_guests_over_http_and_the_live_channel() 
     expect_problem(
         buy(&app, &member.http, &sale, 1, "m-2").await,
         StatusCode::CONFLICT,
-        "over_limit",
+        "limit_reached",
     )
     .await;
     assert_eq!(counts(&app, &sale).await, (38, 2));

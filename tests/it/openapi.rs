@@ -39,6 +39,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/products/{product_id}"),
     ("PATCH", "/products/{product_id}"),
     ("DELETE", "/products/{product_id}"),
+    ("GET", "/reservations/mine"),
+    ("GET", "/reservations/{reservation_id}"),
     ("DELETE", "/reservations/{reservation_id}"),
     ("POST", "/reservations/{reservation_id}/order"),
     ("GET", "/session"),
@@ -134,4 +136,22 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
         );
     }
     app.shutdown().await;
+}
+
+#[test]
+fn the_idempotency_key_limit_is_the_one_the_order_service_checks() {
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let params = doc
+        .pointer("/paths/~1offers~1{offer_id}~1reservations/post/parameters")
+        .and_then(serde_json::Value::as_array)
+        .expect("reserve's parameters");
+    let key = params
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("the Idempotency-Key header is documented");
+    let limit = format!("1–{} ", orders::MAX_IDEMPOTENCY_KEY_LEN);
+    assert!(
+        key["description"].as_str().unwrap().contains(&limit),
+        "{key}"
+    );
 }

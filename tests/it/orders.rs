@@ -116,13 +116,15 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         (Some(8), Some(2))
     );
 
-    // Over the per-buyer limit (2 held + 2 > 3).
-    expect_problem(
+    // Over the per-buyer limit (2 held + 2 > 3), in the live channel's
+    // word, with the numbers.
+    let over = expect_problem(
         buy(&app, &buyer, &s.offer, 2, "tap-2").await,
         StatusCode::CONFLICT,
-        "over_limit",
+        "limit_reached",
     )
     .await;
+    assert_eq!(over["params"], json!({"limit": 3, "already": 2}));
 
     // Checkout: every bad field is named at once.
     let reservation = first["id"].as_str().unwrap();
@@ -385,13 +387,18 @@ async fn sold_out_is_immediate_and_cancelled_units_come_back() {
     .await;
     expect(buy(&app, &b, &s.offer, 1, "b-2").await, StatusCode::CREATED).await;
 
-    // Anonymous visitors must pick a nickname first.
-    expect_problem(
+    // Anonymous visitors must pick a nickname first, and are told that a
+    // nickname is enough.
+    let problem = expect_problem(
         buy(&app, &app.client(), &s.offer, 1, "x").await,
         StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        "nickname_required",
     )
     .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("nickname"),
+        "{problem}"
+    );
 
     // Ending the offer stops sales and returns unsold units to the product.
     let ended = app
@@ -557,4 +564,93 @@ async fn orders_work_on_postgres_too() {
         .unwrap();
     assert!(csv.contains("李华"));
     app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_buyer_reads_back_their_reservations_and_is_told_how_many_are_left() {
+    let app = TestApp::spawn().await;
+    let s = sale(&app, 3, 3).await;
+    let buyer = guest(&app, "李华").await;
+    let other = guest(&app, "王五").await;
+    let first = expect(
+        buy(&app, &buyer, &s.offer, 2, "tap-1").await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // Two asked for, one left: the same code and number as the websocket.
+    let fewer = expect_problem(
+        buy(&app, &other, &s.offer, 2, "o-1").await,
+        StatusCode::CONFLICT,
+        "insufficient_stock",
+    )
+    .await;
+    assert_eq!(fewer["params"]["available"], 1);
+    let second = expect(
+        buy(&app, &other, &s.offer, 1, "o-2").await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let gone = expect_problem(
+        buy(&app, &buyer, &s.offer, 1, "tap-2").await,
+        StatusCode::CONFLICT,
+        "sold_out",
+    )
+    .await;
+    assert!(gone.get("params").is_none(), "{gone}");
+
+    // Each buyer reads their own reservation, one and all; not others'.
+    let id = first["id"].as_str().unwrap();
+    let mine = expect(
+        app.get(&buyer, &format!("/api/v1/reservations/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (mine["state"].as_str(), mine["quantity"].as_u64()),
+        (Some("held"), Some(2))
+    );
+    assert_eq!(mine["expires_at"], first["expires_at"]);
+    expect_problem(
+        app.get(&other, &format!("/api/v1/reservations/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let listed = expect(
+        app.get(&other, "/api/v1/reservations/mine").await,
+        StatusCode::OK,
+    )
+    .await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
+    expect_problem(
+        app.get(&app.client(), "/api/v1/reservations/mine").await,
+        StatusCode::UNAUTHORIZED,
+        "nickname_required",
+    )
+    .await;
+
+    // Given back, it reads as cancelled, and its key does not hold again.
+    let res = app
+        .delete(&buyer, &format!("/api/v1/reservations/{id}"))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let mine = expect(
+        app.get(&buyer, &format!("/api/v1/reservations/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(mine["state"], "cancelled");
+    expect_problem(
+        buy(&app, &buyer, &s.offer, 2, "tap-1").await,
+        StatusCode::CONFLICT,
+        "reservation_cancelled",
+    )
+    .await;
 }

@@ -354,7 +354,7 @@ impl FromRequestParts<AppState> for Participant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(caller) = Caller::from_request_parts(parts, state).await?;
-        caller.map(Participant).ok_or(ApiError::Unauthenticated)
+        caller.map(Participant).ok_or(ApiError::NicknameRequired)
     }
 }
 

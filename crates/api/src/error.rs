@@ -18,6 +18,10 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("sign in first")]
     Unauthenticated,
+    /// A guest nickname is enough for this (chatting, buying); no account
+    /// needed.
+    #[error("pick a nickname (no account needed) or sign in first")]
+    NicknameRequired,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0} not found")]
@@ -50,6 +54,15 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// A refusal with the numbers a page needs to explain it (`params`),
+    /// such as how many are left.
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+        params: Params,
+    },
     /// Anything else a subsystem reports with its own status and code.
     #[error("{detail}")]
     Other {
@@ -63,6 +76,9 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Named numbers and values a problem's words take, e.g. `available`.
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
 pub struct Problem {
@@ -74,6 +90,11 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable reason, e.g. `validation_failed`, `sold_out`.
     pub code: String,
+    /// What the code's words need, e.g. `available` for
+    /// `insufficient_stock`, `limit` and `already` for `limit_reached`.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub params: Params,
     /// Present for `validation_failed`: one entry per invalid field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<ProblemField>)]
@@ -115,7 +136,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::NicknameRequired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -125,7 +146,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Other { status, .. } => *status,
+            ApiError::Other { status, .. } | ApiError::Refused { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,9 +157,11 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Other { code, .. }
+            | ApiError::Refused { code, .. }
             | ApiError::Busy { code, .. }
             | ApiError::Throttled { code, .. } => code,
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::NicknameRequired => "nickname_required",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -177,9 +200,10 @@ impl IntoResponse for ApiError {
             } => Some(*retry_after_secs),
             _ => None,
         };
-        let errors = match self {
-            ApiError::Validation(errors) => errors,
-            _ => Vec::new(),
+        let (errors, params) = match self {
+            ApiError::Validation(errors) => (errors, Params::new()),
+            ApiError::Refused { params, .. } => (Vec::new(), params),
+            _ => (Vec::new(), Params::new()),
         };
         let problem = Problem {
             kind: format!("urn:fieldcast:problem:{code}"),
@@ -187,6 +211,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             code: code.to_owned(),
+            params,
             errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();

@@ -1,5 +1,6 @@
-//! The one error type of the order service, with the HTTP status and
-//! stable code each variant should map to (so every route answers alike).
+//! The one error type of the order service, with the stable code of each
+//! variant. It knows nothing about HTTP: `api` maps it to statuses, and
+//! the live channel to its refusals, each in one exhaustive match.
 
 use domain::{FieldError, OrderTransitionError, UnixMillis};
 use std::sync::Arc;
@@ -78,8 +79,11 @@ impl OrdersError {
     /// channel. Never changes meaning once published.
     pub fn code(&self) -> &'static str {
         match self {
-            OrdersError::SoldOut { .. } => "sold_out",
-            OrdersError::OverLimit { .. } => "over_limit",
+            OrdersError::SoldOut { available: 0 } => "sold_out",
+            // Fewer left than asked for: the buyer may take `available`.
+            OrdersError::SoldOut { .. } => "insufficient_stock",
+            // The live channel's word, so HTTP and websocket say one thing.
+            OrdersError::OverLimit { .. } => "limit_reached",
             OrdersError::AccountRequired => "account_required",
             OrdersError::NotStarted { .. } => "not_started",
             OrdersError::Ended => "offer_ended",
@@ -90,23 +94,6 @@ impl OrdersError {
             OrdersError::Validation(_) => "validation_failed",
             OrdersError::Unavailable => "unavailable",
             OrdersError::Store(_) => "internal",
-        }
-    }
-
-    /// The HTTP status the API should answer with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            OrdersError::SoldOut { .. }
-            | OrdersError::OverLimit { .. }
-            | OrdersError::NotStarted { .. }
-            | OrdersError::Ended
-            | OrdersError::IdempotencyMismatch
-            | OrdersError::InvalidState(_) => 409,
-            OrdersError::NotFound => 404,
-            OrdersError::Forbidden | OrdersError::AccountRequired => 403,
-            OrdersError::Validation(_) => 422,
-            OrdersError::Unavailable => 503,
-            OrdersError::Store(_) => 500,
         }
     }
 
@@ -137,9 +124,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_variant_has_a_distinct_code_and_a_sensible_status() {
+    fn every_variant_has_a_distinct_code() {
         let all = [
             OrdersError::SoldOut { available: 0 },
+            OrdersError::SoldOut { available: 1 },
             OrdersError::OverLimit {
                 limit: 2,
                 already: 2,
@@ -159,8 +147,5 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
-        assert_eq!(OrdersError::IdempotencyMismatch.http_status(), 409);
-        assert_eq!(OrdersError::Validation(vec![]).http_status(), 422);
-        assert!(all.iter().all(|e| (400..600).contains(&e.http_status())));
     }
 }

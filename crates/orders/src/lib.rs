@@ -31,8 +31,8 @@ mod writer;
 pub use error::{OrdersError, StateConflict};
 pub use ledger::{Decision, Hold, LedgerFull, LedgerLimits, OfferTerms, Refusal, StockLedger, Tap};
 pub use model::{
-    Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, ReservationView,
-    ReserveRequest,
+    BuyerReservation, Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderView,
+    OrdersConfig, ReservationView, ReserveRequest,
 };
-pub use service::{MAX_IDEMPOTENCY_KEY_LEN, OrderService};
+pub use service::{MAX_IDEMPOTENCY_KEY_LEN, MAX_LISTED_RESERVATIONS, OrderService};
 pub use store::OrderFilter;

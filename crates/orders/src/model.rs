@@ -158,6 +158,14 @@ pub struct ReservationView {
     pub expires_at: UnixMillis,
 }
 
+/// A reservation as its buyer reads it back: what was held and where it
+/// stands now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuyerReservation {
+    pub view: ReservationView,
+    pub state: domain::ReservationState,
+}
+
 /// What the buyer enters to turn a reservation into an order.
 #[derive(Clone, Debug)]
 pub struct Checkout {

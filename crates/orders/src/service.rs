@@ -4,12 +4,12 @@
 use crate::idempotency::{Begin, IdempotencyIndex};
 use crate::writer::{self, Command, HoldOutcome, OfferHandle, WriterSetup};
 use crate::{
-    Checkout, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, OrdersError, ReservationView,
-    ReserveRequest, StateConflict, csv,
+    BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, OrdersError,
+    ReservationView, ReserveRequest, StateConflict, csv,
 };
 use domain::{
-    BroadcastId, BroadcastState, Carrier, GuestId, OfferId, OrderAction, OrderId, ReservationId,
-    ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
+    BroadcastId, BroadcastState, Carrier, Fen, GuestId, OfferId, OrderAction, OrderId,
+    ReservationId, ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +93,37 @@ fn check_subject(buyer: &str) -> Result<(), OrdersError> {
             Ok(())
         }
         _ => Err(OrdersError::Forbidden),
+    }
+}
+
+/// The most reservations `reservations_of_buyer` lists.
+pub const MAX_LISTED_RESERVATIONS: u32 = 100;
+
+/// A held reservation whose time has come is expired, whether or not its
+/// expiry has been written yet.
+fn state_now(record: &store::ReservationRecord, now: UnixMillis) -> ReservationState {
+    match record.state {
+        ReservationState::Held if now >= record.expires_at => ReservationState::Expired,
+        state => state,
+    }
+}
+
+fn buyer_reservation(
+    record: store::ReservationRecord,
+    unit_price: Fen,
+    now: UnixMillis,
+) -> BuyerReservation {
+    BuyerReservation {
+        state: state_now(&record, now),
+        view: ReservationView {
+            total: unit_price.times(record.quantity),
+            id: record.id,
+            offer_id: record.offer_id,
+            quantity: record.quantity,
+            unit_price,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+        },
     }
 }
 
@@ -390,7 +421,7 @@ impl OrderService {
                     .keys
                     .begin(&req.buyer, key, &req.offer, req.quantity, self.now())
                 {
-                    Begin::Replay(view) => return Ok(view),
+                    Begin::Replay(view) => return self.replayed(view).await,
                     Begin::Mismatch => return Err(OrdersError::IdempotencyMismatch),
                     Begin::Wait(mut outcome) => {
                         let settled = outcome
@@ -511,6 +542,71 @@ impl OrderService {
             return Err(OrdersError::Forbidden);
         }
         Ok(record)
+    }
+
+    /// A repeated keyed tap answers with its reservation only while that
+    /// is still held: a hold that expired, was cancelled or became an order
+    /// is not held again by asking twice.
+    async fn replayed(&self, view: ReservationView) -> Result<ReservationView, OrdersError> {
+        let record = self.inner.store.reservation(&view.id).await?;
+        match state_now(&record, self.now()) {
+            ReservationState::Held => Ok(view),
+            ReservationState::Expired => {
+                Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
+            }
+            ReservationState::Cancelled => Err(OrdersError::InvalidState(
+                StateConflict::ReservationCancelled,
+            )),
+            ReservationState::Confirmed => Err(OrdersError::InvalidState(
+                StateConflict::ReservationConfirmed,
+            )),
+        }
+    }
+
+    /// One of the buyer's own reservations, in the state it is in now.
+    /// Someone else's reads as not found: its existence is not theirs to
+    /// learn.
+    pub async fn reservation_of_buyer(
+        &self,
+        buyer: &str,
+        reservation: &ReservationId,
+    ) -> Result<BuyerReservation, OrdersError> {
+        check_subject(buyer)?;
+        let record = match self.own_reservation(buyer, reservation).await {
+            Err(OrdersError::Forbidden) => return Err(OrdersError::NotFound),
+            other => other?,
+        };
+        let offer = self.inner.store.offer(&record.offer_id).await?;
+        Ok(buyer_reservation(record, offer.price, self.now()))
+    }
+
+    /// The buyer's reservations in any state, newest first (at most
+    /// [`MAX_LISTED_RESERVATIONS`]).
+    pub async fn reservations_of_buyer(
+        &self,
+        buyer: &str,
+    ) -> Result<Vec<BuyerReservation>, OrdersError> {
+        check_subject(buyer)?;
+        let records = self
+            .inner
+            .store
+            .reservations_of_buyer(buyer, MAX_LISTED_RESERVATIONS)
+            .await?;
+        let now = self.now();
+        let mut prices: HashMap<OfferId, Fen> = HashMap::new();
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let price = match prices.get(&record.offer_id) {
+                Some(price) => *price,
+                None => {
+                    let price = self.inner.store.offer(&record.offer_id).await?.price;
+                    prices.insert(record.offer_id.clone(), price);
+                    price
+                }
+            };
+            out.push(buyer_reservation(record, price, now));
+        }
+        Ok(out)
     }
 
     /// Confirming a reservation that is no longer held.

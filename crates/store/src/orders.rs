@@ -795,6 +795,24 @@ impl Store {
             .collect()
     }
 
+    /// A buyer's reservations in any state, newest first.
+    pub async fn reservations_of_buyer(
+        &self,
+        buyer: &str,
+        limit: u32,
+    ) -> Result<Vec<ReservationRecord>, StoreError> {
+        let rows: Vec<ReservationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE buyer = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(buyer)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(ReservationRecord::try_from).collect()
+    }
+
     pub async fn reservation(&self, id: &ReservationId) -> Result<ReservationRecord, StoreError> {
         let row: ReservationRow = sqlx::query_as(concat!(
             "SELECT ",

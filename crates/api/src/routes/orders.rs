@@ -5,7 +5,7 @@
 use super::broadcasts::load_broadcast;
 use super::shops::owned_shop;
 use crate::auth::{Participant, SignedIn};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Params};
 use crate::extract::{Json, Path, Query, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts, ts_opt};
@@ -17,8 +17,8 @@ use domain::{
     TrackingNumber, Validator,
 };
 use orders::{
-    Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError, ReservationView,
-    ReserveRequest,
+    BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError,
+    ReservationView, ReserveRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -31,7 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_offer))
         .routes(routes!(end_offer))
         .routes(routes!(reserve))
-        .routes(routes!(cancel_reservation))
+        .routes(routes!(get_reservation, cancel_reservation))
+        .routes(routes!(my_reservations))
         .routes(routes!(checkout))
         .routes(routes!(my_orders))
         .routes(routes!(order_by_token))
@@ -44,8 +45,53 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
 }
 
+/// The one place order-service errors become HTTP: status, code and the
+/// params a page needs for its words. Exhaustive, so a new error cannot
+/// slip through with a guessed status.
 pub(crate) fn orders_error(e: OrdersError) -> ApiError {
+    let code = e.code();
+    let refused = |status: StatusCode, detail: String, params: Params| ApiError::Refused {
+        status,
+        code,
+        detail,
+        params,
+    };
+    let params = |pairs: &[(&str, serde_json::Value)]| -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
     match e {
+        OrdersError::SoldOut { available: 0 } => refused(
+            StatusCode::CONFLICT,
+            "sold out: every unit is taken; held units come back if buyers do not confirm".into(),
+            Params::new(),
+        ),
+        OrdersError::SoldOut { available } => refused(
+            StatusCode::CONFLICT,
+            format!("only {available} left: ask for fewer"),
+            params(&[("available", available.into())]),
+        ),
+        OrdersError::OverLimit { limit, already } => refused(
+            StatusCode::CONFLICT,
+            format!("at most {limit} per buyer; you already have {already}"),
+            params(&[("limit", limit.into()), ("already", already.into())]),
+        ),
+        OrdersError::AccountRequired => {
+            refused(StatusCode::FORBIDDEN, e.to_string(), Params::new())
+        }
+        OrdersError::NotStarted { starts_at } => {
+            let at = Timestamp(starts_at).to_rfc3339();
+            refused(
+                StatusCode::CONFLICT,
+                format!("the offer starts at {at}"),
+                params(&[("starts_at", at.into())]),
+            )
+        }
+        OrdersError::Ended | OrdersError::IdempotencyMismatch | OrdersError::InvalidState(_) => {
+            refused(StatusCode::CONFLICT, e.to_string(), Params::new())
+        }
         OrdersError::Validation(errors) => ApiError::Validation(errors),
         OrdersError::NotFound => ApiError::NotFound("offer, reservation or order"),
         OrdersError::Forbidden => {
@@ -59,20 +105,6 @@ pub(crate) fn orders_error(e: OrdersError) -> ApiError {
         OrdersError::Store(source) => {
             ApiError::Internal(anyhow::anyhow!("order storage: {source}"))
         }
-        other => ApiError::Other {
-            status: StatusCode::from_u16(other.http_status()).unwrap_or(StatusCode::CONFLICT),
-            code: other.code(),
-            detail: match &other {
-                OrdersError::SoldOut { .. } => {
-                    "sold out: every unit is taken; held units come back if buyers do not confirm"
-                        .into()
-                }
-                OrdersError::NotStarted { starts_at } => {
-                    format!("the offer starts at {}", Timestamp(*starts_at).to_rfc3339())
-                }
-                other => other.to_string(),
-            },
-        },
     }
 }
 
@@ -185,6 +217,26 @@ impl From<ReservationView> for ReservationBody {
             total_fen: r.total.get(),
             created_at: ts(r.created_at),
             expires_at: ts(r.expires_at),
+        }
+    }
+}
+
+/// A reservation as its buyer reads it back.
+#[derive(Serialize, ToSchema)]
+pub struct MyReservationBody {
+    #[serde(flatten)]
+    pub reservation: ReservationBody,
+    /// `held` (check out before `expires_at`), `confirmed` (an order was
+    /// placed), `cancelled` or `expired`.
+    #[schema(example = "held")]
+    pub state: String,
+}
+
+impl From<BuyerReservation> for MyReservationBody {
+    fn from(r: BuyerReservation) -> Self {
+        MyReservationBody {
+            reservation: r.view.into(),
+            state: r.state.as_str().to_owned(),
         }
     }
 }
@@ -412,13 +464,17 @@ fn idempotency_key_description() -> String {
            ("Idempotency-Key" = Option<String>, Header, description = idempotency_key_description())),
     request_body = ReserveBody,
     responses((status = 201, body = ReservationBody),
-              (status = 401, body = crate::error::Problem, description = "pick a nickname or sign in first"),
+              (status = 401, body = crate::error::Problem,
+               description = "`nickname_required`: a guest nickname is enough to buy, no account needed"),
               (status = 403, body = crate::error::Problem,
                description = "`account_required`: the offer is for buyers signed in with a mobile account; `banned`"),
               (status = 422, body = crate::error::Problem,
                description = "`validation_failed`, e.g. an `Idempotency-Key` that is too long (`invalid_idempotency_key`)"),
               (status = 409, body = crate::error::Problem,
-               description = "`sold_out`, `over_limit`, `not_started`, `offer_ended`, `idempotency_key_reused`"),
+               description = "`sold_out`; `insufficient_stock` (fewer left than asked: `params.available`); \
+               `limit_reached` (`params.limit`, `params.already`); `not_started` (`params.starts_at`); `offer_ended`; \
+               `idempotency_key_reused`; `reservation_expired`, `reservation_cancelled` or `reservation_confirmed` \
+               when the key's reservation is no longer held"),
               (status = 503, body = crate::error::Problem)))]
 async fn reserve(
     State(state): State<AppState>,
@@ -462,6 +518,44 @@ async fn reserve(
         .await
         .map_err(orders_error)?;
     Ok((StatusCode::CREATED, Json(reservation.into())))
+}
+
+/// One of the caller's own reservations and where it stands (someone
+/// else's is not found).
+#[utoipa::path(get, path = "/reservations/{reservation_id}", tag = "orders",
+    params(("reservation_id" = String, Path)),
+    responses((status = 200, body = MyReservationBody),
+              (status = 401, body = crate::error::Problem, description = "`nickname_required`"),
+              (status = 404, body = crate::error::Problem)))]
+async fn get_reservation(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+    Path(reservation_id): Path<String>,
+) -> ApiResult<Json<MyReservationBody>> {
+    let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
+    let reservation = state
+        .orders
+        .reservation_of_buyer(buyer.identity.subject(), &id)
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(reservation.into()))
+}
+
+/// The caller's reservations in any state, newest first (the last 100;
+/// guests too, on the phone they tapped with).
+#[utoipa::path(get, path = "/reservations/mine", tag = "orders",
+    responses((status = 200, body = Vec<MyReservationBody>),
+              (status = 401, body = crate::error::Problem, description = "`nickname_required`")))]
+async fn my_reservations(
+    State(state): State<AppState>,
+    Participant(buyer): Participant,
+) -> ApiResult<Json<Vec<MyReservationBody>>> {
+    let reservations = state
+        .orders
+        .reservations_of_buyer(buyer.identity.subject())
+        .await
+        .map_err(orders_error)?;
+    Ok(Json(reservations.into_iter().map(Into::into).collect()))
 }
 
 /// Give the units back (the buyer changed their mind).
