@@ -335,7 +335,7 @@ fn spelling(name: &str, mut n: usize) -> String {
 }
 
 #[tokio::test]
-async fn asset_url_spellings_do_not_grow_the_compressed_asset_cache() {
+async fn asset_url_spellings_all_serve_the_one_asset() {
     let app = TestApp::spawn().await;
     let client = Client::new();
     let home = client.get(app.url("/")).send().await.unwrap();
@@ -357,8 +357,9 @@ async fn asset_url_spellings_do_not_grow_the_compressed_asset_cache() {
     assert_eq!(plain.headers()["vary"], "accept-encoding");
     let gzipped = plain.bytes().await.unwrap();
 
-    // 3,000 spellings of one immutable asset, 32 at a time.
-    let spellings = 3_000;
+    // Compression is per response (no cache a spelling could grow):
+    // 300 spellings of one immutable asset, 32 at a time.
+    let spellings = 300;
     futures::stream::iter(1..=spellings)
         .map(|n| {
             let (client, url) = (
@@ -383,12 +384,6 @@ async fn asset_url_spellings_do_not_grow_the_compressed_asset_cache() {
             async {}
         })
         .await;
-    let cached = api::routes::pages::gzipped_asset_cache_len();
-    let assets = api::routes::pages::asset_count();
-    assert!(
-        cached <= assets,
-        "{cached} compressed entries for {assets} assets after {spellings} spellings"
-    );
 
     // Spellings that decode to something other than an asset's name find
     // nothing. (Encoded dot segments such as `%2E` are resolved by URL

@@ -6,6 +6,7 @@
 
 mod broadcast;
 mod date;
+pub mod fuzzing;
 mod ids;
 mod money;
 mod order;

@@ -77,7 +77,10 @@ pub fn normalize_text(raw: &str, multiline: bool) -> String {
     if trimmed.chars().all(|c| is_blank(c) || is_combining_mark(c)) {
         return String::new();
     }
-    trimmed.to_owned()
+    // NFC again: a mark that sat behind a removed invisible character now
+    // meets its base ("e", U+200B, U+0301 is "é"), so the result is NFC and
+    // normalizing it again changes nothing (found by the fuzz target).
+    trimmed.nfc().collect()
 }
 
 /// Default-ignorable or a bidi control: renders as nothing, or reorders

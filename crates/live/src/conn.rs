@@ -576,7 +576,7 @@ fn valid_nonce(nonce: &str) -> bool {
 }
 
 /// Tells apart "not JSON", "unknown type" and "known type, wrong fields".
-fn classify(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
+pub(crate) fn classify(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         return (ErrorCode::NotJson, "Frames must be JSON objects.".into());
     };

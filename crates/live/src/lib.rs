@@ -22,6 +22,7 @@ mod coalesce;
 mod config;
 mod conn;
 pub mod fanout;
+pub mod fuzzing;
 mod hub;
 mod limits;
 pub mod moderation;

@@ -32,6 +32,9 @@
 //! parsing JSON, and buyers speak HTTP/1.1 over their own keep-alive
 //! connection with a few microseconds of client work per request.
 
+// The kernel interfaces go through `nix`; nothing here needs raw pointers.
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod chat;
 pub mod clock;

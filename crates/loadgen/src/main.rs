@@ -1,5 +1,8 @@
 //! `loadgen`: one command per scenario. See the crate docs and BENCHMARKS.md.
 
+// The kernel interfaces go through `nix`; nothing here needs raw pointers.
+#![forbid(unsafe_code)]
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use loadgen::chat::ChatOptions;
 use loadgen::media::ViewersOptions;

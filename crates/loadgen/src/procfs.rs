@@ -3,14 +3,16 @@
 //! from `/proc/stat`, load average, CPU model, memory, kernel; and raising
 //! this process's open-file limit so thousands of sockets fit.
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde::Serialize;
 use std::time::Instant;
 
 /// Clock ticks per second of `utime`/`stime` in `/proc/<pid>/stat`.
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
 }
 
 /// One reading of a process's CPU time and memory.
@@ -151,15 +153,7 @@ impl Machine {
 
 /// (soft, hard) limit on open files.
 pub fn nofile_limit() -> (u64, u64) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return (0, 0);
-    }
-    (r.rlim_cur, r.rlim_max)
+    getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((0, 0))
 }
 
 /// Raises the soft open-file limit to the hard limit (10,000 websockets need
@@ -169,15 +163,9 @@ pub fn raise_nofile_limit() -> u64 {
     if soft >= hard {
         return soft;
     }
-    let r = libc::rlimit {
-        rlim_cur: hard,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } == 0 {
-        hard
-    } else {
-        soft
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => hard,
+        Err(_) => soft,
     }
 }
 

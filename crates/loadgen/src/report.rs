@@ -95,10 +95,7 @@ impl CpuWindow {
     pub fn finish(mut self, rss_max_kb: Option<u64>) -> CpuReport {
         if let Some(mut p) = self.profiler.take() {
             // SIGINT makes perf write its file and exit.
-            // SAFETY: signalling the perf process we spawned.
-            unsafe {
-                libc::kill(p.id() as libc::pid_t, libc::SIGINT);
-            }
+            let _ = crate::server::signal(p.id(), nix::sys::signal::Signal::SIGINT);
             let _ = p.wait();
         }
         let wall = self.start.elapsed().as_secs_f64();

@@ -4,6 +4,7 @@
 //! (`--url`, and `--pid` for CPU and memory).
 
 use crate::error::{Error, Result};
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -255,10 +256,7 @@ impl Server {
             return Ok(());
         };
         if let Some(pid) = child.id() {
-            // SAFETY: sending a signal to the child process we spawned.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
+            let _ = signal(pid, Signal::SIGTERM);
         }
         match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
             Ok(status) => {
@@ -274,4 +272,10 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Sends `signal` to a process we spawned (its id as `std`/`tokio` give it).
+pub(crate) fn signal(pid: u32, signal: Signal) -> nix::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
 }

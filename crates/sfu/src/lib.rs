@@ -810,10 +810,13 @@ impl Sfu {
     }
 }
 
+/// Letters and digits, each equally likely (no modulo bias).
 fn random_token(n: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    (0..n)
-        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
+    use rand::Rng as _;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(n)
+        .map(char::from)
         .collect()
 }
 

@@ -247,7 +247,7 @@ impl Net {
         };
         let span = (max.saturating_sub(min) as u32) + 1;
         for &(bind, public) in &self.ips {
-            let start = rand::random::<u32>() % span;
+            let start = rand::random_range(0..span);
             let mut bound = None;
             for i in 0..span {
                 let port = min + ((start + i) % span) as u16;

@@ -192,11 +192,8 @@ fn session_created(state: &AppState, broadcast: &str, answer: sfu::SessionAnswer
 /// Constant-time comparison so the key cannot be guessed byte by byte from
 /// response timing.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
