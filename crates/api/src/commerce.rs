@@ -62,9 +62,10 @@ fn buy_refusal(e: OrdersError) -> BuyRefusal {
             "this offer is for buyers signed in with a mobile account",
         ),
         OrdersError::NotStarted { .. } => refusal(BuyRefusalCode::NotOnSale, "not on sale yet"),
-        OrdersError::Ended | OrdersError::NotFound | OrdersError::Forbidden => {
-            refusal(BuyRefusalCode::NotOnSale, "not on sale")
-        }
+        OrdersError::Ended
+        | OrdersError::NotFound
+        | OrdersError::Forbidden
+        | OrdersError::Banned => refusal(BuyRefusalCode::NotOnSale, "not on sale"),
         OrdersError::Validation(errors) => refusal(
             BuyRefusalCode::InvalidQuantity,
             errors

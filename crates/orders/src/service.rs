@@ -412,6 +412,17 @@ impl OrderService {
                 "must be at least 1",
             ));
         }
+        // Before the key is looked at: a banned buyer gets no reservation,
+        // not even one held before the ban.
+        let handle = self.writer_for(&req.offer).await?;
+        if self
+            .inner
+            .store
+            .is_chat_banned(&handle.info.shop_id, &req.buyer)
+            .await?
+        {
+            return Err(OrdersError::Banned);
+        }
         let ticket = match &req.idempotency_key {
             None => None,
             Some(key) => {
@@ -435,7 +446,6 @@ impl OrderService {
             }
         };
         let person = self.inner.persons.of(&self.inner.store, &req.buyer).await?;
-        let handle = self.writer_for(&req.offer).await?;
         let account = req.buyer.starts_with(UserId::PREFIX);
         let (reply, answer) = oneshot::channel();
         send(

@@ -465,6 +465,49 @@ both_engines!(
     a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again
 );
 
+async fn a_buyer_the_shop_banned_cannot_buy_by_any_door(db: TestDb) {
+    let store = db.store().await.unwrap();
+    let farm = farm(&store, 10).await;
+    let svc = service(&store).await;
+    let offer = svc
+        .create_offer(&farm.owner.id, new_offer(&farm, 5, 5))
+        .await
+        .unwrap();
+    let before = svc
+        .reserve(tap(&offer, "gst_troll", 1, Some("k-1")))
+        .await
+        .unwrap();
+    store
+        .apply_chat_writes(&[ChatWrite::Ban(BanRecord {
+            shop_id: farm.shop.id.clone(),
+            subject: "gst_troll".into(),
+            banned_by: farm.owner.id.as_str().into(),
+            reason: "spam".into(),
+            created_at: 1,
+        })])
+        .await
+        .unwrap();
+    for key in [None, Some("k-2"), Some("k-1")] {
+        let refused = svc.reserve(tap(&offer, "gst_troll", 1, key)).await;
+        assert!(matches!(refused, Err(OrdersError::Banned)), "{refused:?}");
+    }
+    assert_eq!(OrdersError::Banned.code(), "banned");
+    // Everyone else buys as before; the hold from before the ban stays
+    // the buyer's to cancel or let lapse.
+    svc.reserve(tap(&offer, "gst_other", 1, None))
+        .await
+        .unwrap();
+    svc.cancel_reservation("gst_troll", &before.id)
+        .await
+        .unwrap();
+    svc.shutdown().await;
+}
+both_engines!(
+    #[tokio::test]
+    bans,
+    a_buyer_the_shop_banned_cannot_buy_by_any_door
+);
+
 // ---------------------------------------------------------------- restart --
 
 async fn a_restart_rebuilds_everything(db: TestDb) {
