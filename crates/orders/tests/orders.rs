@@ -383,8 +383,8 @@ both_engines!(
     held_units_return_when_reservations_expire
 );
 
-async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(db: TestDb) {
-    let _still = HoldClock::start();
+/// A farm, its order service and an offer of 5 units, at most 5 each.
+async fn five_for_sale(db: &TestDb) -> (Store, Farm, OrderService, OfferSnapshot) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 10).await;
     let svc = service(&store).await;
@@ -392,6 +392,12 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         .create_offer(&farm.owner.id, new_offer(&farm, 5, 5))
         .await
         .unwrap();
+    (store, farm, svc, offer)
+}
+
+async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(db: TestDb) {
+    let _still = HoldClock::start();
+    let (_store, _farm, svc, offer) = five_for_sale(&db).await;
     let held = svc
         .reserve(tap(&offer, "gst_buyer", 2, Some("tap-1")))
         .await
@@ -466,13 +472,7 @@ both_engines!(
 );
 
 async fn a_buyer_the_shop_banned_cannot_buy_by_any_door(db: TestDb) {
-    let store = db.store().await.unwrap();
-    let farm = farm(&store, 10).await;
-    let svc = service(&store).await;
-    let offer = svc
-        .create_offer(&farm.owner.id, new_offer(&farm, 5, 5))
-        .await
-        .unwrap();
+    let (store, farm, svc, offer) = five_for_sale(&db).await;
     let before = svc
         .reserve(tap(&offer, "gst_troll", 1, Some("k-1")))
         .await
