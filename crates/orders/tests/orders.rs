@@ -471,7 +471,7 @@ both_engines!(
     a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again
 );
 
-async fn a_buyer_the_shop_banned_cannot_buy_by_any_door(db: TestDb) {
+async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db: TestDb) {
     let (store, farm, svc, offer) = five_for_sale(&db).await;
     let before = svc
         .reserve(tap(&offer, "gst_troll", 1, Some("k-1")))
@@ -492,6 +492,16 @@ async fn a_buyer_the_shop_banned_cannot_buy_by_any_door(db: TestDb) {
         assert!(matches!(refused, Err(OrdersError::Banned)), "{refused:?}");
     }
     assert_eq!(OrdersError::Banned.code(), "banned");
+    // From a live room, only that broadcast's offers are sold.
+    let elsewhere = BroadcastId::generate();
+    assert!(matches!(
+        svc.reserve_in(&elsewhere, tap(&offer, "gst_other", 1, None))
+            .await,
+        Err(OrdersError::NotFound)
+    ));
+    svc.reserve_in(&offer.broadcast_id, tap(&offer, "gst_other", 1, None))
+        .await
+        .unwrap();
     // Everyone else buys as before; the hold from before the ban stays
     // the buyer's to cancel or let lapse.
     svc.reserve(tap(&offer, "gst_other", 1, None))
@@ -505,7 +515,7 @@ async fn a_buyer_the_shop_banned_cannot_buy_by_any_door(db: TestDb) {
 both_engines!(
     #[tokio::test]
     bans,
-    a_buyer_the_shop_banned_cannot_buy_by_any_door
+    banned_buyers_and_offers_of_another_room_are_refused_in_the_service
 );
 
 // ---------------------------------------------------------------- restart --
