@@ -62,9 +62,10 @@ fn buy_refusal(e: OrdersError) -> BuyRefusal {
             "this offer is for buyers signed in with a mobile account",
         ),
         OrdersError::NotStarted { .. } => refusal(BuyRefusalCode::NotOnSale, "not on sale yet"),
-        OrdersError::Ended | OrdersError::NotFound | OrdersError::Forbidden => {
-            refusal(BuyRefusalCode::NotOnSale, "not on sale")
-        }
+        OrdersError::Ended
+        | OrdersError::NotFound
+        | OrdersError::Forbidden
+        | OrdersError::Banned => refusal(BuyRefusalCode::NotOnSale, "not on sale"),
         OrdersError::Validation(errors) => refusal(
             BuyRefusalCode::InvalidQuantity,
             errors
@@ -94,24 +95,19 @@ impl Commerce for OrderCommerce {
         quantity: u32,
         nonce: &str,
     ) -> Result<ReservationInfo, BuyRefusal> {
-        // Only offers of this broadcast can be bought from its room.
-        match self.orders.offer_snapshot(offer).await {
-            Ok(s) if &s.broadcast_id == room => {}
-            Ok(_) | Err(OrdersError::NotFound) => {
-                return Err(refusal(BuyRefusalCode::NotOnSale, "not on sale here"));
-            }
-            Err(e) => return Err(buy_refusal(e)),
-        }
         let reservation = self
             .orders
-            .reserve(ReserveRequest {
-                offer: offer.clone(),
-                buyer: buyer.subject.clone(),
-                quantity,
-                // Namespaced so a nonce can never collide with an HTTP
-                // Idempotency-Key of the same buyer.
-                idempotency_key: Some(format!("live:{nonce}")),
-            })
+            .reserve_in(
+                room,
+                ReserveRequest {
+                    offer: offer.clone(),
+                    buyer: buyer.subject.clone(),
+                    quantity,
+                    // Namespaced so a nonce can never collide with an HTTP
+                    // Idempotency-Key of the same buyer.
+                    idempotency_key: Some(format!("live:{nonce}")),
+                },
+            )
             .await
             .map_err(buy_refusal)?;
         Ok(ReservationInfo {

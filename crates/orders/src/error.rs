@@ -22,6 +22,10 @@ pub enum OrdersError {
     /// must sign in (or sign up) first.
     #[error("this offer is for buyers signed in with a mobile account")]
     AccountRequired,
+    /// The shop banned this buyer from its broadcasts, and so from buying
+    /// there: refused the same way over HTTP and in the live channel.
+    #[error("this shop has banned you from its broadcasts")]
+    Banned,
     #[error("the offer starts at {starts_at}")]
     NotStarted { starts_at: UnixMillis },
     #[error("the offer has ended")]
@@ -85,6 +89,7 @@ impl OrdersError {
             // The live channel's word, so HTTP and websocket say one thing.
             OrdersError::OverLimit { .. } => "limit_reached",
             OrdersError::AccountRequired => "account_required",
+            OrdersError::Banned => "banned",
             OrdersError::NotStarted { .. } => "not_started",
             OrdersError::Ended => "offer_ended",
             OrdersError::IdempotencyMismatch => "idempotency_key_reused",
@@ -133,6 +138,7 @@ mod tests {
                 already: 2,
             },
             OrdersError::AccountRequired,
+            OrdersError::Banned,
             OrdersError::NotStarted { starts_at: 1 },
             OrdersError::Ended,
             OrdersError::IdempotencyMismatch,

@@ -403,6 +403,25 @@ impl OrderService {
     /// reservation, also after a restart; the same key with a different
     /// request is [`OrdersError::IdempotencyMismatch`].
     pub async fn reserve(&self, req: ReserveRequest) -> Result<ReservationView, OrdersError> {
+        self.reserve_where(req, None).await
+    }
+
+    /// [`OrderService::reserve`] from a broadcast's live room: only offers
+    /// of that broadcast are sold there (any other is
+    /// [`OrdersError::NotFound`], as if it did not exist).
+    pub async fn reserve_in(
+        &self,
+        room: &BroadcastId,
+        req: ReserveRequest,
+    ) -> Result<ReservationView, OrdersError> {
+        self.reserve_where(req, Some(room)).await
+    }
+
+    async fn reserve_where(
+        &self,
+        req: ReserveRequest,
+        room: Option<&BroadcastId>,
+    ) -> Result<ReservationView, OrdersError> {
         self.check_running()?;
         check_subject(&req.buyer)?;
         if req.quantity == 0 {
@@ -411,6 +430,20 @@ impl OrderService {
                 "too_small",
                 "must be at least 1",
             ));
+        }
+        // Before the key is looked at: a banned buyer gets no reservation,
+        // not even one held before the ban.
+        let handle = self.writer_for(&req.offer).await?;
+        if room.is_some_and(|room| *room != handle.info.broadcast_id) {
+            return Err(OrdersError::NotFound);
+        }
+        if self
+            .inner
+            .store
+            .is_chat_banned(&handle.info.shop_id, &req.buyer)
+            .await?
+        {
+            return Err(OrdersError::Banned);
         }
         let ticket = match &req.idempotency_key {
             None => None,
@@ -435,7 +468,6 @@ impl OrderService {
             }
         };
         let person = self.inner.persons.of(&self.inner.store, &req.buyer).await?;
-        let handle = self.writer_for(&req.offer).await?;
         let account = req.buyer.starts_with(UserId::PREFIX);
         let (reply, answer) = oneshot::channel();
         send(

@@ -383,8 +383,8 @@ both_engines!(
     held_units_return_when_reservations_expire
 );
 
-async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(db: TestDb) {
-    let _still = HoldClock::start();
+/// A farm, its order service and an offer of 5 units, at most 5 each.
+async fn five_for_sale(db: &TestDb) -> (Store, Farm, OrderService, OfferSnapshot) {
     let store = db.store().await.unwrap();
     let farm = farm(&store, 10).await;
     let svc = service(&store).await;
@@ -392,6 +392,12 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         .create_offer(&farm.owner.id, new_offer(&farm, 5, 5))
         .await
         .unwrap();
+    (store, farm, svc, offer)
+}
+
+async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(db: TestDb) {
+    let _still = HoldClock::start();
+    let (_store, _farm, svc, offer) = five_for_sale(&db).await;
     let held = svc
         .reserve(tap(&offer, "gst_buyer", 2, Some("tap-1")))
         .await
@@ -463,6 +469,53 @@ both_engines!(
     #[tokio::test(start_paused = true)]
     reading_back,
     a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again
+);
+
+async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db: TestDb) {
+    let (store, farm, svc, offer) = five_for_sale(&db).await;
+    let before = svc
+        .reserve(tap(&offer, "gst_troll", 1, Some("k-1")))
+        .await
+        .unwrap();
+    store
+        .apply_chat_writes(&[ChatWrite::Ban(BanRecord {
+            shop_id: farm.shop.id.clone(),
+            subject: "gst_troll".into(),
+            banned_by: farm.owner.id.as_str().into(),
+            reason: "spam".into(),
+            created_at: 1,
+        })])
+        .await
+        .unwrap();
+    for key in [None, Some("k-2"), Some("k-1")] {
+        let refused = svc.reserve(tap(&offer, "gst_troll", 1, key)).await;
+        assert!(matches!(refused, Err(OrdersError::Banned)), "{refused:?}");
+    }
+    assert_eq!(OrdersError::Banned.code(), "banned");
+    // From a live room, only that broadcast's offers are sold.
+    let elsewhere = BroadcastId::generate();
+    assert!(matches!(
+        svc.reserve_in(&elsewhere, tap(&offer, "gst_other", 1, None))
+            .await,
+        Err(OrdersError::NotFound)
+    ));
+    svc.reserve_in(&offer.broadcast_id, tap(&offer, "gst_other", 1, None))
+        .await
+        .unwrap();
+    // Everyone else buys as before; the hold from before the ban stays
+    // the buyer's to cancel or let lapse.
+    svc.reserve(tap(&offer, "gst_other", 1, None))
+        .await
+        .unwrap();
+    svc.cancel_reservation("gst_troll", &before.id)
+        .await
+        .unwrap();
+    svc.shutdown().await;
+}
+both_engines!(
+    #[tokio::test]
+    bans,
+    banned_buyers_and_offers_of_another_room_are_refused_in_the_service
 );
 
 // ---------------------------------------------------------------- restart --

@@ -78,7 +78,7 @@ pub(crate) fn orders_error(e: OrdersError) -> ApiError {
             format!("at most {limit} per buyer; you already have {already}"),
             params(&[("limit", limit.into()), ("already", already.into())]),
         ),
-        OrdersError::AccountRequired => {
+        OrdersError::AccountRequired | OrdersError::Banned => {
             refused(StatusCode::FORBIDDEN, e.to_string(), Params::new())
         }
         OrdersError::NotStarted { starts_at } => {
@@ -484,24 +484,6 @@ async fn reserve(
     Json(body): Json<ReserveBody>,
 ) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
     let offer = parse_id("offer", &offer_id, OfferId::parse)?;
-    // Someone the shop banned from its broadcasts may not buy there either
-    // (the live channel refuses them at the door; this is the HTTP door).
-    let snapshot = state
-        .orders
-        .offer_snapshot(&offer)
-        .await
-        .map_err(orders_error)?;
-    if state
-        .store
-        .is_chat_banned(&snapshot.shop_id, buyer.identity.subject())
-        .await?
-    {
-        return Err(ApiError::Other {
-            status: StatusCode::FORBIDDEN,
-            code: "banned",
-            detail: "this shop has banned you from its broadcasts".into(),
-        });
-    }
     // Not visible ASCII: the order service refuses it the same way as a key
     // that is too long or empty.
     let idempotency_key = headers
