@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Builds the gupnp-igd stand-in (see tests/support/gupnp_igd_stub.c for
 /// why `whip-client` needs it) into `dir`.
-fn build_gupnp_stub(dir: &Path) {
+pub fn build_gupnp_stub(dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/gupnp_igd_stub.c");
     let status = std::process::Command::new("gcc")
         .args([

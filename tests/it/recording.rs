@@ -1,14 +1,20 @@
 //! Recordings read back by an independent tool (ffprobe, from FFmpeg): a
 //! GStreamer-published broadcast is recorded while it is relayed.
 
+use crate::crash::{phone, start_server};
 use crate::harness::*;
-use crate::interop::{H264, VP8, gstreamer_publish};
+use crate::interop::{H264, VP8, build_gupnp_stub, gstreamer_publish};
 use crate::media::{broadcast_state, scheduled_broadcast};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Segment files under the server's recordings directory.
 fn recorded_files(app: &TestApp) -> Vec<PathBuf> {
+    files_under(&app.config.data_dir)
+}
+
+/// Segment files under `<data_dir>/recordings`.
+fn files_under(data_dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -20,7 +26,7 @@ fn recorded_files(app: &TestApp) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&app.config.data_dir.join("recordings"), &mut out);
+    walk(&data_dir.join("recordings"), &mut out);
     out.sort();
     out
 }
@@ -172,6 +178,12 @@ async fn records_and_plays_back(video_pipeline: &str, video_codec: &str, extensi
         (duration - published).abs() < 1.0,
         "recorded {duration:.2} s of a {published:.2} s broadcast"
     );
+    // For BENCHMARKS.md (run with --nocapture): disk use of this test stream.
+    let bytes = std::fs::metadata(&file).unwrap().len();
+    println!(
+        "recording {video_codec}: {duration:.2} s, {bytes} bytes, {:.2} MB/min",
+        bytes as f64 / 1e6 / duration * 60.0
+    );
     assert!(
         decode_errors(&file).lines().count() <= 2,
         "the whole file decodes"
@@ -230,6 +242,97 @@ async fn a_full_recording_quota_stops_the_recording_and_not_the_broadcast() {
     assert_eq!(codecs, ["vp8", "opus"], "what was recorded still plays");
     gst.process.kill().await.ok();
     app.shutdown().await;
+}
+
+/// A real crash: the server process is SIGKILLed mid-broadcast; its
+/// recording plays up to (about a second before) the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_off_by_killing_the_server_still_plays() {
+    if !ffmpeg_available()
+        || !tool_available("whip-client", "FIELDCAST_REQUIRE_GSTREAMER")
+        || !tool_available("gcc", "FIELDCAST_REQUIRE_GSTREAMER")
+    {
+        return;
+    }
+    let db = store::testing::TestDb::sqlite();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(&db.url, data_dir.path()).await;
+    let base = server.base.clone();
+    let owner = phone(&base);
+    let post = |path: &str, body: serde_json::Value| {
+        let request = owner.post(format!("{base}{path}")).json(&body);
+        async move {
+            let res = request.send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    post(
+        "/api/v1/accounts",
+        serde_json::json!({"mobile": "13800138002", "password": "correct horse battery", "display_name": "王"}),
+    )
+    .await;
+    let shop = post(
+        "/api/v1/shops",
+        serde_json::json!({"name": "小米", "place": "岢岚县"}),
+    )
+    .await;
+    let shop = shop["id"].as_str().unwrap();
+    let broadcast = post(
+        &format!("/api/v1/shops/{shop}/broadcasts"),
+        serde_json::json!({"title": "直播"}),
+    )
+    .await;
+    let broadcast = broadcast["id"].as_str().unwrap();
+    let key: serde_json::Value = owner
+        .get(format!("{base}/api/v1/broadcasts/{broadcast}/stream-key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stub_dir = tempfile::tempdir().unwrap();
+    build_gupnp_stub(stub_dir.path());
+    let mut publisher = tokio::process::Command::new("whip-client")
+        .env("LD_LIBRARY_PATH", stub_dir.path())
+        .args(["-u", &format!("{base}/api/v1/broadcasts/{broadcast}/whip")])
+        .args(["-t", key["stream_key"].as_str().unwrap(), "-l", "4", "-o"])
+        .args(["-V", VP8])
+        .args([
+            "-A",
+            "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! queue ! opusenc \
+             ! rtpopuspay pt=100 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=100",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start whip-client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        if let Some(file) = files_under(data_dir.path()).into_iter().next() {
+            break file;
+        }
+        assert!(Instant::now() < deadline, "no recording file within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server.child.start_kill().expect("SIGKILL");
+    server.child.wait().await.unwrap();
+    publisher.kill().await.ok();
+    let (codecs, _) = probe(&file);
+    assert_eq!(codecs, ["vp8", "opus"]);
+    let cut = last_video_frame(&file);
+    assert!(
+        cut > 3.0,
+        "the file plays up to the crash: its last frame is at {cut:.2} s of 5"
+    );
+    let errors = decode_errors(&file);
+    assert!(
+        errors.lines().count() <= 2,
+        "the cut-off file decodes: {errors}"
+    );
 }
 
 async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
