@@ -118,6 +118,9 @@ pub struct SettingsArgs {
     /// Header trusted proxies put the client's address in.
     #[arg(long, env = "FIELDCAST_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Recordings: most megabytes all recordings may take on disk.
+    #[arg(long, env = "FIELDCAST_RECORDING_QUOTA_MB")]
+    pub recording_quota_mb: Option<u64>,
     /// Guests: new guest sessions one client address may start at once.
     #[arg(long, env = "FIELDCAST_GUEST_BURST")]
     pub guest_burst: Option<u32>,
@@ -148,6 +151,14 @@ pub struct FileConfig {
     pub client_ip_header: Option<String>,
     #[serde(default)]
     pub guests: FileGuests,
+    #[serde(default)]
+    pub recording: FileRecording,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecording {
+    pub quota_mb: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -247,7 +258,12 @@ pub struct Config {
     pub client_ip: api::limits::ClientIpSettings,
     /// Per-client-address rate limits.
     pub limits: api::limits::LimitSettings,
+    /// Space all recordings may take (`<data dir>/recordings`).
+    pub recording_quota_bytes: u64,
 }
+
+/// Recordings may take 20 GiB unless configured: about 100 hours at 3 MB/min.
+pub const DEFAULT_RECORDING_QUOTA_MB: u64 = 20 * 1024;
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_MEDIA_UDP_PORT: u16 = 8189;
@@ -448,6 +464,11 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             client_ip,
             limits,
+            recording_quota_bytes: args
+                .recording_quota_mb
+                .or(file.recording.quota_mb)
+                .unwrap_or(DEFAULT_RECORDING_QUOTA_MB)
+                .saturating_mul(1024 * 1024),
         })
     }
 }

@@ -5,6 +5,7 @@
 mod bridge;
 pub mod config;
 mod demo;
+mod recording;
 pub mod telemetry;
 
 pub use config::Config;
@@ -100,6 +101,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             live.clone(),
         )),
         tokio::spawn(bridge::orders_to_live(orders.clone(), live.clone())),
+        tokio::spawn(recording::record_live_rooms(
+            sfu.clone(),
+            recordings(&config),
+        )),
     ];
     let state = api::AppState::new(
         store.clone(),
@@ -154,6 +159,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         grace,
         task,
     })
+}
+
+/// Recordings live under `<data dir>/recordings`.
+pub fn recordings(config: &Config) -> recorder::Recordings {
+    recorder::Recordings::new(
+        config.data_dir.join("recordings"),
+        config.recording_quota_bytes,
+    )
 }
 
 /// Loads a PEM certificate chain and key for HTTPS.

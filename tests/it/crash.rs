@@ -21,9 +21,9 @@ const TAPS_PER_BUYER: usize = 10;
 /// Acknowledgements to see before pulling the plug.
 const KILL_AFTER_ACKS: usize = 40;
 
-struct Server {
-    child: Child,
-    base: String,
+pub struct Server {
+    pub child: Child,
+    pub base: String,
 }
 
 fn free_port() -> u16 {
@@ -34,7 +34,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_server(database_url: &str, data_dir: &Path) -> Server {
+pub async fn start_server(database_url: &str, data_dir: &Path) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -289,7 +289,7 @@ async fn crash_and_recover(db: TestDb) {
 }
 
 /// A cookie jar that sends the site's `Origin` like its pages do.
-fn phone(base: &str) -> Client {
+pub fn phone(base: &str) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
     Client::builder()

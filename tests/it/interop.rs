@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Builds the gupnp-igd stand-in (see tests/support/gupnp_igd_stub.c for
 /// why `whip-client` needs it) into `dir`.
-fn build_gupnp_stub(dir: &Path) {
+pub fn build_gupnp_stub(dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/gupnp_igd_stub.c");
     let status = std::process::Command::new("gcc")
         .args([
@@ -30,12 +30,12 @@ fn build_gupnp_stub(dir: &Path) {
     assert!(status.success(), "building the gupnp-igd stub failed");
 }
 
-const VP8: &str = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 \
+pub const VP8: &str = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 \
     ! videoconvert ! queue ! vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ssrc=2 ! queue \
     ! application/x-rtp,media=video,encoding-name=VP8,payload=96";
 
 /// Constrained baseline with packetization-mode 1, what iPhones and OBS send.
-const H264: &str = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 \
+pub const H264: &str = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 \
     ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 \
     ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 ssrc=2 config-interval=-1 ! queue \
     ! application/x-rtp,media=video,encoding-name=H264,payload=102";
@@ -51,15 +51,15 @@ async fn gstreamer_whip_client_publishes_h264_and_a_viewer_receives_it() {
 }
 
 /// A running `whip-client` and the stub library directory it needs.
-struct Gst {
-    process: tokio::process::Child,
+pub struct Gst {
+    pub process: tokio::process::Child,
     _stub_dir: tempfile::TempDir,
 }
 
 /// Starts GStreamer's WHIP client publishing `video_pipeline` and Opus to
 /// `live`, and waits (up to `limit`) until the broadcast is live. `None` when
 /// the tool is missing and not required.
-async fn gstreamer_publish(
+pub async fn gstreamer_publish(
     app: &TestApp,
     live: &Live,
     video_pipeline: &str,

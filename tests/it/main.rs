@@ -26,3 +26,4 @@ mod openapi;
 mod ops;
 mod orders;
 mod photos;
+mod recording;

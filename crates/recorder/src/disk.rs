@@ -296,6 +296,19 @@ impl Recordings {
             tracing::info!(broadcast = room, "recording is off for this broadcast");
             return;
         }
+        {
+            let mut states = self.inner.states.lock().expect("not poisoned");
+            if matches!(states.get(&room), Some(RecordingState::Recording { .. })) {
+                return;
+            }
+            states.insert(
+                room.clone(),
+                RecordingState::Recording {
+                    segments: 0,
+                    bytes: 0,
+                },
+            );
+        }
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -308,13 +321,6 @@ impl Recordings {
             bytes: 0,
         };
         let mut session = Session::new(concat!("fieldcast ", env!("CARGO_PKG_VERSION")));
-        self.set_state(
-            &room,
-            RecordingState::Recording {
-                segments: 0,
-                bytes: 0,
-            },
-        );
         metrics::gauge!("fieldcast_recordings_active").increment(1.0);
         sfu.request_keyframe(&room).await;
         let mut last_keyframe_request = Instant::now();

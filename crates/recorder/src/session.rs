@@ -42,8 +42,14 @@ pub enum FileOp {
 struct Stream {
     reorder: Reorder<TappedPacket>,
     timestamps: Unwrapper,
-    /// The first packet's extended timestamp and arrival.
-    origin: Option<(i64, Instant)>,
+    /// The first packet's extended timestamp.
+    first_ts: Option<i64>,
+    /// Segment time minus RTP time, the least seen: the packet that came
+    /// with the least delay. (A publisher that queued media before its
+    /// connection was up sends a burst whose first packet came late.)
+    offset: Option<i64>,
+    /// The last time written, so time never runs backwards in a track.
+    last: i64,
 }
 
 impl Stream {
@@ -51,8 +57,24 @@ impl Stream {
         Self {
             reorder: Reorder::new(REORDER_WAIT, REORDER_HELD),
             timestamps: Unwrapper::default(),
-            origin: None,
+            first_ts: None,
+            offset: None,
+            last: i64::MIN,
         }
+    }
+
+    /// The segment time (ms) of a packet with extended timestamp `ts` that
+    /// arrived `arrived` ms after the segment's start.
+    fn time(&mut self, ts: i64, clock_rate: u32, arrived: i64) -> i64 {
+        let first = *self.first_ts.get_or_insert(ts);
+        let media = millis(ts - first, clock_rate);
+        let offset = self
+            .offset
+            .map_or(arrived - media, |o| o.min(arrived - media));
+        self.offset = Some(offset);
+        let time = (media + offset).max(self.last);
+        self.last = time;
+        time
     }
 }
 
@@ -189,7 +211,11 @@ impl Session {
         if assembled.wants_keyframe {
             self.wants_keyframe = true;
         }
-        let arrival = generation.frame_arrival.take().unwrap_or(packet.at);
+        let arrival = if packet.packet.header.marker {
+            generation.frame_arrival.take().unwrap_or(packet.at)
+        } else {
+            packet.at
+        };
         let Some(frame) = assembled.frame else {
             return;
         };
@@ -204,12 +230,11 @@ impl Session {
             });
             generation.muxer = Some(muxer);
             generation.zero = Some(arrival);
-            stream.origin = Some((ts, arrival));
         }
-        let (Some(zero), Some((origin_ts, origin_at))) = (generation.zero, stream.origin) else {
+        let Some(zero) = generation.zero else {
             return;
         };
-        let time = since(zero, origin_at) + millis(ts - origin_ts, packet.clock_rate);
+        let time = stream.time(ts, packet.clock_rate, since(zero, arrival));
         let muxer = generation.muxer.as_mut().expect("started above");
         if let Some(cluster) = muxer.video(time, frame.keyframe, &frame.data) {
             ops.push(FileOp::Append(cluster));
@@ -222,12 +247,11 @@ impl Session {
         };
         let stream = &mut generation.audio;
         let ts = stream.timestamps.timestamp(packet.packet.header.timestamp);
-        let (origin_ts, origin_at) = *stream.origin.get_or_insert((ts, packet.at));
         let (Some(zero), Some(muxer)) = (generation.zero, generation.muxer.as_mut()) else {
             // Sound before the first picture is not kept: a segment starts with video.
             return;
         };
-        let time = since(zero, origin_at) + millis(ts - origin_ts, packet.clock_rate);
+        let time = stream.time(ts, packet.clock_rate, since(zero, packet.at));
         if time < 0 || packet.packet.payload.is_empty() {
             return;
         }
@@ -351,6 +375,38 @@ mod tests {
         assert!(
             matches!(ops[0], FileOp::Start { .. }),
             "nothing before the keyframe"
+        );
+    }
+
+    #[test]
+    fn a_burst_of_queued_sound_does_not_push_the_sound_late() {
+        let start = Instant::now();
+        let mut session = Session::new("test");
+        let mut ops = Vec::new();
+        session.push(tapped(1, TapCodec::Vp8, 0, 0, start, vp8(true)), &mut ops);
+        // A second of sound queued before the connection was up arrives at once...
+        for i in 0..50u32 {
+            let at = start + Duration::from_millis(1000);
+            session.push(
+                tapped(1, TapCodec::Opus, i as u16, i * 960, at, vec![1; 20]),
+                &mut ops,
+            );
+        }
+        // ...then it flows in real time.
+        for i in 50..100u32 {
+            let at = start + Duration::from_millis(u64::from(i) * 20);
+            session.push(
+                tapped(1, TapCodec::Opus, i as u16, i * 960, at, vec![1; 20]),
+                &mut ops,
+            );
+        }
+        session.finish(&mut ops);
+        let Some(FileOp::Finish(finish)) = ops.last() else {
+            panic!("finished: {ops:?}");
+        };
+        assert_eq!(
+            finish.duration_ms, 1980,
+            "the last packet sounds when it arrived"
         );
     }
 }
