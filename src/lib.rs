@@ -93,6 +93,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         std::sync::Arc::new(api::commerce::OrderCommerce::new(orders.clone())),
         config.live.clone(),
     );
+    let recordings = recording_store(&config);
     let bridges = [
         tokio::spawn(bridge::media_lifecycle(
             sfu.clone(),
@@ -103,7 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(bridge::orders_to_live(orders.clone(), live.clone())),
         tokio::spawn(recording::record_live_rooms(
             sfu.clone(),
-            recordings(&config),
+            recordings.clone(),
         )),
     ];
     let state = api::AppState::new(
@@ -113,7 +114,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         live.clone(),
         settings,
         telemetry::metrics_handle(),
-    );
+    )
+    .with_recordings(recordings);
     let app = api::app(state);
 
     let handle = axum_server::Handle::new();
@@ -162,7 +164,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 /// Recordings live under `<data dir>/recordings`.
-pub fn recordings(config: &Config) -> recorder::Recordings {
+pub fn recording_store(config: &Config) -> recorder::Recordings {
     recorder::Recordings::new(
         config.data_dir.join("recordings"),
         config.recording_quota_bytes,

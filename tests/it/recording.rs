@@ -5,6 +5,8 @@ use crate::crash::{phone, start_server};
 use crate::harness::*;
 use crate::interop::{H264, VP8, build_gupnp_stub, gstreamer_publish};
 use crate::media::{broadcast_state, scheduled_broadcast};
+use reqwest::StatusCode;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -221,6 +223,14 @@ async fn a_full_recording_quota_stops_the_recording_and_not_the_broadcast() {
         stopped,
         "the operator sees the recording stopped on the quota"
     );
+    let path = format!("/api/v1/broadcasts/{}/recording", live.broadcast);
+    let studio = expect(app.get(&live.owner, &path).await, StatusCode::OK).await;
+    assert_eq!(studio["state"], "stopped", "{studio}");
+    let error = studio["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("full") && error.contains("the broadcast goes on"),
+        "the studio page can say why: {error}"
+    );
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(
         size <= quota + 16_384,
@@ -239,6 +249,54 @@ async fn a_full_recording_quota_stops_the_recording_and_not_the_broadcast() {
     );
     let (codecs, _) = probe(&file);
     assert_eq!(codecs, ["vp8", "opus"], "what was recorded still plays");
+    gst.process.kill().await.ok();
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farmer_switches_recording_off_for_one_broadcast() {
+    let app = spawn(None).await;
+    let live = scheduled_broadcast(&app, "13800138003").await;
+    let path = format!("/api/v1/broadcasts/{}/recording", live.broadcast);
+    let before = expect(app.get(&live.owner, &path).await, StatusCode::OK).await;
+    assert_eq!(
+        (before["enabled"].as_bool(), before["state"].as_str()),
+        (Some(true), Some("idle"))
+    );
+    let stranger = app.client();
+    app.sign_up(&stranger, "13900139000", "李").await;
+    let res = stranger
+        .put(app.url(&path))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "only the owner");
+    let res = live
+        .owner
+        .put(app.url(&path))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let off = expect(res, StatusCode::OK).await;
+    assert_eq!(
+        (off["enabled"].as_bool(), off["state"].as_str()),
+        (Some(false), Some("off"))
+    );
+    if !ffmpeg_available() {
+        return;
+    }
+    let Some(mut gst) = gstreamer_publish(&app, &live, VP8, Duration::from_secs(20)).await else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        recorded_files(&app).is_empty(),
+        "nothing recorded: {:?}",
+        recorded_files(&app)
+    );
+    assert_eq!(broadcast_state(&app, &live.broadcast).await, "live");
     gst.process.kill().await.ok();
     app.shutdown().await;
 }

@@ -56,6 +56,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::shops::router())
         .merge(routes::products::router())
         .merge(routes::broadcasts::router())
+        .merge(routes::recordings::router())
         .merge(routes::media::router())
         .merge(routes::orders::router())
         .merge(routes::live::router())

@@ -70,6 +70,8 @@ pub struct AppState {
     pub(crate) throttle: Arc<SignInThrottle>,
     pub(crate) passwords: Arc<PasswordPool>,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Broadcast recordings, when this server records.
+    pub recordings: Option<recorder::Recordings>,
 }
 
 impl AppState {
@@ -95,6 +97,13 @@ impl AppState {
             )),
             settings: Arc::new(settings),
             metrics,
+            recordings: None,
         }
+    }
+
+    /// The same state, with the server's recordings.
+    pub fn with_recordings(mut self, recordings: recorder::Recordings) -> Self {
+        self.recordings = Some(recordings);
+        self
     }
 }

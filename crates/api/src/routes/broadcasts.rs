@@ -109,7 +109,7 @@ pub(crate) async fn load_broadcast(
     Ok((broadcast, shop))
 }
 
-async fn owned_broadcast(
+pub(crate) async fn owned_broadcast(
     state: &AppState,
     raw_id: &str,
     me: &SignedIn,

@@ -7,4 +7,5 @@ pub mod orders;
 pub mod pages;
 pub mod photos;
 pub mod products;
+pub mod recordings;
 pub mod shops;
