@@ -5,6 +5,13 @@
 //! and `public_url = "…"` in the file given by `--config`/`FIELDCAST_CONFIG`
 //! (nested settings use a table: `[media] udp_port = 8189` is
 //! `--media-udp-port` / `FIELDCAST_MEDIA_UDP_PORT`).
+//!
+//! The layering is clap's and serde's: clap reads each flag or else its
+//! environment variable, serde reads the file, and [`Config::resolve`] lays
+//! the two over the defaults field by field. That last step stays written
+//! out (rather than figment's merge) because flat flags meet nested tables
+//! and some settings are checked across layers; figment would need the same
+//! mapping as key renames.
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -575,6 +582,82 @@ mod tests {
         };
         let err = Config::resolve(bad, FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("trusted proxy"), "{err}");
+    }
+
+    /// Set in the child process [`flags_beat_env_which_beats_the_file`]
+    /// starts; environment variables are process-wide, so the child keeps
+    /// them away from the other tests.
+    const PRECEDENCE_CHILD: &str = "FIELDCAST_TEST_PRECEDENCE_CHILD";
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::tests::precedence_in_a_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(PRECEDENCE_CHILD, "1")
+            .env("FIELDCAST_BIND", "127.0.0.1:7002")
+            .env("FIELDCAST_PUBLIC_URL", "https://env.example.cn")
+            .env("FIELDCAST_TRUSTED_PROXIES", "10.0.0.0/8, ::1")
+            .env("FIELDCAST_CHAT_BURST", "4")
+            .env_remove("FIELDCAST_DATA_DIR")
+            .env_remove("FIELDCAST_HOLD_MINUTES")
+            .env_remove("FIELDCAST_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by flags_beat_env_which_beats_the_file with its environment"]
+    fn precedence_in_a_child() {
+        assert!(std::env::var_os(PRECEDENCE_CHILD).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fieldcast.toml");
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:7003\"\npublic_url = \"https://file.example.cn\"\n\
+             data_dir = \"/srv/file\"\ntrusted_proxies = [\"192.0.2.1\"]\n\
+             [chat]\nburst = 9\nper_minute = 11\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "fieldcast",
+            "--config",
+            path.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:7001",
+        ])
+        .unwrap();
+        let Command::Serve { settings, .. } = cli.command else {
+            panic!("serve");
+        };
+        let c = Config::load(cli.config.as_deref(), settings).unwrap();
+        // flag > env > file > default, setting by setting
+        assert_eq!(c.bind.port(), 7001, "the flag");
+        assert_eq!(c.public_url, "https://env.example.cn", "the environment");
+        assert_eq!(
+            c.client_ip.trusted_proxies.len(),
+            2,
+            "the environment's list"
+        );
+        assert_eq!(c.live.chat_burst, 4, "the environment");
+        assert_eq!(c.live.chat_per_minute, 11, "the file");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/file"), "the file");
+        assert_eq!(
+            c.orders.default_hold,
+            orders::OrdersConfig::default().default_hold,
+            "the default"
+        );
     }
 
     #[test]

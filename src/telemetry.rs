@@ -12,12 +12,14 @@ use tracing_subscriber::EnvFilter;
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,webrtc=warn,rtc=warn,tower_http=info"));
-    // Colour codes only for a person at a terminal: in a file or the
-    // journal they are noise that breaks grep.
+    // Logs go to stdout. Colour codes only for a person at a terminal who
+    // did not ask for none (NO_COLOR): in a file or the journal they are
+    // noise that breaks grep.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_ansi(std::io::stdout().is_terminal() && !no_color);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -35,11 +37,14 @@ pub fn init_test_logging() {
     }
 }
 
-/// Bucket bounds (seconds) for every `*_seconds` histogram: from half a
-/// millisecond (a cached API read) to half a minute (a stuck request), so both
-/// ends of a real latency distribution land in distinct buckets.
-const LATENCY_BUCKETS: [f64; 15] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Bucket bounds (seconds) for every `*_seconds` histogram, 1-2.5-5 steps
+/// from 50 µs (a health check or cached read answers in about 0.1 ms, which
+/// a 0.5 ms first bucket lumped with everything fast) to half a minute (a
+/// stuck request), so both ends of a real latency distribution land in
+/// distinct buckets.
+const LATENCY_BUCKETS: [f64; 18] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
 ];
 
 /// The process-wide Prometheus recorder: installed once, shared by every

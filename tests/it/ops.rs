@@ -36,6 +36,107 @@ async fn health_readiness_and_metrics() {
     app.shutdown().await;
 }
 
+/// The median bucket (its upper bound, seconds) of one route's request
+/// latencies, read from the Prometheus text.
+fn median_bucket(metrics: &str, route: &str) -> f64 {
+    let route = format!(r#"route="{route}""#);
+    // Cumulative counts per bound, summed over methods and statuses.
+    let mut by_bound: Vec<(f64, u64)> = Vec::new();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("http_request_duration_seconds_bucket{") && l.contains(&route))
+    {
+        let le = line
+            .split(r#"le=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        match by_bound.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, c)) => *c += count,
+            None => by_bound.push((bound, count)),
+        }
+    }
+    by_bound.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = by_bound.last().map(|(_, c)| *c).unwrap_or(0);
+    assert!(total > 0, "no samples for {route} in {metrics}");
+    by_bound
+        .iter()
+        .find(|(_, c)| *c * 2 >= total)
+        .map(|(b, _)| *b)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn latency_buckets_tell_fast_requests_from_slow_ones() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    // A health check answers from memory; signing up hashes a password
+    // with a memory-hard function, tens of milliseconds at least.
+    for _ in 0..20 {
+        app.get(&client, "/healthz").await;
+    }
+    for n in 0..3 {
+        app.sign_up(&app.client(), &format!("1390000{n:04}"), "快慢")
+            .await;
+    }
+    let text = app.get(&client, "/metrics").await.text().await.unwrap();
+    // Sub-millisecond requests have buckets of their own.
+    for le in ["0.0001", "0.00025"] {
+        let bucket = format!(r#"le="{le}""#);
+        assert!(
+            text.lines().any(|l| l.contains(&bucket)),
+            "no {bucket} bucket in {text}"
+        );
+    }
+    let fast = median_bucket(&text, "/healthz");
+    let slow = median_bucket(&text, "/api/v1/accounts");
+    assert!(fast.is_finite() && slow.is_finite(), "{fast} {slow}");
+    assert!(
+        fast < slow,
+        "a health check ({fast} s) and a sign-up ({slow} s) share a median bucket"
+    );
+    app.shutdown().await;
+}
+
+/// Runs `fieldcast migrate` with its stdout going to a pipe (as to a file
+/// or the journal) and returns what it logged.
+fn migrate_log(dir: &std::path::Path, format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args(["migrate", "--log-format", format, "--database-url"])
+        .arg(format!(
+            "sqlite://{}",
+            dir.join(format!("{format}.db")).display()
+        ))
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let log = migrate_log(dir.path(), format);
+        assert!(log.contains("migrations applied"), "{format}: {log}");
+        assert!(!log.contains('\u{1b}'), "{format}: ANSI codes in {log:?}");
+    }
+}
+
 #[tokio::test]
 async fn readiness_fails_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
