@@ -184,6 +184,8 @@ struct Client {
     ts: u32,
     /// Player: every RTP packet it decrypted.
     rtp: Vec<rtp::Packet>,
+    /// Simulcast phone: each layer's SSRC and next sequence number, lowest first.
+    layers: Vec<(u32, u16)>,
 }
 
 impl Client {
@@ -235,8 +237,127 @@ impl Client {
             sender,
             ts: rand::random(),
             rtp: Vec::new(),
+            layers: Vec::new(),
         };
         (client, offer)
+    }
+
+    /// A phone sending VP8 in three simulcast layers (rids q, h, f).
+    fn simulcast(n: u16, now: Instant) -> (Self, String) {
+        let addr: SocketAddr = format!("127.0.1.1:{}", 20_000 + n).parse().unwrap();
+        let mut pc = simulcast_client(now);
+        let layers: Vec<(u32, u16)> = (0..3).map(|_| (rand::random(), rand::random())).collect();
+        let encodings = SIMULCAST_RIDS
+            .iter()
+            .zip(&layers)
+            .map(|(rid, (ssrc, _))| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: (*rid).to_owned(),
+                    ssrc: Some(*ssrc),
+                    ..Default::default()
+                },
+                codec: crate::to_rtc_codec(&vp8_offered()),
+                ..Default::default()
+            })
+            .collect();
+        let track = MediaStreamTrack::new(
+            "phone".into(),
+            "phone-video".into(),
+            "video".into(),
+            RtpCodecKind::Video,
+            encodings,
+        );
+        let sender = pc.add_track(track).unwrap();
+        pc.add_local_candidate(RTCIceCandidateInit {
+            candidate: candidate(addr),
+            ..Default::default()
+        })
+        .unwrap();
+        let offer = pc.create_offer(None).unwrap();
+        pc.set_local_description(now, offer).unwrap();
+        let offer = pc.local_description().unwrap().sdp;
+        let client = Self {
+            pc,
+            addr,
+            session: 0,
+            state: RTCPeerConnectionState::New,
+            sender: Some((sender, 0, 0)),
+            ts: rand::random(),
+            rtp: Vec::new(),
+            layers,
+        };
+        (client, offer)
+    }
+
+    /// A simulcast phone sends one frame on every layer: `1 + layer` packets of
+    /// `300 + 350 × layer` bytes each (so the layers' rates differ as a real
+    /// encoder's do), each packet's last payload byte naming its layer.
+    /// `keyframes` says which layers this frame is a keyframe on.
+    fn send_simulcast_frame(&mut self, keyframes: [bool; 3], now: Instant) {
+        let ts = self.ts;
+        self.ts = ts.wrapping_add(3000);
+        let answer = self.pc.remote_description().unwrap().sdp.clone();
+        let mid_id = extmap_id(&answer, rtc::sdp::extmap::SDES_MID_URI).unwrap();
+        let rid_id = extmap_id(&answer, rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI).unwrap();
+        let sender = self.sender.unwrap().0;
+        for layer in 0..3 {
+            let packets = 1 + layer;
+            for i in 0..packets {
+                let (ssrc, seq) = &mut self.layers[layer];
+                let start = i == 0;
+                let key = keyframes[layer];
+                let mut payload = vec![
+                    if start { 0x10 } else { 0x00 },
+                    if key { 0x00 } else { 0x01 },
+                ];
+                payload.extend_from_slice(&[0, 0, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+                payload.resize(300 + 350 * layer, 0x55);
+                *payload.last_mut().unwrap() = layer as u8;
+                let mut header = rtp::header::Header {
+                    version: 2,
+                    marker: i + 1 == packets,
+                    payload_type: 96,
+                    sequence_number: *seq,
+                    timestamp: ts,
+                    ssrc: *ssrc,
+                    ..Default::default()
+                };
+                header
+                    .set_extension(mid_id, Bytes::from_static(b"0"))
+                    .unwrap();
+                header
+                    .set_extension(rid_id, Bytes::from(SIMULCAST_RIDS[layer].as_bytes()))
+                    .unwrap();
+                *seq = seq.wrapping_add(1);
+                self.pc
+                    .rtp_sender(sender)
+                    .unwrap()
+                    .write_rtp(
+                        now,
+                        rtp::Packet {
+                            header,
+                            payload: Bytes::from(payload),
+                        },
+                    )
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The player tells the SFU what its link carries (REMB).
+    fn send_remb(&mut self, bps: u64, now: Instant) {
+        let ssrc = self.rtp.first().map(|p| p.header.ssrc).unwrap_or(0);
+        let remb = rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 1,
+            bitrate: bps as f32,
+            ssrcs: vec![ssrc],
+        };
+        let receiver = self.pc.get_receivers().next().unwrap();
+        self.pc
+            .rtp_receiver(receiver)
+            .unwrap()
+            .write_rtcp(now, vec![Box::new(remb)])
+            .unwrap();
     }
 
     /// Send one video packet: the first of a keyframe, or of a delta frame.
@@ -309,9 +430,70 @@ fn is_video_rtp(d: &[u8]) -> bool {
     d.len() > 12 && d[0] & 0xc0 == 0x80 && d[1] & 0x7f == 96
 }
 
+const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// A VP8 client that can also name its simulcast layers (mid and rid header
+/// extensions), as a browser does.
+fn simulcast_client(now: Instant) -> RTCPeerConnection {
+    use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+    use rtc::peer_connection::configuration::media_engine::MediaEngine;
+    use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+    use rtc::rtp_transceiver::rtp_sender::{
+        RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    };
+    let mut me = MediaEngine::default();
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: crate::to_rtc_codec(&vp8_offered()),
+            payload_type: 96,
+        },
+        RtpCodecKind::Video,
+    )
+    .unwrap();
+    for uri in [
+        rtc::sdp::extmap::SDES_MID_URI,
+        rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+    ] {
+        me.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )
+        .unwrap();
+    }
+    rtc::peer_connection::RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_include_loopback_candidate(true)
+                .build(),
+        )
+        .with_media_engine(me)
+        .build(now)
+        .unwrap()
+}
+
+/// The id an SDP gives a header extension.
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (id, u) = l.trim().strip_prefix("a=extmap:")?.split_once(' ')?;
+        (u.trim() == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
+/// The simulcast layer a forwarded test packet came from.
+fn layer_of(p: &rtp::Packet) -> u8 {
+    *p.payload.last().unwrap()
+}
+
 impl World {
     fn new() -> Self {
-        let cfg = SfuConfig::loopback_for_tests();
+        Self::with_config(SfuConfig::loopback_for_tests())
+    }
+
+    fn with_config(cfg: SfuConfig) -> Self {
         let shared = shared();
         let wire: Wire = Arc::default();
         let w = wire.clone();
@@ -361,7 +543,18 @@ impl World {
     /// A phone publishing VP8; returns its index.
     fn publish(&mut self) -> usize {
         let n = self.clients.len() as u16;
-        let (mut client, offer) = Client::new(n, true, self.now);
+        let (client, offer) = Client::new(n, true, self.now);
+        self.add_phone(client, offer)
+    }
+
+    /// A phone publishing VP8 in three simulcast layers; returns its index.
+    fn publish_simulcast(&mut self) -> usize {
+        let n = self.clients.len() as u16;
+        let (client, offer) = Client::simulcast(n, self.now);
+        self.add_phone(client, offer)
+    }
+
+    fn add_phone(&mut self, mut client: Client, offer: String) -> usize {
         let summary = sdp::inspect_offer(&offer).unwrap();
         let choice = sdp::choose_publisher(&summary).unwrap();
         self.choice = Some(choice.clone());
@@ -637,4 +830,101 @@ fn a_players_nack_is_answered_from_the_cache() {
         got[1].header.timestamp.wrapping_add(step)
     );
     assert_eq!(again[0].payload, got[1].payload, "same frame content");
+}
+
+#[test]
+fn a_player_changes_simulcast_layer_only_on_a_keyframe_of_the_new_layer() {
+    let cfg = SfuConfig {
+        initial_viewer_bitrate: 3_000_000,
+        layer_upgrade_hold: Duration::from_millis(500),
+        ..SfuConfig::loopback_for_tests()
+    };
+    let mut w = World::with_config(cfg);
+    let phone = w.publish_simulcast();
+    w.connect();
+    let frame = |w: &mut World, keyframes: [bool; 3]| {
+        let now = w.now;
+        w.clients[phone].send_simulcast_frame(keyframes, now);
+        w.advance(Duration::from_millis(33));
+    };
+    // Two seconds of video, so the SFU knows each layer's rate.
+    frame(&mut w, [true; 3]);
+    for _ in 0..60 {
+        frame(&mut w, [false; 3]);
+    }
+    let viewer = w.play();
+    w.connect();
+    for _ in 0..5 {
+        frame(&mut w, [false; 3]);
+    }
+    frame(&mut w, [true; 3]);
+    for _ in 0..30 {
+        frame(&mut w, [false; 3]);
+    }
+    let got = &w.clients[viewer].rtp;
+    assert!(!got.is_empty(), "the player receives video");
+    assert!(
+        is_keyframe(VideoCodec::Vp8, &got[0].payload),
+        "starts on a keyframe"
+    );
+    assert!(
+        got.iter().all(|p| layer_of(p) == 2),
+        "a player whose link carries it gets the top layer: {:?}",
+        got.iter().map(layer_of).collect::<Vec<_>>()
+    );
+
+    // The player's receiver was content (REMB 3 Mbit/s); then its link
+    // collapses: the REMB falls to 150 kbit/s, which only the lowest layer
+    // (about 70 kbit/s) fits.
+    let now = w.now;
+    w.clients[viewer].send_remb(3_000_000, now);
+    frame(&mut w, [false; 3]);
+    let asked_before = w.room.keyframe_requests;
+    let before = w.clients[viewer].rtp.len();
+    for _ in 0..30 {
+        let now = w.now;
+        w.clients[viewer].send_remb(150_000, now);
+        frame(&mut w, [false; 3]);
+    }
+    assert!(
+        w.room.keyframe_requests > asked_before,
+        "the SFU asked the phone for a keyframe of the lower layer"
+    );
+    let waiting = &w.clients[viewer].rtp[before..];
+    assert!(
+        !waiting.is_empty(),
+        "the picture goes on while the switch waits"
+    );
+    assert!(
+        waiting.iter().all(|p| layer_of(p) == 2),
+        "until the lower layer's keyframe the player stays on the layer it can decode: {:?}",
+        waiting.iter().map(layer_of).collect::<Vec<_>>()
+    );
+    // The phone answers with a keyframe on the lowest layer only.
+    let switch_at = w.clients[viewer].rtp.len();
+    frame(&mut w, [true, false, false]);
+    for _ in 0..10 {
+        frame(&mut w, [false; 3]);
+    }
+    let got = &w.clients[viewer].rtp;
+    let after = &got[switch_at..];
+    assert!(!after.is_empty(), "video goes on after the switch");
+    assert!(
+        after.iter().all(|p| layer_of(p) == 0),
+        "after the switch only the lowest layer: {:?}",
+        after.iter().map(layer_of).collect::<Vec<_>>()
+    );
+    assert!(
+        is_keyframe(VideoCodec::Vp8, &after[0].payload),
+        "the switch happens on the new layer's keyframe"
+    );
+    let ssrc = got[0].header.ssrc;
+    for pair in got.windows(2) {
+        assert_eq!(pair[1].header.ssrc, ssrc, "one SSRC for the player");
+        assert_eq!(
+            pair[1].header.sequence_number,
+            pair[0].header.sequence_number.wrapping_add(1),
+            "no gap in the player's sequence across the switch"
+        );
+    }
 }
