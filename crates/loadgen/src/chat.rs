@@ -155,11 +155,11 @@ fn lock(c: &SharedCounts) -> std::sync::MutexGuard<'_, Counts> {
 }
 
 /// Handles one server frame; returns its type for the caller's own use.
-fn on_text<'a>(text: &'a str, shared: &Shared, counts: &SharedCounts) -> Option<&'a str> {
-    let t = ws::frame_type(text)?;
-    match t {
+fn on_text<'a>(text: &'a str, shared: &Shared, counts: &SharedCounts) -> Option<ws::Frame<'a>> {
+    let frame = ws::Frame::parse(text)?;
+    match frame.kind()? {
         "chat" => {
-            if let Some(sent) = ws::chat_send_time(text) {
+            if let Some(sent) = frame.chat_send_time() {
                 let mut c = lock(counts);
                 if shared.in_window(sent) {
                     c.deliveries += 1;
@@ -170,14 +170,14 @@ fn on_text<'a>(text: &'a str, shared: &Shared, counts: &SharedCounts) -> Option<
             }
         }
         "snapshot" => {
-            if let Some(missed) = ws::lagged_missed(text) {
+            if let Some(missed) = frame.lagged_missed() {
                 shared.lagged_snapshots.fetch_add(1, Ordering::Relaxed);
                 shared.missed.fetch_add(missed, Ordering::Relaxed);
             }
         }
         _ => {}
     }
-    Some(t)
+    Some(frame)
 }
 
 fn on_close(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>, shared: &Shared) {
@@ -216,7 +216,7 @@ async fn open(
         let mut s = ws::connect(&base, &broadcast, cookie.as_deref()).await?;
         while let Some(m) = s.next().await {
             if let Message::Text(t) = m?
-                && ws::frame_type(t.as_str()) == Some("hello")
+                && ws::Frame::parse(t.as_str()).is_some_and(|f| f.kind() == Some("hello"))
             {
                 return Ok::<_, Error>(s);
             }
@@ -269,11 +269,11 @@ async fn send_loop(
             }
             msg = socket.next() => match msg {
                 Some(Ok(Message::Text(t))) => match on_text(t.as_str(), &shared, &counts) {
-                    Some("accepted") => {
+                    Some(f) if f.kind() == Some("accepted") => {
                         shared.accepted.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some("refused") => {
-                        let code = ws::refusal_code(t.as_str()).unwrap_or("?").to_owned();
+                    Some(f) if f.kind() == Some("refused") => {
+                        let code = f.code().unwrap_or("?").to_owned();
                         *shared.refused.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_default() += 1;
                     }
                     _ => {}

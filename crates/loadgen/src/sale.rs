@@ -214,7 +214,7 @@ async fn open_ws(base: &str, broadcast: &str, g: Guest) -> Result<Line> {
     let mut s = ws::connect(base, broadcast, Some(&g.cookie)).await?;
     while let Some(m) = s.next().await {
         if let Message::Text(t) = m?
-            && ws::frame_type(t.as_str()) == Some("hello")
+            && ws::Frame::parse(t.as_str()).is_some_and(|f| f.kind() == Some("hello"))
         {
             return Ok(Line::Ws(s));
         }
@@ -289,13 +289,13 @@ async fn buyer(
                 let (outcome, reservation) = match conn.send(req).await {
                     Ok(r) if r.status == 201 => {
                         let text = r.text();
-                        let id = json_str(&text, "id");
+                        let id = ws::Frame::parse(&text).and_then(|f| f.id.map(String::from));
                         ("accepted".to_owned(), id)
                     }
                     Ok(r) => {
                         let text = r.text();
-                        let code = ws::refusal_code(&text)
-                            .map(str::to_owned)
+                        let code = ws::Frame::parse(&text)
+                            .and_then(|f| f.code().map(str::to_owned))
                             .unwrap_or_else(|| format!("http_{}", r.status));
                         (code, None)
                     }
@@ -329,16 +329,19 @@ async fn buyer(
                         };
                         let Message::Text(text) = m else { continue };
                         let text = text.as_str();
-                        match ws::frame_type(text) {
-                            Some("reservation") if ws::nonce(text) == Some(nonce.as_str()) => {
+                        let Some(f) = ws::Frame::parse(text) else {
+                            continue;
+                        };
+                        match f.kind() {
+                            Some("reservation") if f.nonce() == Some(nonce.as_str()) => {
                                 outcome = "accepted".into();
-                                reservation = ws::reservation_id(text).map(str::to_owned);
+                                reservation = f.reservation().map(str::to_owned);
                                 break;
                             }
                             Some("buy_refused") | Some("refused")
-                                if ws::nonce(text) == Some(nonce.as_str()) =>
+                                if f.nonce() == Some(nonce.as_str()) =>
                             {
-                                outcome = ws::refusal_code(text).unwrap_or("refused").to_owned();
+                                outcome = f.code().unwrap_or("refused").to_owned();
                                 break;
                             }
                             _ => {}
@@ -357,14 +360,6 @@ async fn buyer(
         }
     }
     out
-}
-
-/// The string value of `"key":"…"` in a small JSON document.
-fn json_str(text: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let at = text.find(&pat)? + pat.len();
-    let len = text[at..].find('"')?;
-    Some(text[at..at + len].to_owned())
 }
 
 async fn audit(
@@ -681,11 +676,9 @@ mod tests {
     #[test]
     fn reads_ids_out_of_small_documents() {
         let body = r#"{"id":"rsv_4t7k2m9p3x8q5r6w","offer_id":"ofr_1","quantity":1}"#;
-        assert_eq!(
-            json_str(body, "id").as_deref(),
-            Some("rsv_4t7k2m9p3x8q5r6w")
-        );
-        assert_eq!(json_str(body, "nope"), None);
+        let f = ws::Frame::parse(body).unwrap();
+        assert_eq!(f.id.as_deref(), Some("rsv_4t7k2m9p3x8q5r6w"));
+        assert_eq!(f.code(), None);
     }
 
     #[test]
