@@ -136,14 +136,15 @@ function renderOffer(ms) {
   if (!offer) return;
   const photo = offer.product && offer.product.photo;
   box.dataset.offer = offer.id;
-  box.replaceChildren(
+  box.replaceChildren(...[
     photo ? el('img', { class: 'product-photo', src: smallPhoto(photo), alt: '' }) : null,
     el('div', { class: 'replay-offer-main' },
       el('p', { class: 'product-title', text: offer.title }),
       el('p', { class: 'product-price' },
         el('span', { class: 'per', text: t('replay.live_price') }), ' ',
         el('strong', { text: yuan(offer.price_fen) }), el('span', { class: 'per', text: `/${offer.unit}` })),
-      offerStatus(offer)));
+      offerStatus(offer)),
+  ].filter(Boolean));
 }
 
 function update() {

@@ -68,10 +68,7 @@ pub(super) async fn replay(
             StatusCode::OK,
             &ReplayPage {
                 frame: Frame::new(title, "replay", "replay.js", Audience::Public),
-                description: format!(
-                    "直播回放｜{} · {}：{}",
-                    r.shop.name, r.shop.place, b.title
-                ),
+                description: format!("直播回放｜{} · {}：{}", r.shop.name, r.shop.place, b.title),
                 replay_url: state.settings.url(&format!("/replay/{}", b.id)),
                 broadcast_id: b.id.into_string(),
                 shop_id: r.shop.id.to_string(),
