@@ -27,3 +27,4 @@ mod ops;
 mod orders;
 mod photos;
 mod recording;
+mod replay;

@@ -67,6 +67,11 @@ const EXPECTED: &[(&str, &str)] = &[
     ("DELETE", "/shops/{shop_id}/photo"),
     ("PUT", "/products/{product_id}/photo"),
     ("DELETE", "/products/{product_id}/photo"),
+    ("GET", "/broadcasts/{broadcast_id}/recording"),
+    ("PUT", "/broadcasts/{broadcast_id}/recording"),
+    ("GET", "/broadcasts/{broadcast_id}/replay"),
+    ("GET", "/broadcasts/{broadcast_id}/replay/chat"),
+    ("GET", "/shops/{shop_id}/replays"),
 ];
 
 fn documented(doc: &serde_json::Value) -> Vec<(String, String)> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Segment files under the server's recordings directory.
-fn recorded_files(app: &TestApp) -> Vec<PathBuf> {
+pub(crate) fn recorded_files(app: &TestApp) -> Vec<PathBuf> {
     files_under(&app.config.data_dir)
 }
 
@@ -98,12 +98,12 @@ fn last_video_frame(file: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn ffmpeg_available() -> bool {
+pub(crate) fn ffmpeg_available() -> bool {
     tool_available("ffprobe", "FIELDCAST_REQUIRE_GSTREAMER")
         && tool_available("ffmpeg", "FIELDCAST_REQUIRE_GSTREAMER")
 }
 
-async fn spawn(quota_bytes: Option<u64>) -> TestApp {
+pub(crate) async fn spawn(quota_bytes: Option<u64>) -> TestApp {
     TestApp::spawn_with(store::testing::TestDb::sqlite(), |config| {
         config.media.bind_ips.clear();
         config.media.include_loopback = true;
@@ -115,7 +115,7 @@ async fn spawn(quota_bytes: Option<u64>) -> TestApp {
 }
 
 /// Waits until the first segment file appears; returns it and when.
-async fn first_file(app: &TestApp, limit: Duration) -> (PathBuf, Instant) {
+pub(crate) async fn first_file(app: &TestApp, limit: Duration) -> (PathBuf, Instant) {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(file) = recorded_files(app).into_iter().next() {

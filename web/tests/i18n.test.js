@@ -12,6 +12,7 @@ import { dictionary } from '../static/js/i18n.js';
 import '../static/js/live/words.js';
 import '../static/js/studio/words.js';
 import '../static/js/orderwords.js';
+import '../static/js/replay/words.js';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const zh = dictionary('zh');

@@ -4,6 +4,7 @@ import { dictionary } from '../static/js/i18n.js';
 import '../static/js/live/words.js';
 import '../static/js/studio/words.js';
 import '../static/js/orderwords.js';
+import '../static/js/replay/words.js';
 
 export function allWords() {
   return { zh: dictionary('zh'), en: dictionary('en') };

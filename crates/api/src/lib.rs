@@ -57,6 +57,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::products::router())
         .merge(routes::broadcasts::router())
         .merge(routes::recordings::router())
+        .merge(routes::replays::router())
         .merge(routes::media::router())
         .merge(routes::orders::router())
         .merge(routes::live::router())
@@ -91,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(routes::ops::router())
         .merge(routes::photos::files())
+        .merge(routes::replays::files())
         .merge(routes::pages::router())
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn_with_state(

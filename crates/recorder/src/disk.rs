@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::fs::{self, File};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use crate::frames::VideoCodec;
 use crate::session::{FileOp, Session};
 use crate::webm::extension;
 
@@ -22,6 +23,9 @@ const KEYFRAME_EVERY: Duration = Duration::from_secs(10);
 const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 /// The marker file that switches recording off for one broadcast.
 const OFF_MARKER: &str = "recording-off";
+/// Beside each `part-N.webm|mkv`: `part-N.start`, the Unix time (ms) of its
+/// media time zero, so replays can put what happened live on its timeline.
+const START_EXTENSION: &str = "start";
 
 /// Why a recording stopped.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +142,13 @@ struct Inner {
 pub struct Segment {
     /// The file.
     pub path: PathBuf,
-    /// Its size.
+    /// Its size (still growing while the broadcast is live).
     pub bytes: u64,
+    /// Its video codec, which decides the container.
+    pub codec: VideoCodec,
+    /// The Unix time (ms) of its media time zero; `None` for a file written
+    /// before this was kept.
+    pub started_at: Option<i64>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -263,14 +272,24 @@ impl Recordings {
                 .flatten()
                 .filter_map(|e| {
                     let name = e.file_name().into_string().ok()?;
-                    let (stem, _) = name.strip_prefix("part-")?.split_once('.')?;
+                    let (stem, ext) = name.strip_prefix("part-")?.split_once('.')?;
+                    let codec = [VideoCodec::Vp8, VideoCodec::H264]
+                        .into_iter()
+                        .find(|c| extension(*c) == ext)?;
                     let index = stem.parse().ok()?;
                     let bytes = e.metadata().ok()?.len();
+                    let started_at = std::fs::read_to_string(
+                        run.join(format!("part-{index}.{START_EXTENSION}")),
+                    )
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
                     Some((
                         index,
                         Segment {
                             path: e.path(),
                             bytes,
+                            codec,
+                            started_at,
                         },
                     ))
                 })
@@ -425,10 +444,20 @@ impl Writer<'_> {
                     index,
                     codec,
                     header,
+                    zero,
                 } => {
                     fs::create_dir_all(&self.dir)
                         .await
                         .map_err(io_error(&self.dir))?;
+                    let started = SystemTime::now()
+                        .checked_sub(zero.elapsed())
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis())
+                        .unwrap_or_default();
+                    let start = self.dir.join(format!("part-{index}.{START_EXTENSION}"));
+                    fs::write(&start, started.to_string())
+                        .await
+                        .map_err(io_error(&start))?;
                     let path = self.dir.join(format!("part-{index}.{}", extension(codec)));
                     let mut file = File::create(&path).await.map_err(io_error(&path))?;
                     file.write_all(&header).await.map_err(io_error(&path))?;
@@ -503,5 +532,30 @@ mod tests {
         again.set_enabled("b1", true).await.unwrap();
         assert!(again.enabled("b1"));
         assert!(again.set_enabled("../x", false).await.is_err());
+    }
+
+    #[test]
+    fn segments_are_listed_in_order_with_their_codec_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = Recordings::new(dir.path().to_owned(), 1 << 20);
+        let run = dir.path().join("b1").join("1700000000000");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("part-2.mkv"), b"22").unwrap();
+        std::fs::write(run.join("part-1.webm"), b"1").unwrap();
+        std::fs::write(run.join("part-1.start"), b"1700000000250").unwrap();
+        std::fs::write(run.join("part-3.txt"), b"not media").unwrap();
+        let segments = recordings.segments("b1");
+        let seen: Vec<_> = segments
+            .iter()
+            .map(|s| (s.codec, s.bytes, s.started_at))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (VideoCodec::Vp8, 1, Some(1_700_000_000_250)),
+                (VideoCodec::H264, 2, None)
+            ]
+        );
+        assert!(recordings.segments("../b1").is_empty());
     }
 }

@@ -32,6 +32,9 @@ pub enum FileOp {
         codec: VideoCodec,
         /// The first bytes.
         header: Vec<u8>,
+        /// When the room received time zero of the segment (its first
+        /// keyframe), so its media time can be put on the wall clock.
+        zero: Instant,
     },
     /// Append to the open segment.
     Append(Vec<u8>),
@@ -227,6 +230,7 @@ impl Session {
                 index: self.segments,
                 codec: params.codec,
                 header,
+                zero: arrival,
             });
             generation.muxer = Some(muxer);
             generation.zero = Some(arrival);

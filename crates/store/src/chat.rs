@@ -333,6 +333,34 @@ impl Store {
         Ok(out)
     }
 
+    /// A broadcast's chat for its replay, oldest first, from after the
+    /// message `(posted_at, id)` of the previous page: every message not
+    /// deleted by a moderator nor hidden with a banned author. A cleared
+    /// message stays, with `cleared_at`: it showed until then.
+    pub async fn chat_for_replay(
+        &self,
+        broadcast: &BroadcastId,
+        after: Option<(i64, &ChatMessageId)>,
+        limit: u32,
+    ) -> Result<Vec<ChatMessageRecord>, StoreError> {
+        let (after_at, after_id) = after.map_or((i64::MIN, ""), |(at, id)| (at, id.as_str()));
+        let rows: Vec<ChatMessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            chat_columns!(),
+            " FROM chat_messages WHERE broadcast_id = $1 \
+             AND deleted_at IS NULL AND hidden_at IS NULL \
+             AND (posted_at > $2 OR (posted_at = $2 AND id > $3)) \
+             ORDER BY posted_at, id LIMIT $4"
+        ))
+        .bind(broadcast.as_str())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     /// One message, visible or not.
     pub async fn chat_message(
         &self,

@@ -15,6 +15,7 @@ mod error;
 mod orders;
 mod photos;
 mod products;
+mod replays;
 mod shops;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -28,6 +29,7 @@ pub use error::StoreError;
 pub use orders::*;
 pub use photos::{NewPhoto, PhotoRecord, PhotoSubject, is_photo_id, new_photo_id};
 pub use products::{NewProduct, ProductRecord, ProductUpdate};
+pub use replays::{OfferMoments, PinMoment};
 pub use shops::{ModeratorRecord, NewShop, ShopRecord, ShopUpdate};
 
 use cache::ReadCache;

@@ -926,7 +926,9 @@ impl Store {
         if !delta.is_zero() {
             let done = sqlx::query(
                 "UPDATE offers SET allotted = allotted + $1, available = available + $2, held = held + $3, \
-                 sold = sold + $4, updated_at = $5 WHERE id = $6",
+                 sold = sold + $4, updated_at = $5, \
+                 sold_out_at = CASE WHEN sold_out_at IS NULL AND available + $2 = 0 AND allotted + $1 > 0 \
+                 THEN $5 ELSE sold_out_at END WHERE id = $6",
             )
             .bind(delta.allotted)
             .bind(delta.available)

@@ -387,3 +387,82 @@ on_both_engines!(a_failing_batch_writes_nothing, |store: Store| async move {
         "rolled back"
     );
 });
+
+on_both_engines!(
+    a_replay_reads_pins_and_its_chat_in_time_order,
+    |store: Store| async move {
+        let f = fixture(&store).await;
+        let (a, b) = (OfferId::generate(), OfferId::generate());
+        let log = |ordinal: i64, action: &str, detail: String, at: i64| {
+            ChatWrite::Log(ModerationRecord {
+                shop_id: f.shop.clone(),
+                broadcast_id: Some(f.broadcast.clone()),
+                ordinal,
+                actor: None,
+                action: action.into(),
+                target_subject: None,
+                message_id: None,
+                detail: Some(detail),
+                created_at: at,
+            })
+        };
+        let mut posts: Vec<NewChatMessage> = (0..5)
+            .map(|i| message(&f, &f.broadcast, "gst_a", "谷子", &format!("n{i}"), i))
+            .collect();
+        posts.push(message(&f, &f.other_broadcast, "gst_a", "别处", "x", 9));
+        let deleted = posts[1].id.clone();
+        let mut writes = vec![
+            log(1, "pin_offer", format!("{a}: 小米: 新米"), 2_000),
+            log(2, "ban", "gst_z".into(), 2_100),
+            log(3, "pin_offer", format!("{b}: 黄米"), 2_500),
+            log(4, "unpin_offer", a.to_string(), 3_000),
+        ];
+        writes.extend(posts.into_iter().map(ChatWrite::Post));
+        writes.push(ChatWrite::Delete {
+            message: deleted.clone(),
+            by: "usr_x".into(),
+            at: 20_000,
+        });
+        store.apply_chat_writes(&writes).await.unwrap();
+
+        let pins = store.pin_moments(&f.broadcast).await.unwrap();
+        let seen: Vec<_> = pins
+            .iter()
+            .map(|p| (p.offer_id.clone(), p.pinned, p.at))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (a.clone(), true, 2_000),
+                (b, true, 2_500),
+                (a, false, 3_000)
+            ]
+        );
+        assert!(
+            store
+                .pin_moments(&f.other_broadcast)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Two pages of two, then the last: the deleted line is not there.
+        let first = store.chat_for_replay(&f.broadcast, None, 2).await.unwrap();
+        let last = first.last().unwrap();
+        let second = store
+            .chat_for_replay(&f.broadcast, Some((last.posted_at, &last.id)), 2)
+            .await
+            .unwrap();
+        let last = second.last().unwrap();
+        let third = store
+            .chat_for_replay(&f.broadcast, Some((last.posted_at, &last.id)), 2)
+            .await
+            .unwrap();
+        let times: Vec<i64> = [first, second, third]
+            .concat()
+            .iter()
+            .map(|m| m.posted_at)
+            .collect();
+        assert_eq!(times, [10_000, 10_002, 10_003, 10_004]);
+    }
+);

@@ -8,4 +8,5 @@ pub mod pages;
 pub mod photos;
 pub mod products;
 pub mod recordings;
+pub mod replays;
 pub mod shops;

@@ -12,6 +12,7 @@
 
 mod assets;
 mod order;
+mod replay;
 mod viewer;
 
 use crate::state::AppState;
@@ -26,6 +27,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/live/{broadcast_id}", get(viewer::viewer))
+        .route("/replay/{broadcast_id}", get(replay::replay))
+        .route("/shop/{shop_id}", get(replay::shop))
         .route("/o/{token}", get(order::private_order))
         .route("/studio", get(studio))
         .route("/studio/{*rest}", get(studio))
