@@ -154,28 +154,53 @@ async fn publish_with_stream_key_and_watch_over_whep() {
     );
 
     // The operator's /metrics counts the broadcast's media.
-    let text = app
-        .get(&app.client(), "/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
-    let series = |name: &str| -> f64 {
+    let series = |text: &str, name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(&format!("{name}{{room=")))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {text}"))
     };
-    assert_eq!(series("fieldcast_sfu_viewers"), 2.0);
-    let (packets_in, packets_out) = (
-        series("fieldcast_sfu_packets_in_total"),
-        series("fieldcast_sfu_packets_out_total"),
+    let counted = |text: &str| {
+        (
+            series(text, "fieldcast_sfu_packets_in_total"),
+            series(text, "fieldcast_sfu_packets_out_total"),
+        )
+    };
+    let before = app
+        .get(&app.client(), "/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(series(&before, "fieldcast_sfu_viewers"), 2.0);
+    let (in_0, out_0) = counted(&before);
+    assert!(in_0 > 40.0, "{before}");
+    // Two viewers: about two forwarded packets per received one, counted from
+    // when both watch (the publisher sent alone before they joined).
+    let end = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = app
+            .get(&app.client(), "/metrics")
+            .await
+            .text()
+            .await
+            .unwrap();
+        if counted(&text).0 - in_0 > 60.0 || Instant::now() > end {
+            break text;
+        }
+    };
+    let (in_1, out_1) = counted(&text);
+    assert!(in_1 - in_0 > 60.0, "media keeps arriving: {text}");
+    assert!(
+        out_1 - out_0 > 1.2 * (in_1 - in_0),
+        "each received packet goes to both viewers: {in_0}→{in_1} in, {out_0}→{out_1} out"
     );
-    assert!(packets_in > 40.0, "{text}");
-    // Two viewers: about two forwarded packets per received one.
-    assert!(packets_out > packets_in, "{text}");
-    assert!(series("fieldcast_sfu_busy_seconds_total") > 0.0, "{text}");
+    assert!(
+        series(&text, "fieldcast_sfu_busy_seconds_total") > 0.0,
+        "{text}"
+    );
 
     // The studio sees the media's health; viewers do not.
     let stats = expect(
