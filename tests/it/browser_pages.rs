@@ -98,7 +98,7 @@ fn text_of(css: &str) -> String {
     )
 }
 
-// ── 3, 4, 6, 7: widths, the home card, counts, order numbers ────────────
+// ── 3, 4, 6, 7, 12, 14: widths, the home card, counts, order numbers, the log
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
@@ -176,6 +176,13 @@ async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
         "the list price beside the live price",
     )
     .await;
+    // 12. The farmer's own connection (the pin above) is not an audience.
+    b.wait(
+        &format!("{} === '1 人在看'", text_of("#viewer-count")),
+        SOON,
+        "one person watching: the buyer, not the farmer",
+    )
+    .await;
     fits_the_phone(&b, "the live room").await;
 
     // 3. Buying two: the page stays as wide as the phone at every step.
@@ -203,6 +210,34 @@ async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
         b.text("#co-form [data-error-for=mobile]").await,
         "这一项要填"
     );
+    // The hold ends elsewhere (another tab of this phone lets it go): the
+    // sheet says so when the buyer sends the form, as wide as the phone,
+    // and buying again starts over.
+    b.js(
+        "window.fcLetGo = null; fetch('/api/v1/reservations/mine').then((r) => r.json())          .then((list) => Promise.all(list.filter((r) => r.state === 'held')            .map((r) => fetch('/api/v1/reservations/' + r.id, {method: 'DELETE'}))))          .then((done) => { window.fcLetGo = done.map((r) => r.status); }); return true;",
+    )
+    .await;
+    b.wait(
+        "JSON.stringify(window.fcLetGo) === '[204]'",
+        SOON,
+        "the hold let go in another tab",
+    )
+    .await;
+    b.fill("#co-form [name=name]", "李华").await;
+    b.fill("#co-form [name=mobile]", "13912345678").await;
+    b.fill("#co-form [name=address]", "山西省太原市小店区坞城路 92 号")
+        .await;
+    b.click("#co-submit").await;
+    b.visible("#co-expired-view", "the hold-expired sheet")
+        .await;
+    fits_the_phone(&b, "the hold-expired sheet").await;
+    b.click("#co-expired-close").await;
+    if !b.text("#offer-slot .btn-buy").await.contains("买 2 份") {
+        b.click("#offer-slot .qty-stepper .stepper-btn:last-child")
+            .await;
+    }
+    b.click("#offer-slot .btn-buy").await;
+    b.visible("#co-form", "the checkout form again").await;
     b.fill("#co-form [name=name]", "李华").await;
     b.fill("#co-form [name=mobile]", "13912345678").await;
     b.fill("#co-form [name=address]", "山西省太原市小店区坞城路 92 号")
@@ -257,6 +292,19 @@ async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
         csv.contains("lang=zh-CN") && csv.contains("tz_offset_minutes="),
         "the export says the page's language and the phone's zone: {csv}"
     );
+    // 7, 11. The sheet behind that link: the same number, nothing private.
+    let sheet = app.get(&s.owner, csv).await;
+    assert_eq!(sheet.status(), StatusCode::OK);
+    let sheet = sheet.text().await.unwrap();
+    assert!(
+        sheet.starts_with("\u{feff}订单号,下单时间(UTC")
+            && sheet.contains(&format!("\r\n{number},")),
+        "{sheet}"
+    );
+    let token = private_url.rsplit('/').next().unwrap();
+    for private in [token, "ord_", "gst_"] {
+        assert!(!sheet.contains(private), "{private} in the sheet: {sheet}");
+    }
 
     farmer
         .goto(&app.url(&format!("/live/{}", s.broadcast)))
@@ -282,7 +330,71 @@ async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
         .visible(".sheet-ask .btn-stop", "the ban confirmation")
         .await;
     fits_the_phone(&farmer, "the ban confirmation").await;
-    farmer.click(".sheet-ask .btn-quiet").await;
+    farmer.click(".sheet-ask .btn-stop").await;
+    b.visible("#chat-slot .chat-banned", "the banned notice")
+        .await;
+
+    // 14. The moderation log, read back from the server after a reload,
+    // says what happened in one language: names and titles, never ids.
+    farmer.click("#chat-slot .mod-toggle").await;
+    farmer
+        .visible("#chat-slot .mod-panel", "the tools panel")
+        .await;
+    farmer
+        .click("#chat-slot .mod-panel .chips .chip:nth-child(3)")
+        .await;
+    farmer
+        .wait(
+            &format!("{}.includes('10 秒')", text_of("#chat-slot .chat-slow")),
+            SOON,
+            "slow mode on",
+        )
+        .await;
+    for (lang, words, other) in [
+        (
+            "zh-CN",
+            [
+                "挂出商品 · 「羊粪小米 20斤」",
+                "把慢速模式设为 10秒",
+                "封禁 太原的小李一家人都爱吃小米",
+            ],
+            ["pinned", "slow mode", "banned"],
+        ),
+        (
+            "en",
+            [
+                "pinned a product · 「羊粪小米 20斤」",
+                "set slow mode to 10 s",
+                "banned 太原的小李一家人都爱吃小米",
+            ],
+            ["挂出", "慢速", "封禁"],
+        ),
+    ] {
+        farmer.client.refresh().await.expect("reload");
+        if lang == "en" {
+            farmer.click("#lang-switch").await;
+        }
+        farmer
+            .visible("#chat-slot .mod-toggle", "the tools button")
+            .await;
+        farmer.click("#chat-slot .mod-toggle").await;
+        farmer.click("#chat-slot .mod-log-box summary").await;
+        farmer
+            .wait(
+                "document.querySelector('#chat-slot .mod-log[data-loaded]') !== null",
+                SOON,
+                "the moderation log",
+            )
+            .await;
+        let log = farmer.text("#chat-slot .mod-log").await;
+        for w in words {
+            assert!(log.contains(w), "{lang} log says {w:?}: {log}");
+        }
+        for w in other.into_iter().chain(["ofr_", "gst_", "usr_", "null"]) {
+            assert!(!log.contains(w), "{lang} log without {w:?}: {log}");
+        }
+        fits_the_phone(&farmer, "the moderation log").await;
+    }
 
     b.assert_no_script_errors("the buyer").await;
     farmer.assert_no_script_errors("the farmer").await;
@@ -292,7 +404,7 @@ async fn pages_fit_a_phone_and_say_counts_and_order_numbers_plainly() {
     app.shutdown().await;
 }
 
-// ── 5, 10, 12, 15: the studio after the offer and the broadcast end ─────
+// ── 5, 9, 10, 12, 15: the studio's count, the offer form, and after the offer and the broadcast end ─────
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studio_results_add_up_after_the_offer_and_the_broadcast_end() {
@@ -309,6 +421,31 @@ async fn studio_results_add_up_after_the_offer_and_the_broadcast_end() {
         .goto(&app.url(&format!("/studio/broadcasts/{}", s.broadcast)))
         .await;
     farmer.visible("#view-live", "the cockpit").await;
+
+    // 12. "X 人在看" counts viewers, not the farmer, and hides when nobody
+    // is watching.
+    let neighbour = Phone::guest(&app, "隔壁老王").await;
+    let mut watching = neighbour.connect(&app, &s.broadcast).await;
+    next_of(&mut watching, "hello").await;
+    farmer
+        .wait(
+            &format!(
+                "!document.getElementById('studio-viewers').hidden && {} === '1 人在看'",
+                text_of("#studio-viewer-count")
+            ),
+            SOON,
+            "one viewer in the studio's count",
+        )
+        .await;
+    drop(watching);
+    farmer
+        .wait(
+            "document.getElementById('studio-viewers').hidden",
+            SOON,
+            "no count once nobody watches",
+        )
+        .await;
+
     farmer.click("#tab-sell").await;
     farmer
         .wait(
@@ -317,6 +454,39 @@ async fn studio_results_add_up_after_the_offer_and_the_broadcast_end() {
             "the offer on the desk",
         )
         .await;
+
+    // 9. The new-offer form's steppers fit: a number box wide enough for
+    // "1000", the "+" inside the form; the "+" counts up.
+    farmer.click("#studio-offers-slot > .btn-live").await;
+    farmer
+        .visible(
+            "#studio-offers-slot [name=per_buyer_limit]",
+            "the offer form",
+        )
+        .await;
+    let fit = farmer
+        .js("const f = document.querySelector('#studio-offers-slot .desk-form form').getBoundingClientRect();              return [...document.querySelectorAll('#studio-offers-slot .stepper')].map((s) => {                const i = s.querySelector('input').getBoundingClientRect();                const plus = s.lastElementChild.getBoundingClientRect();                return [Math.round(i.width), plus.right <= f.right + 0.5]; });")
+        .await;
+    for stepper in fit.as_array().unwrap() {
+        assert!(
+            stepper[0].as_u64().unwrap() >= 64 && stepper[1] == json!(true),
+            "a stepper that fits: {fit}"
+        );
+    }
+    fits_the_phone(&farmer, "the new-offer form").await;
+    farmer
+        .click("#studio-offers-slot [name=per_buyer_limit] + .stepper-btn")
+        .await;
+    assert_eq!(
+        farmer
+            .js("return document.querySelector('#studio-offers-slot [name=per_buyer_limit]').value")
+            .await,
+        json!("6")
+    );
+    farmer
+        .click("#studio-offers-slot .desk-form .btn-quiet.btn-block")
+        .await;
+
     farmer
         .click("#studio-offers-slot .desk-offer .btn-primary")
         .await;

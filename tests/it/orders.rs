@@ -349,6 +349,65 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         csv.contains("\"北京市海淀区学院路 1 号, 3 单元 \"\"东门\"\"\""),
         "address quoted: {csv}"
     );
+    // The number buyers quote, and nothing private: no order-link token,
+    // no buyer id, no internal order id.
+    let number = order_id[order_id.len() - 6..].to_uppercase();
+    assert!(csv.contains(&format!("\r\n{number},")), "{csv}");
+    for private in [token, order_id, "gst_", "usr_", "订单链接码", "买家"] {
+        assert!(!csv.contains(private), "{private} in {csv}");
+    }
+    assert!(csv.starts_with("\u{feff}订单号,下单时间(UTC+08:00),状态,"));
+
+    // In English, in the phone's zone (New York, UTC-05:00).
+    let placed = time::OffsetDateTime::parse(
+        order["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .to_offset(time::macros::offset!(-5));
+    let local = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        placed.year(),
+        u8::from(placed.month()),
+        placed.day(),
+        placed.hour(),
+        placed.minute()
+    );
+    let en = app
+        .get(
+            &s.owner,
+            &format!(
+                "/api/v1/shops/{}/orders.csv?lang=en&tz_offset_minutes=-300",
+                s.shop
+            ),
+        )
+        .await;
+    assert_eq!(en.status(), StatusCode::OK);
+    let en = en.text().await.unwrap();
+    assert!(
+        en.starts_with("\u{feff}Order number,Ordered at (UTC-05:00),Status,Product,"),
+        "{en}"
+    );
+    assert!(
+        en.contains(&format!("\r\n{number},{local},Delivered,")),
+        "the row in English at {local}: {en}"
+    );
+    for bad in [
+        "lang=fr",
+        "tz_offset_minutes=9999",
+        "tz_offset_minutes=east",
+    ] {
+        expect_problem(
+            app.get(
+                &s.owner,
+                &format!("/api/v1/shops/{}/orders.csv?{bad}", s.shop),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
     app.shutdown().await;
 }
 

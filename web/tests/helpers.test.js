@@ -11,7 +11,7 @@ import { parseLinkHeader, backoff } from '../static/js/webrtc.js';
 import { problemVars, describe } from '../static/js/forms.js';
 import { parseYuan, fenToYuanText } from '../static/js/studio/products.js';
 import { parseWords } from '../static/js/live/moderation.js';
-import { entryFacts, entryWords } from '../static/js/live/modlog.js';
+import { entryFacts, entryWords, targetWords } from '../static/js/live/modlog.js';
 import { buyProblemWords } from '../static/js/live/checkout.js';
 import '../static/js/studio/words.js';
 
@@ -115,4 +115,9 @@ test('moderation entries read from typed facts, and older details map or vanish'
   assert.equal(entryWords({ action: 'slow_mode', seconds: 0 }, t).action, '关闭了慢速模式');
   assert.equal(entryWords({ action: 'unpin_offer', offer: 'ofr_1' }, t, () => '新小米').extra, '「新小米」');
   assert.equal(entryWords({ action: 'ban', reason: '骂人' }, t).extra, '原因：骂人');
+  // Whom: a name, never an id.
+  assert.equal(targetWords({ action: 'ban', target: 'gst_9x8y7z6w5v' }, t, () => '小李'), '小李');
+  assert.equal(targetWords({ action: 'ban', target: 'gst_9x8y7z6w5v', target_name: '老张' }, t), '老张');
+  assert.equal(targetWords({ action: 'ban', target: 'gst_9x8y7z6w5v' }, t), '某人');
+  assert.equal(targetWords({ action: 'clear_chat' }, t), '');
 });

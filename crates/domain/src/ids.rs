@@ -91,6 +91,17 @@ id_type!(/// A product put on sale during a broadcast.
     OfferId, "ofr");
 id_type!(ReservationId, "rsv");
 id_type!(OrderId, "ord");
+
+impl OrderId {
+    /// The short number people quote (a transfer's note, a phone call):
+    /// the id's last six characters in capitals, `ord_ykmgunnz9g794vvk` →
+    /// `794VVK`. The pages derive the same (`orderNumber` in
+    /// `web/static/js/i18n.js`).
+    pub fn number(&self) -> String {
+        let skip = self.0.chars().count().saturating_sub(6);
+        self.0.chars().skip(skip).collect::<String>().to_uppercase()
+    }
+}
 id_type!(ChatMessageId, "msg");
 
 /// A secret with enough entropy to be used as a bearer credential
@@ -102,6 +113,12 @@ pub fn secret_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_number_is_the_ids_last_six_in_capitals() {
+        let id = OrderId::parse("ord_ykmgunnz9g794vvk").unwrap();
+        assert_eq!(id.number(), "794VVK");
+    }
 
     #[test]
     fn generated_ids_parse_back_and_carry_their_prefix() {

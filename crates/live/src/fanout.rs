@@ -12,7 +12,7 @@
 
 use crate::Participant;
 use axum::extract::ws::Utf8Bytes;
-use domain::UnixMillis;
+use domain::{Role, UnixMillis};
 use protocol::{CloseReason, ServerEvent, ServerFrame};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -228,6 +228,9 @@ pub struct Fanout {
     slots: Vec<Slot>,
     index: HashMap<ConnId, usize>,
     by_subject: HashMap<String, Vec<ConnId>>,
+    /// Connections of the shop's owner (the studio, or the owner's own
+    /// look at the room): not part of the audience.
+    owners: usize,
 }
 
 impl Fanout {
@@ -236,6 +239,7 @@ impl Fanout {
     }
 
     pub fn attach(&mut self, id: ConnId, who: Arc<Participant>, tx: OutboxSender) {
+        self.owners += usize::from(who.role == Role::Owner);
         self.by_subject
             .entry(who.subject.clone())
             .or_default()
@@ -252,6 +256,7 @@ impl Fanout {
     pub fn detach(&mut self, id: ConnId) -> Option<Arc<Participant>> {
         let i = self.index.remove(&id)?;
         let slot = self.slots.swap_remove(i);
+        self.owners -= usize::from(slot.who.role == Role::Owner);
         if let Some(moved) = self.slots.get(i) {
             self.index.insert(moved.id, i);
         }
@@ -266,6 +271,11 @@ impl Fanout {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Connections of people watching: all but the owner's.
+    pub fn audience(&self) -> usize {
+        self.slots.len() - self.owners
     }
 
     pub fn is_empty(&self) -> bool {
@@ -380,6 +390,7 @@ impl Fanout {
         }
         self.index.clear();
         self.by_subject.clear();
+        self.owners = 0;
     }
 
     /// Housekeeping for lagging connections: resync the drained ones, close
@@ -493,6 +504,24 @@ mod tests {
             *rx.close.borrow(),
             CloseSignal::Close(CloseReason::TOO_SLOW)
         );
+    }
+
+    #[test]
+    fn the_owners_pages_are_not_audience() {
+        let mut f = Fanout::new();
+        f.attach(ConnId(1), who("usr_owner", Role::Owner), outbox(4).0);
+        assert_eq!((f.len(), f.audience()), (1, 0), "the studio alone");
+        f.attach(ConnId(2), who("usr_owner", Role::Owner), outbox(4).0);
+        f.attach(ConnId(3), who("usr_m", Role::Moderator), outbox(4).0);
+        f.attach(ConnId(4), who("gst_a", Role::Viewer), outbox(4).0);
+        assert_eq!((f.len(), f.audience()), (4, 2));
+        f.close_subject("usr_owner", CloseReason::TOO_SLOW);
+        assert_eq!((f.len(), f.audience()), (2, 2));
+        f.detach(ConnId(4));
+        assert_eq!((f.len(), f.audience()), (1, 1));
+        f.close_all(CloseReason::TOO_SLOW);
+        f.attach(ConnId(5), who("gst_b", Role::Viewer), outbox(4).0);
+        assert_eq!((f.len(), f.audience()), (1, 1));
     }
 
     #[test]

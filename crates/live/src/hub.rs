@@ -414,7 +414,8 @@ struct RoomTask {
     inner: Arc<Inner>,
     core: RoomCore,
     fanout: Fanout,
-    connected: usize,
+    /// All connections and the audience's, as last told to the core.
+    connected: (usize, usize),
 }
 
 async fn run_room(
@@ -446,7 +447,7 @@ async fn run_room(
         inner: inner.clone(),
         core,
         fanout: Fanout::new(),
-        connected: 0,
+        connected: (0, 0),
     };
     tracing::debug!(start_seq, "room open");
 
@@ -595,10 +596,11 @@ impl RoomTask {
     /// the number of connections is itself an input to the core).
     fn apply_effects(&mut self) {
         loop {
-            if self.fanout.len() != self.connected {
-                self.connected = self.fanout.len();
+            let connected = (self.fanout.len(), self.fanout.audience());
+            if connected != self.connected {
+                self.connected = connected;
                 self.core
-                    .set_connected(self.connected, self.inner.clock.now());
+                    .set_connected(connected.0, connected.1, self.inner.clock.now());
             }
             let effects = self.core.take_effects();
             if effects.is_empty() {

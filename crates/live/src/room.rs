@@ -162,6 +162,7 @@ pub struct RoomCore {
     offers: Vec<PinnedOffer>,
     media_viewers: u64,
     connected: u64,
+    audience: u64,
     viewers: Viewers,
     viewers_slot: LatestSlot<Viewers>,
     sale_slot: LatestSlot<SaleTicker>,
@@ -274,6 +275,7 @@ impl RoomCore {
                 .collect(),
             media_viewers: 0,
             connected: 0,
+            audience: 0,
             viewers: Viewers {
                 count: 0,
                 connected: 0,
@@ -457,9 +459,11 @@ impl RoomCore {
         frame
     }
 
-    /// Live-channel connections changed (the fan-out's count).
-    pub fn set_connected(&mut self, connected: usize, now: UnixMillis) {
+    /// Live-channel connections changed (the fan-out's counts: all of them,
+    /// and the audience's, which leaves out the farmer's own pages).
+    pub fn set_connected(&mut self, connected: usize, audience: usize, now: UnixMillis) {
         self.connected = connected as u64;
+        self.audience = audience as u64;
         self.viewers_changed(now);
     }
 
@@ -470,7 +474,7 @@ impl RoomCore {
 
     fn viewers_changed(&mut self, now: UnixMillis) {
         let v = Viewers {
-            count: self.media_viewers.max(self.connected),
+            count: self.media_viewers.max(self.audience),
             connected: self.connected,
         };
         if v == self.viewers {
@@ -1684,10 +1688,10 @@ mod tests {
     #[test]
     fn viewer_counts_are_coalesced_to_one_per_interval() {
         let mut c = core();
-        c.set_connected(1, 0);
+        c.set_connected(1, 1, 0);
         assert_eq!(broadcasts(&c.take_effects()).len(), 1);
         for n in 2..50 {
-            c.set_connected(n, 10 * n as i64);
+            c.set_connected(n, n - 1, 10 * n as i64);
         }
         c.set_media_viewers(120, 600);
         assert!(broadcasts(&c.take_effects()).is_empty());

@@ -2,12 +2,32 @@
 //! courier's bulk-shipping tool.
 
 use crate::OrderView;
-use domain::UnixMillis;
+use domain::{OrderState, PaymentMethod, UnixMillis};
 use time::macros::format_description;
 
-const HEADER: [&str; 18] = [
+/// The sheet's language: its headers and the words in it (states,
+/// payment methods). What people typed stays as they typed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SheetLanguage {
+    #[default]
+    Chinese,
+    English,
+}
+
+/// How the farmer reads the sheet: in which language, and the UTC offset
+/// of their phone (`None`: the server's `export_utc_offset_minutes`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SheetOptions {
+    pub language: SheetLanguage,
+    pub utc_offset_minutes: Option<i16>,
+}
+
+/// The columns; `{zone}` in the time's header is replaced by the offset
+/// ("UTC+08:00") so a sheet read elsewhere still says when. No private
+/// columns: the buyer's order-link token and account or guest id stay out.
+const HEADER_ZH: [&str; 16] = [
     "订单号",
-    "下单时间",
+    "下单时间({zone})",
     "状态",
     "商品",
     "规格",
@@ -22,29 +42,60 @@ const HEADER: [&str; 18] = [
     "快递公司",
     "快递单号",
     "取消原因",
-    "买家",
-    "订单链接码",
+];
+const HEADER_EN: [&str; 16] = [
+    "Order number",
+    "Ordered at ({zone})",
+    "Status",
+    "Product",
+    "Unit",
+    "Quantity",
+    "Unit price (yuan)",
+    "Total (yuan)",
+    "Payment",
+    "Recipient",
+    "Mobile",
+    "Address",
+    "Ships on",
+    "Carrier",
+    "Tracking number",
+    "Cancel reason",
 ];
 
 /// UTF-8 with a byte-order mark, CRLF line ends and RFC 4180 quoting (a
 /// field with a comma, quote or line break is quoted, quotes doubled).
 /// Fields that a spreadsheet would run as a formula (starting with `=`,
 /// `+`, `-`, `@`) get a leading `'`, so a crafted address cannot execute.
-pub fn shipping_sheet(orders: &[OrderView], utc_offset_minutes: i16) -> String {
+/// The order number is the short one buyers quote (`OrderId::number`).
+pub fn shipping_sheet(
+    orders: &[OrderView],
+    utc_offset_minutes: i16,
+    lang: SheetLanguage,
+) -> String {
     let mut out = String::with_capacity(128 + orders.len() * 256);
     out.push('\u{FEFF}');
-    write_row(&mut out, HEADER.iter().copied());
+    let zone = zone_name(utc_offset_minutes);
+    let header = match lang {
+        SheetLanguage::Chinese => HEADER_ZH,
+        SheetLanguage::English => HEADER_EN,
+    };
+    let header = header.map(|h| h.replace("{zone}", &zone));
+    write_row(&mut out, header.iter().map(String::as_str));
     for o in orders {
+        let (state, payment) = match lang {
+            SheetLanguage::Chinese => (o.state.label_zh(), o.payment_method.label_zh()),
+            SheetLanguage::English => (state_en(o.state), payment_en(o.payment_method)),
+        };
         let fields = [
-            o.id.to_string(),
+            o.id.number(),
             local_time(o.created_at, utc_offset_minutes),
-            o.state.label_zh().to_owned(),
+            state.to_owned(),
             o.title.to_string(),
             o.unit.to_string(),
             o.quantity.to_string(),
             yuan(o.unit_price.get()),
             yuan(o.total.get()),
-            o.payment_method.label_zh().to_owned(),
+            payment.to_owned(),
             o.recipient_name.to_string(),
             o.mobile.as_str().to_owned(),
             o.address.to_string(),
@@ -61,12 +112,35 @@ pub fn shipping_sheet(orders: &[OrderView], utc_offset_minutes: i16) -> String {
                 .as_ref()
                 .map(|r| r.to_string())
                 .unwrap_or_default(),
-            o.buyer.clone(),
-            o.token.clone(),
         ];
         write_row(&mut out, fields.iter().map(String::as_str));
     }
     out
+}
+
+fn state_en(state: OrderState) -> &'static str {
+    match state {
+        OrderState::Placed => "New",
+        OrderState::Paid => "Paid",
+        OrderState::Shipped => "Shipped",
+        OrderState::Delivered => "Delivered",
+        OrderState::Cancelled => "Cancelled",
+    }
+}
+
+fn payment_en(method: PaymentMethod) -> &'static str {
+    match method {
+        PaymentMethod::CashOnDelivery => "Cash on delivery",
+        PaymentMethod::BankTransfer => "Bank transfer",
+        PaymentMethod::WechatTransfer => "WeChat transfer",
+    }
+}
+
+/// `480` → `UTC+08:00`, `-330` → `UTC-05:30`.
+fn zone_name(utc_offset_minutes: i16) -> String {
+    let sign = if utc_offset_minutes < 0 { '-' } else { '+' };
+    let abs = utc_offset_minutes.unsigned_abs();
+    format!("UTC{sign}{:02}:{:02}", abs / 60, abs % 60)
 }
 
 fn write_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
@@ -143,5 +217,8 @@ mod tests {
         // 2026-10-08 00:30 UTC is 08:30 in Beijing.
         assert_eq!(local_time(1_791_419_400_000, 480), "2026-10-08 08:30");
         assert_eq!(local_time(1_791_419_400_000, 0), "2026-10-08 00:30");
+        assert_eq!(zone_name(480), "UTC+08:00");
+        assert_eq!(zone_name(-330), "UTC-05:30");
+        assert_eq!(zone_name(0), "UTC+00:00");
     }
 }

@@ -28,6 +28,7 @@ mod model;
 mod service;
 mod writer;
 
+pub use csv::{SheetLanguage, SheetOptions};
 pub use error::{OrdersError, StateConflict};
 pub use ledger::{Decision, Hold, LedgerFull, LedgerLimits, OfferTerms, Refusal, StockLedger, Tap};
 pub use model::{

@@ -845,17 +845,22 @@ impl OrderService {
     }
 
     /// The shop's orders as CSV for shipping: UTF-8 with a byte-order mark
-    /// (so Excel shows Chinese correctly), CRLF line ends, RFC 4180 quoting.
+    /// (so Excel shows Chinese correctly), CRLF line ends, RFC 4180 quoting,
+    /// in the farmer's language and time zone.
     pub async fn export_csv(
         &self,
         owner: &UserId,
         shop: &ShopId,
         filter: OrderFilter,
+        sheet: csv::SheetOptions,
     ) -> Result<String, OrdersError> {
         let orders = self.orders_of_shop(owner, shop, filter).await?;
         Ok(csv::shipping_sheet(
             &orders,
-            self.inner.config.export_utc_offset_minutes,
+            sheet
+                .utc_offset_minutes
+                .unwrap_or(self.inner.config.export_utc_offset_minutes),
+            sheet.language,
         ))
     }
 

@@ -1100,11 +1100,16 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     assert_eq!(svc.orders_of_buyer("usr_cod").await.unwrap().len(), 1);
 
     let csv = svc
-        .export_csv(owner, &farm.shop.id, OrderFilter::default())
+        .export_csv(
+            owner,
+            &farm.shop.id,
+            OrderFilter::default(),
+            SheetOptions::default(),
+        )
         .await
         .unwrap();
     assert!(
-        csv.starts_with("\u{FEFF}订单号,下单时间,状态"),
+        csv.starts_with("\u{FEFF}订单号,下单时间(UTC+08:00),状态"),
         "BOM and header"
     );
     assert_eq!(csv.matches("\r\n").count(), 3, "header and two rows");
@@ -1115,8 +1120,13 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     assert!(csv.contains(",\"'=王五\","), "formula guarded");
     assert!(csv.contains(",13800138000,") && csv.contains(",198.00,") && csv.contains(",已送达,"));
     assert!(matches!(
-        svc.export_csv(&stranger.owner.id, &farm.shop.id, OrderFilter::default())
-            .await,
+        svc.export_csv(
+            &stranger.owner.id,
+            &farm.shop.id,
+            OrderFilter::default(),
+            SheetOptions::default()
+        )
+        .await,
         Err(OrdersError::Forbidden)
     ));
     assert_consistent(&store, &svc, &offer.offer_id).await;

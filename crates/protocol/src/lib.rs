@@ -473,7 +473,8 @@ pub struct ChatLimits {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Viewers {
-    /// The headline number: people watching (video or live channel).
+    /// The headline number: people watching (video or live channel), not
+    /// counting the shop owner's own pages.
     pub count: u64,
     /// Open live-channel connections.
     pub connected: u64,

@@ -691,21 +691,75 @@ async fn shop_orders(
     ))
 }
 
+/// How the farmer reads the exported sheet.
+#[derive(Deserialize, IntoParams)]
+pub struct SheetQuery {
+    /// `zh-CN` (default) or `en`: headers and words of the sheet.
+    pub lang: Option<String>,
+    /// The phone's offset from UTC in minutes (480 in China); times are
+    /// written in it. Default: the server's export offset.
+    pub tz_offset_minutes: Option<String>,
+}
+
+fn sheet_options(q: &SheetQuery) -> ApiResult<orders::SheetOptions> {
+    let mut v = Validator::default();
+    let language = v
+        .check_opt(
+            "lang",
+            q.lang.as_deref().map(|l| match l {
+                "zh-CN" | "zh" => Ok(orders::SheetLanguage::Chinese),
+                "en" => Ok(orders::SheetLanguage::English),
+                _ => Err(domain::Invalid::new(
+                    "invalid_choice",
+                    "must be zh-CN or en",
+                )),
+            }),
+        )
+        .flatten()
+        .unwrap_or_default();
+    // UTC-12:00 to UTC+14:00, the zones people live in.
+    let utc_offset_minutes = v
+        .check_opt(
+            "tz_offset_minutes",
+            q.tz_offset_minutes.as_deref().map(|m| {
+                m.parse::<i16>()
+                    .ok()
+                    .filter(|m| (-720..=840).contains(m))
+                    .ok_or_else(|| {
+                        domain::Invalid::new("out_of_range", "must be minutes from -720 to 840")
+                    })
+            }),
+        )
+        .flatten();
+    v.finish()?;
+    Ok(orders::SheetOptions {
+        language,
+        utc_offset_minutes,
+    })
+}
+
 /// The shop's orders as a CSV file for shipping (UTF-8 with BOM, opens in
-/// Excel and WPS), same filters (owner only).
+/// Excel and WPS), same filters, in the farmer's language and time zone
+/// (owner only). The short order number; no private link or buyer id.
 #[utoipa::path(get, path = "/shops/{shop_id}/orders.csv", tag = "orders",
-    params(("shop_id" = String, Path), OrderQuery),
+    params(("shop_id" = String, Path), OrderQuery, SheetQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = crate::error::Problem)))]
 async fn shop_orders_csv(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
     Query(query): Query<OrderQuery>,
+    Query(sheet): Query<SheetQuery>,
 ) -> ApiResult<Response> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let csv = state
         .orders
-        .export_csv(&me.user, &shop.id, order_filter(&query)?)
+        .export_csv(
+            &me.user,
+            &shop.id,
+            order_filter(&query)?,
+            sheet_options(&sheet)?,
+        )
         .await
         .map_err(orders_error)?;
     let filename = format!("orders-{}.csv", time::OffsetDateTime::now_utc().date());

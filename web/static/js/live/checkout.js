@@ -101,7 +101,7 @@ export class Checkout {
   /** "Buy now" on a card: reserve, then open the form. */
   async buy(card, quantity) {
     // A hold still running for this offer: go back to it, do not take more.
-    if (this.current && !this.current.order && this.current.card.offer === card.offer
+    if (this.current && !this.current.order && !this.current.lapsed && this.current.card.offer === card.offer
         && msUntil(this.current.reservation.expires_at) > 0) {
       this.show('form');
       return;
@@ -285,6 +285,8 @@ export class Checkout {
   expired() {
     clearInterval(this.timer);
     if (!this.current || this.current.order) return;
+    // Over before its time too (let go in another tab): never reopened.
+    this.current.lapsed = true;
     this.holding(false);
     this.show('expired');
   }
@@ -294,7 +296,7 @@ export class Checkout {
     this.hide = null;
     // A finished or lapsed purchase is done with; a running hold stays, so
     // tapping buy again comes back to it.
-    if (this.current && (this.current.order || msUntil(this.current.reservation.expires_at) <= 0)) {
+    if (this.current && (this.current.order || this.current.lapsed || msUntil(this.current.reservation.expires_at) <= 0)) {
       clearInterval(this.timer);
       this.current = null;
     }

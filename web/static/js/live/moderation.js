@@ -14,7 +14,7 @@ import { get } from '../api.js';
 import { openSheet, ask } from '../sheet.js';
 import { refusalWords } from './chat.js';
 import { describe } from '../forms.js';
-import { entryWords } from './modlog.js';
+import { entryWords, targetWords } from './modlog.js';
 import { durationWords } from './words.js';
 
 const TIMEOUTS = [10, 60, 600, 3600, 86400];
@@ -200,6 +200,7 @@ export class ModTools {
         action: e.action,
         actor: e.actor ? { subject: e.actor, name: e.actor_name } : null,
         target: e.target,
+        target_name: e.target_name,
         detail: e.detail,
         reason: e.reason,
         seconds: e.seconds,
@@ -230,15 +231,7 @@ export class ModTools {
   }
 
   logEntry(e) {
-    const actor = e.actor ? e.actor.name : t('mod.auto');
-    const target = e.target ? (this.chat.nameOf(e.target) || shortSubject(e.target)) : '';
-    const words = entryWords(e, t, this.titleOf);
-    const li = el('li', { class: 'mod-entry' },
-      el('span', { class: 'mod-time', text: formatTime(e.at) }),
-      el('span', { class: 'mod-what' },
-        el('strong', { text: actor }), ' ', words.action,
-        target ? el('span', { class: 'mod-target', text: ` ${target}` }) : null,
-        words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
+    const li = logLine(e, { nameOf: (s) => this.chat.nameOf(s), titleOf: this.titleOf });
     if (e.action === 'ban' && e.target) {
       const unban = el('button', { type: 'button', class: 'btn btn-quiet btn-small', text: t('mod.unban') });
       unban.addEventListener('click', () => this.send({ type: 'unban', subject: e.target }));
@@ -290,7 +283,19 @@ export class ModTools {
   }
 }
 
-/** A subject id shortened for display when no name is known. */
-export function shortSubject(subject) {
-  return subject.length > 10 ? `${subject.slice(0, 4)}…${subject.slice(-4)}` : subject;
+/**
+ * One line of the moderation log: when, who, what, whom and why, in the
+ * page's language. `e.actor` is `{ name }` (live) or `e.actor_name` is
+ * set (the log's API).
+ */
+export function logLine(e, { nameOf, titleOf } = {}) {
+  const actor = e.actor ? e.actor.name : e.actor_name;
+  const target = targetWords(e, t, nameOf);
+  const words = entryWords(e, t, titleOf);
+  return el('li', { class: 'mod-entry' },
+    el('span', { class: 'mod-time', text: formatTime(e.at) }),
+    el('span', { class: 'mod-what' },
+      el('strong', { text: actor || t('mod.auto') }), ' ', words.action,
+      target ? el('span', { class: 'mod-target', text: ` ${target}` }) : null,
+      words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
 }

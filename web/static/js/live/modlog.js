@@ -60,6 +60,16 @@ export function entryFacts(entry) {
 }
 
 /**
+ * Whom an entry was about, in words: the name the page knows
+ * (`nameOf(subject)`), else the name the log sent, else "someone";
+ * never their `gst_…`/`usr_…` id. Empty when it was about nobody.
+ */
+export function targetWords(entry, t, nameOf = () => null) {
+  if (!entry.target) return '';
+  return nameOf(entry.target) || entry.target_name || t('mod.someone');
+}
+
+/**
  * `{ action, extra }` words for an entry: what was done (with the setting
  * it was set to), and the moderator's reason or the product, if any.
  * `titleOf(offerId)` names an offer the page knows, for entries without a title.

@@ -8,8 +8,7 @@ import { get, post, del } from '../api.js';
 import { t, formatTime, formatDate } from '../i18n.js';
 import { showProblem, clearErrors, busy, describe, requireFilled } from '../forms.js';
 import { ctx, show, go, confirmSheet } from './context.js';
-import { shortSubject } from '../live/moderation.js';
-import { entryWords } from '../live/modlog.js';
+import { logLine } from '../live/moderation.js';
 import './words.js';
 
 let moderators = [];
@@ -79,22 +78,14 @@ function renderLog() {
     list.replaceChildren(el('li', { class: 'muted', text: t('mod.log_empty') }));
     return;
   }
-  list.replaceChildren(...log.map((e) => {
-    const words = entryWords(e, t);
-    return el('li', { class: 'mod-entry' },
-      el('span', { class: 'mod-time', text: formatTime(e.at) }),
-      el('span', { class: 'mod-what' },
-        el('strong', { text: e.actor_name || t('mod.auto') }), ' ', words.action,
-        e.target ? el('span', { class: 'mod-target', text: ` ${e.target_name || shortSubject(e.target)}` }) : null,
-        words.extra ? el('span', { class: 'muted', text: ` · ${words.extra}` }) : null));
-  }));
+  list.replaceChildren(...log.map((e) => logLine(e)));
 }
 
 let bans = [];
 
 function renderBans() {
   $('ban-list').replaceChildren(...bans.map((b) => {
-    const name = b.name || shortSubject(b.subject);
+    const name = b.name || t('mod.someone');
     const lift = el('button', { type: 'button', class: 'btn btn-quiet btn-small' }, icon('check'), el('span', { text: t('bans.lift') }));
     lift.addEventListener('click', async () => {
       if (!(await confirmSheet(t('bans.lift_q', { name }), t('bans.lift')))) return;
