@@ -47,3 +47,40 @@ pub fn parse_id<T>(
 ) -> Result<T, ApiError> {
     parse(raw).map_err(|_| ApiError::NotFound(what))
 }
+
+/// A request whose wire shape `Raw` (what serde reads) converts into an
+/// already-valid value with `TryFrom`, reporting every refused field at once.
+pub trait FromRaw: TryFrom<Self::Raw, Error = Vec<domain::FieldError>> {
+    type Raw: serde::de::DeserializeOwned;
+}
+
+/// A JSON body handed to the handler already valid: malformed JSON is the
+/// usual problem document, refused fields are 422 `validation_failed` with
+/// one entry per field in `errors`.
+pub struct Valid<T>(pub T);
+
+impl<S: Send + Sync, T: FromRaw> FromRequest<S> for Valid<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(raw) = Json::<T::Raw>::from_request(req, state).await?;
+        T::try_from(raw).map(Valid).map_err(ApiError::Validation)
+    }
+}
+
+/// [`Valid`] for a query string.
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T: FromRaw> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let Query(raw) = Query::<T::Raw>::from_request_parts(parts, state).await?;
+        T::try_from(raw)
+            .map(ValidQuery)
+            .map_err(ApiError::Validation)
+    }
+}

@@ -35,6 +35,11 @@ impl Timestamp {
     }
 }
 
+/// An optional RFC 3339 time field of a request, as Unix milliseconds.
+pub fn optional_time(name: &str, raw: Option<&str>) -> Result<Option<i64>, domain::FieldError> {
+    domain::optional(name, raw.map(Timestamp::parse)).map(|t| t.map(Timestamp::millis))
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_rfc3339())

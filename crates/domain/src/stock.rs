@@ -11,6 +11,30 @@ use serde::{Deserialize, Serialize};
 /// stock cap; products and offers are checked against it.
 pub const MAX_STOCK: u32 = 1_000_000;
 
+/// A product's stock: 0 to [`MAX_STOCK`] units. Holding one means the cap
+/// was checked, so services that take it need not check again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Stock(u32);
+
+impl Stock {
+    pub fn parse(raw: i64) -> Result<Stock, crate::Invalid> {
+        if raw < 0 {
+            return Err(crate::Invalid::new("too_small", "stock cannot be negative"));
+        }
+        match u32::try_from(raw) {
+            Ok(units) if units <= MAX_STOCK => Ok(Stock(units)),
+            _ => Err(crate::Invalid::new(
+                "too_large",
+                format!("stock must be at most {MAX_STOCK}"),
+            )),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
 /// The units of one live offer.
 ///
 /// Invariant, always: `available + held + sold == allotted`. Counts are
@@ -386,5 +410,17 @@ mod tests {
             BuyerTally::default().check(u32::MAX, u32::MAX).is_ok(),
             "no overflow"
         );
+    }
+
+    #[test]
+    fn stock_is_capped_once_here() {
+        assert_eq!(Stock::parse(0).unwrap().get(), 0);
+        assert_eq!(Stock::parse(i64::from(MAX_STOCK)).unwrap().get(), MAX_STOCK);
+        assert_eq!(Stock::parse(-1).unwrap_err().code, "too_small");
+        assert_eq!(
+            Stock::parse(i64::from(MAX_STOCK) + 1).unwrap_err().code,
+            "too_large"
+        );
+        assert_eq!(Stock::parse(i64::MAX).unwrap_err().code, "too_large");
     }
 }

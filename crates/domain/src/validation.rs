@@ -15,6 +15,15 @@ impl Invalid {
             message: message.into(),
         }
     }
+
+    /// This refusal, pinned to the request field it came from.
+    pub fn at(self, field: &str) -> FieldError {
+        FieldError {
+            field: field.to_owned(),
+            code: self.code,
+            message: self.message,
+        }
+    }
 }
 
 /// An [`Invalid`] pinned to the request field it came from; this is what the
@@ -26,59 +35,101 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Collects every field error of a request at once, so a form can show them
-/// all instead of one per round trip.
-///
-/// ```
-/// # use domain::{Validator, Mobile, Password};
-/// let mut v = Validator::default();
-/// let mobile = v.check("mobile", Mobile::parse("13800138000"));
-/// let password = v.check("password", Password::parse("short"));
-/// let errors = v.finish().unwrap_err();
-/// assert_eq!(errors[0].field, "password");
-/// # let _ = (mobile, password);
-/// ```
-#[derive(Default, Debug)]
-pub struct Validator {
-    errors: Vec<FieldError>,
+/// One request field, parsed: its value, or its refusal named after it.
+pub fn field<T>(name: &str, parsed: Result<T, Invalid>) -> Result<T, FieldError> {
+    parsed.map_err(|e| e.at(name))
 }
 
-impl Validator {
-    pub fn check<T>(&mut self, field: &str, result: Result<T, Invalid>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(invalid) => {
-                self.errors.push(FieldError {
-                    field: field.to_owned(),
-                    code: invalid.code,
-                    message: invalid.message,
-                });
-                None
+/// [`field`] for an optional field: absent stays absent.
+pub fn optional<T>(
+    name: &str,
+    parsed: Option<Result<T, Invalid>>,
+) -> Result<Option<T>, FieldError> {
+    parsed.transpose().map_err(|e| e.at(name))
+}
+
+/// A tuple of parsed fields (see [`field`]) becomes every value when all
+/// parsed, or every refusal in field order, so a form can show them all at
+/// once instead of one per round trip. No state is left where a value is
+/// neither there nor refused, so callers never unwrap.
+///
+/// ```
+/// # use domain::{Fields, Mobile, Password, field};
+/// let refused = (
+///     field("mobile", Mobile::parse("13800138000")),
+///     field("password", Password::parse("short")),
+/// )
+///     .all()
+///     .unwrap_err();
+/// assert_eq!(refused.len(), 1);
+/// assert_eq!(refused[0].field, "password");
+/// let (mobile, password) = (
+///     field("mobile", Mobile::parse("13800138000")),
+///     field("password", Password::parse("long enough")),
+/// )
+///     .all()
+///     .unwrap();
+/// # let _ = (mobile, password);
+/// ```
+pub trait Fields {
+    type Values;
+    fn all(self) -> Result<Self::Values, Vec<FieldError>>;
+}
+
+macro_rules! fields_tuple {
+    ($($t:ident $v:ident),+) => {
+        impl<$($t),+> Fields for ($(Result<$t, FieldError>,)+) {
+            type Values = ($($t,)+);
+            fn all(self) -> Result<Self::Values, Vec<FieldError>> {
+                match self {
+                    ($(Ok($v),)+) => Ok(($($v,)+)),
+                    ($($v,)+) => Err([$($v.err()),+].into_iter().flatten().collect()),
+                }
             }
         }
+    };
+}
+
+fields_tuple!(A a);
+fields_tuple!(A a, B b);
+fields_tuple!(A a, B b, C c);
+fields_tuple!(A a, B b, C c, D d);
+fields_tuple!(A a, B b, C c, D d, E e);
+fields_tuple!(A a, B b, C c, D d, E e, F f);
+fields_tuple!(A a, B b, C c, D d, E e, F f, G g);
+fields_tuple!(A a, B b, C c, D d, E e, F f, G g, H h);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refuse(code: &'static str) -> Result<u32, Invalid> {
+        Err(Invalid::new(code, "no"))
     }
 
-    /// Like [`Validator::check`] for optional fields: absent stays absent.
-    pub fn check_opt<T>(
-        &mut self,
-        field: &str,
-        result: Option<Result<T, Invalid>>,
-    ) -> Option<Option<T>> {
-        match result {
-            None => Some(None),
-            Some(r) => self.check(field, r).map(Some),
-        }
+    #[test]
+    fn every_refusal_is_reported_in_field_order() {
+        let errors = (
+            field("a", refuse("first")),
+            field("b", Ok::<_, Invalid>(2)),
+            field("c", refuse("third")),
+        )
+            .all()
+            .unwrap_err();
+        let named: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(named, [("a", "first"), ("c", "third")]);
     }
 
-    pub fn push(&mut self, field: &str, invalid: Invalid) {
-        self.check::<()>(field, Err(invalid));
-    }
-
-    pub fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+    #[test]
+    fn all_values_when_nothing_is_refused() {
+        let (a, b) = (
+            field("a", Ok::<_, Invalid>(1)),
+            optional("b", None::<Result<u32, Invalid>>),
+        )
+            .all()
+            .unwrap();
+        assert_eq!((a, b), (1, None));
+        let errors = (optional("b", Some(refuse("bad"))),).all().unwrap_err();
+        assert_eq!(errors[0].field, "b");
     }
 }

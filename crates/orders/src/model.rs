@@ -3,9 +3,9 @@
 
 use crate::OrdersError;
 use domain::{
-    Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OfferState, OrderId, OrderState,
-    PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ShipDate, ShopId,
-    StockCounts, TrackingNumber, Unit, UnixMillis, Validator,
+    Address, BroadcastId, Buyers, Carrier, Fen, Fields, Mobile, OfferId, OfferState, OrderId,
+    OrderState, PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId,
+    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis, field,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -184,21 +184,20 @@ impl Checkout {
         address: &str,
         payment_method: &str,
     ) -> Result<Checkout, OrdersError> {
-        let mut v = Validator::default();
-        let name = v.check("name", PersonName::parse(name));
-        let mobile = v.check("mobile", Mobile::parse(mobile));
-        let address = v.check("address", Address::parse(address));
-        let payment = v.check("payment_method", PaymentMethod::parse(payment_method));
-        v.finish().map_err(OrdersError::Validation)?;
-        match (name, mobile, address, payment) {
-            (Some(name), Some(mobile), Some(address), Some(payment)) => Ok(Checkout {
-                name,
-                mobile,
-                address,
-                payment,
-            }),
-            _ => unreachable!("the validator reports every missing field"),
-        }
+        let (name, mobile, address, payment) = (
+            field("name", PersonName::parse(name)),
+            field("mobile", Mobile::parse(mobile)),
+            field("address", Address::parse(address)),
+            field("payment_method", PaymentMethod::parse(payment_method)),
+        )
+            .all()
+            .map_err(OrdersError::Validation)?;
+        Ok(Checkout {
+            name,
+            mobile,
+            address,
+            payment,
+        })
     }
 }
 

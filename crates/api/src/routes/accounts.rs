@@ -2,7 +2,7 @@
 
 use crate::auth::{self, Caller, SignedIn, clear_session_cookie, device_cookie, start_session};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, parse_id};
+use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::limits::{ClientAddr, too_many};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum_extra::extract::cookie::CookieJar;
-use domain::{DisplayName, Identity, Mobile, Password, Role, SessionId, Validator};
+use domain::{DisplayName, FieldError, Fields, Identity, Mobile, Password, Role, SessionId, field};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use utoipa::ToSchema;
@@ -37,6 +37,35 @@ pub struct SignUp {
     pub display_name: String,
 }
 
+/// A sign-up, parsed.
+pub struct NewAccount {
+    mobile: Mobile,
+    password: Password,
+    name: DisplayName,
+}
+
+impl TryFrom<SignUp> for NewAccount {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: SignUp) -> Result<Self, Self::Error> {
+        let (mobile, password, name) = (
+            field("mobile", Mobile::parse(&body.mobile)),
+            field("password", Password::parse(&body.password)),
+            field("display_name", DisplayName::parse(&body.display_name)),
+        )
+            .all()?;
+        Ok(NewAccount {
+            mobile,
+            password,
+            name,
+        })
+    }
+}
+
+impl FromRaw for NewAccount {
+    type Raw = SignUp;
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct SignIn {
     pub mobile: String,
@@ -48,6 +77,22 @@ pub struct GuestRequest {
     /// The nickname to chat with, 1–24 characters.
     #[schema(example = "小米爱好者")]
     pub nickname: String,
+}
+
+/// A guest nickname, parsed.
+pub struct Nickname(DisplayName);
+
+impl TryFrom<GuestRequest> for Nickname {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: GuestRequest) -> Result<Self, Self::Error> {
+        let (name,) = (field("nickname", DisplayName::parse(&body.nickname)),).all()?;
+        Ok(Nickname(name))
+    }
+}
+
+impl FromRaw for Nickname {
+    type Raw = GuestRequest;
 }
 
 /// The caller as they see themselves.
@@ -144,15 +189,12 @@ async fn sign_up(
     client: ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
-    Json(body): Json<SignUp>,
+    Valid(NewAccount {
+        mobile,
+        password,
+        name,
+    }): Valid<NewAccount>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut v = Validator::default();
-    let mobile = v.check("mobile", Mobile::parse(&body.mobile));
-    let password = v.check("password", Password::parse(&body.password));
-    let name = v.check("display_name", DisplayName::parse(&body.display_name));
-    v.finish()?;
-    let (mobile, password, name) = (mobile.unwrap(), password.unwrap(), name.unwrap());
-
     state.limits.sign_up.check(client)?;
     let hash = state.passwords.hash(password).await?;
     let user = state
@@ -299,12 +341,8 @@ async fn become_guest(
     headers: HeaderMap,
     Caller(caller): Caller,
     jar: CookieJar,
-    Json(body): Json<GuestRequest>,
+    Valid(Nickname(name)): Valid<Nickname>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut v = Validator::default();
-    let name = v.check("nickname", DisplayName::parse(&body.nickname));
-    v.finish()?;
-    let name = name.unwrap();
     match caller.map(|c| c.identity) {
         Some(Identity::Account { .. }) => Err(ApiError::conflict(
             "already_signed_in",

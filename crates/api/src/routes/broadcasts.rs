@@ -3,12 +3,12 @@
 use super::shops::{load_shop, owned_shop};
 use crate::auth::SignedIn;
 use crate::error::{ApiError, ApiResult, not_found};
-use crate::extract::{Json, Path, parse_id};
+use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
-use crate::views::{Patch, Timestamp, ts_opt};
+use crate::views::{Patch, Timestamp, optional_time, ts_opt};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{BroadcastId, BroadcastState, BroadcastTitle, Validator};
+use domain::{BroadcastId, BroadcastState, BroadcastTitle, FieldError, Fields, field, optional};
 use serde::{Deserialize, Serialize};
 use store::{BroadcastRecord, ShopRecord};
 use utoipa::ToSchema;
@@ -121,11 +121,55 @@ pub(crate) async fn owned_broadcast(
     Ok((broadcast, shop))
 }
 
-fn parse_time(v: &mut Validator, field: &str, raw: Option<&str>) -> Option<Option<i64>> {
-    v.check_opt(
-        field,
-        raw.map(|r| Timestamp::parse(r).map(Timestamp::millis)),
-    )
+/// A new broadcast, parsed.
+pub struct BroadcastDraft {
+    title: BroadcastTitle,
+    scheduled_at: Option<i64>,
+}
+
+impl TryFrom<NewBroadcastBody> for BroadcastDraft {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewBroadcastBody) -> Result<Self, Self::Error> {
+        let (title, scheduled_at) = (
+            field("title", BroadcastTitle::parse(&body.title)),
+            optional_time("scheduled_at", body.scheduled_at.as_deref()),
+        )
+            .all()?;
+        Ok(BroadcastDraft {
+            title,
+            scheduled_at,
+        })
+    }
+}
+
+impl FromRaw for BroadcastDraft {
+    type Raw = NewBroadcastBody;
+}
+
+impl TryFrom<BroadcastPatch> for store::BroadcastUpdate {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: BroadcastPatch) -> Result<Self, Self::Error> {
+        let scheduled_at = match body.scheduled_at {
+            Patch::Keep => Ok(None),
+            Patch::Clear => Ok(Some(None)),
+            Patch::Set(raw) => optional_time("scheduled_at", Some(&raw)).map(Some),
+        };
+        let (title, scheduled_at) = (
+            optional("title", body.title.as_deref().map(BroadcastTitle::parse)),
+            scheduled_at,
+        )
+            .all()?;
+        Ok(store::BroadcastUpdate {
+            title,
+            scheduled_at,
+        })
+    }
+}
+
+impl FromRaw for store::BroadcastUpdate {
+    type Raw = BroadcastPatch;
 }
 
 /// Broadcasts live right now, newest first (public).
@@ -166,20 +210,16 @@ async fn create_broadcast(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Json(body): Json<NewBroadcastBody>,
+    Valid(draft): Valid<BroadcastDraft>,
 ) -> ApiResult<(StatusCode, Json<BroadcastView>)> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let mut v = Validator::default();
-    let title = v.check("title", BroadcastTitle::parse(&body.title));
-    let scheduled_at = parse_time(&mut v, "scheduled_at", body.scheduled_at.as_deref());
-    v.finish()?;
     let broadcast = state
         .store
         .create_broadcast(
             store::NewBroadcast {
                 shop_id: shop.id.clone(),
-                title: title.unwrap(),
-                scheduled_at: scheduled_at.flatten(),
+                title: draft.title,
+                scheduled_at: draft.scheduled_at,
                 stream_key: domain::secret_token(),
             },
             store::now_millis(),
@@ -212,29 +252,12 @@ async fn update_broadcast(
     State(state): State<AppState>,
     me: SignedIn,
     Path(broadcast_id): Path<String>,
-    Json(body): Json<BroadcastPatch>,
+    Valid(update): Valid<store::BroadcastUpdate>,
 ) -> ApiResult<Json<BroadcastView>> {
     let (broadcast, shop) = owned_broadcast(&state, &broadcast_id, &me).await?;
-    let mut v = Validator::default();
-    let title = v
-        .check_opt("title", body.title.as_deref().map(BroadcastTitle::parse))
-        .flatten();
-    let scheduled_at = match body.scheduled_at {
-        Patch::Keep => None,
-        Patch::Clear => Some(None),
-        Patch::Set(raw) => parse_time(&mut v, "scheduled_at", Some(&raw)),
-    };
-    v.finish()?;
     let updated = state
         .store
-        .update_broadcast(
-            &broadcast.id,
-            store::BroadcastUpdate {
-                title,
-                scheduled_at,
-            },
-            store::now_millis(),
-        )
+        .update_broadcast(&broadcast.id, update, store::now_millis())
         .await?;
     Ok(Json(broadcast_view(&state, updated, &shop)))
 }

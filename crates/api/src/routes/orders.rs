@@ -6,15 +6,15 @@ use super::broadcasts::load_broadcast;
 use super::shops::owned_shop;
 use crate::auth::{Participant, SignedIn};
 use crate::error::{ApiError, ApiResult, Params};
-use crate::extract::{Json, Path, Query, parse_id};
+use crate::extract::{FromRaw, Json, Path, Valid, ValidQuery, parse_id};
 use crate::state::AppState;
-use crate::views::{Timestamp, ts, ts_opt};
+use crate::views::{Timestamp, optional_time, ts, ts_opt};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
-    BroadcastId, Carrier, Fen, OfferId, OrderId, OrderState, ProductId, Reason, ReservationId,
-    TrackingNumber, Validator,
+    BroadcastId, Carrier, Fen, FieldError, Fields, OfferId, OrderId, OrderState, ProductId, Reason,
+    ReservationId, TrackingNumber, field, optional,
 };
 use orders::{
     BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError,
@@ -326,12 +326,48 @@ fn order_body(state: &AppState, o: OrderView) -> OrderBody {
     }
 }
 
-fn parse_time(v: &mut Validator, field: &str, raw: Option<&str>) -> Option<i64> {
-    v.check_opt(
-        field,
-        raw.map(|r| Timestamp::parse(r).map(Timestamp::millis)),
-    )
-    .flatten()
+/// A new offer as the request states it, parsed; the order service checks
+/// the rest (stock, limits, hold time) against the shop.
+pub struct OfferDraft {
+    product: ProductId,
+    price: Fen,
+    buyers: domain::Buyers,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    quantity: u32,
+    per_buyer_limit: u32,
+    hold: Option<Duration>,
+}
+
+impl TryFrom<NewOfferBody> for OfferDraft {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewOfferBody) -> Result<Self, Self::Error> {
+        let (product, price, buyers, starts_at, ends_at) = (
+            field("product_id", ProductId::parse(&body.product_id)),
+            field("price_fen", Fen::price(body.price_fen)),
+            optional("buyers", body.buyers.as_deref().map(domain::Buyers::parse)),
+            optional_time("starts_at", body.starts_at.as_deref()),
+            optional_time("ends_at", body.ends_at.as_deref()),
+        )
+            .all()?;
+        Ok(OfferDraft {
+            product,
+            price,
+            buyers: buyers.unwrap_or_default(),
+            starts_at,
+            ends_at,
+            quantity: body.quantity,
+            per_buyer_limit: body.per_buyer_limit,
+            hold: body
+                .hold_minutes
+                .map(|m| Duration::from_secs(u64::from(m) * 60)),
+        })
+    }
+}
+
+impl FromRaw for OfferDraft {
+    type Raw = NewOfferBody;
 }
 
 /// A broadcast's live offers, newest first (public).
@@ -362,35 +398,23 @@ async fn create_offer(
     State(state): State<AppState>,
     me: SignedIn,
     Path(broadcast_id): Path<String>,
-    Json(body): Json<NewOfferBody>,
+    Valid(draft): Valid<OfferDraft>,
 ) -> ApiResult<(StatusCode, Json<OfferView>)> {
     let id = parse_id("broadcast", &broadcast_id, BroadcastId::parse)?;
-    let mut v = Validator::default();
-    let product = v.check("product_id", ProductId::parse(&body.product_id));
-    let price = v.check("price_fen", Fen::price(body.price_fen));
-    let buyers = v
-        .check_opt("buyers", body.buyers.as_deref().map(domain::Buyers::parse))
-        .flatten()
-        .unwrap_or_default();
-    let starts_at = parse_time(&mut v, "starts_at", body.starts_at.as_deref());
-    let ends_at = parse_time(&mut v, "ends_at", body.ends_at.as_deref());
-    v.finish()?;
     let offer = state
         .orders
         .create_offer(
             &me.user,
             NewOffer {
                 broadcast: id,
-                product: product.unwrap(),
-                price: price.unwrap(),
-                quantity: body.quantity,
-                per_buyer_limit: body.per_buyer_limit,
-                buyers,
-                starts_at,
-                ends_at,
-                hold: body
-                    .hold_minutes
-                    .map(|m| Duration::from_secs(u64::from(m) * 60)),
+                product: draft.product,
+                price: draft.price,
+                quantity: draft.quantity,
+                per_buyer_limit: draft.per_buyer_limit,
+                buyers: draft.buyers,
+                starts_at: draft.starts_at,
+                ends_at: draft.ends_at,
+                hold: draft.hold,
             },
         )
         .await
@@ -644,30 +668,31 @@ pub struct OrderQuery {
     pub offer_id: Option<String>,
 }
 
-fn order_filter(q: &OrderQuery) -> ApiResult<OrderFilter> {
-    let mut v = Validator::default();
-    let state = v
-        .check_opt("state", q.state.as_deref().map(OrderState::parse))
-        .flatten();
-    let broadcast = v
-        .check_opt(
-            "broadcast_id",
-            q.broadcast_id.as_deref().map(BroadcastId::parse),
+impl TryFrom<OrderQuery> for OrderFilter {
+    type Error = Vec<FieldError>;
+
+    fn try_from(q: OrderQuery) -> Result<Self, Self::Error> {
+        let (state, broadcast, product, offer) = (
+            optional("state", q.state.as_deref().map(OrderState::parse)),
+            optional(
+                "broadcast_id",
+                q.broadcast_id.as_deref().map(BroadcastId::parse),
+            ),
+            optional("product_id", q.product_id.as_deref().map(ProductId::parse)),
+            optional("offer_id", q.offer_id.as_deref().map(OfferId::parse)),
         )
-        .flatten();
-    let product = v
-        .check_opt("product_id", q.product_id.as_deref().map(ProductId::parse))
-        .flatten();
-    let offer = v
-        .check_opt("offer_id", q.offer_id.as_deref().map(OfferId::parse))
-        .flatten();
-    v.finish()?;
-    Ok(OrderFilter {
-        state,
-        broadcast,
-        product,
-        offer,
-    })
+            .all()?;
+        Ok(OrderFilter {
+            state,
+            broadcast,
+            product,
+            offer,
+        })
+    }
+}
+
+impl FromRaw for OrderFilter {
+    type Raw = OrderQuery;
 }
 
 /// The shop's orders, newest first, filtered (owner only).
@@ -678,12 +703,12 @@ async fn shop_orders(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Query(query): Query<OrderQuery>,
+    ValidQuery(filter): ValidQuery<OrderFilter>,
 ) -> ApiResult<Json<Vec<OrderBody>>> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let orders = state
         .orders
-        .orders_of_shop(&me.user, &shop.id, order_filter(&query)?)
+        .orders_of_shop(&me.user, &shop.id, filter)
         .await
         .map_err(orders_error)?;
     Ok(Json(
@@ -701,41 +726,45 @@ pub struct SheetQuery {
     pub tz_offset_minutes: Option<String>,
 }
 
-fn sheet_options(q: &SheetQuery) -> ApiResult<orders::SheetOptions> {
-    let mut v = Validator::default();
-    let language = v
-        .check_opt(
-            "lang",
-            q.lang.as_deref().map(|l| match l {
-                "zh-CN" | "zh" => Ok(orders::SheetLanguage::Chinese),
-                "en" => Ok(orders::SheetLanguage::English),
-                _ => Err(domain::Invalid::new(
-                    "invalid_choice",
-                    "must be zh-CN or en",
-                )),
-            }),
+impl TryFrom<SheetQuery> for orders::SheetOptions {
+    type Error = Vec<FieldError>;
+
+    fn try_from(q: SheetQuery) -> Result<Self, Self::Error> {
+        let (language, utc_offset_minutes) = (
+            optional(
+                "lang",
+                q.lang.as_deref().map(|l| match l {
+                    "zh-CN" | "zh" => Ok(orders::SheetLanguage::Chinese),
+                    "en" => Ok(orders::SheetLanguage::English),
+                    _ => Err(domain::Invalid::new(
+                        "invalid_choice",
+                        "must be zh-CN or en",
+                    )),
+                }),
+            ),
+            // UTC-12:00 to UTC+14:00, the zones people live in.
+            optional(
+                "tz_offset_minutes",
+                q.tz_offset_minutes.as_deref().map(|m| {
+                    m.parse::<i16>()
+                        .ok()
+                        .filter(|m| (-720..=840).contains(m))
+                        .ok_or_else(|| {
+                            domain::Invalid::new("out_of_range", "must be minutes from -720 to 840")
+                        })
+                }),
+            ),
         )
-        .flatten()
-        .unwrap_or_default();
-    // UTC-12:00 to UTC+14:00, the zones people live in.
-    let utc_offset_minutes = v
-        .check_opt(
-            "tz_offset_minutes",
-            q.tz_offset_minutes.as_deref().map(|m| {
-                m.parse::<i16>()
-                    .ok()
-                    .filter(|m| (-720..=840).contains(m))
-                    .ok_or_else(|| {
-                        domain::Invalid::new("out_of_range", "must be minutes from -720 to 840")
-                    })
-            }),
-        )
-        .flatten();
-    v.finish()?;
-    Ok(orders::SheetOptions {
-        language,
-        utc_offset_minutes,
-    })
+            .all()?;
+        Ok(orders::SheetOptions {
+            language: language.unwrap_or_default(),
+            utc_offset_minutes,
+        })
+    }
+}
+
+impl FromRaw for orders::SheetOptions {
+    type Raw = SheetQuery;
 }
 
 /// The shop's orders as a CSV file for shipping (UTF-8 with BOM, opens in
@@ -748,18 +777,13 @@ async fn shop_orders_csv(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Query(query): Query<OrderQuery>,
-    Query(sheet): Query<SheetQuery>,
+    ValidQuery(filter): ValidQuery<OrderFilter>,
+    ValidQuery(sheet): ValidQuery<orders::SheetOptions>,
 ) -> ApiResult<Response> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let csv = state
         .orders
-        .export_csv(
-            &me.user,
-            &shop.id,
-            order_filter(&query)?,
-            sheet_options(&sheet)?,
-        )
+        .export_csv(&me.user, &shop.id, filter, sheet)
         .await
         .map_err(orders_error)?;
     let filename = format!("orders-{}.csv", time::OffsetDateTime::now_utc().date());
@@ -831,6 +855,29 @@ pub struct ShipBody {
     pub tracking_number: String,
 }
 
+/// Who carries the parcel and its number, parsed.
+pub struct Shipping(Carrier, TrackingNumber);
+
+impl TryFrom<ShipBody> for Shipping {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: ShipBody) -> Result<Self, Self::Error> {
+        let (carrier, tracking) = (
+            field("carrier", Carrier::parse(&body.carrier)),
+            field(
+                "tracking_number",
+                TrackingNumber::parse(&body.tracking_number),
+            ),
+        )
+            .all()?;
+        Ok(Shipping(carrier, tracking))
+    }
+}
+
+impl FromRaw for Shipping {
+    type Raw = ShipBody;
+}
+
 /// Shipped, with carrier and tracking number (owner only).
 #[utoipa::path(post, path = "/orders/{order_id}/shipped", tag = "orders", params(("order_id" = String, Path)),
     request_body = ShipBody,
@@ -840,19 +887,12 @@ async fn mark_shipped(
     State(state): State<AppState>,
     me: SignedIn,
     Path(order_id): Path<String>,
-    Json(body): Json<ShipBody>,
+    Valid(Shipping(carrier, tracking)): Valid<Shipping>,
 ) -> ApiResult<Json<OrderBody>> {
     let id = owner_order(&state, &me, &order_id).await?;
-    let mut v = Validator::default();
-    let carrier = v.check("carrier", Carrier::parse(&body.carrier));
-    let tracking = v.check(
-        "tracking_number",
-        TrackingNumber::parse(&body.tracking_number),
-    );
-    v.finish()?;
     let order = state
         .orders
-        .mark_shipped(&me.user, &id, carrier.unwrap(), tracking.unwrap())
+        .mark_shipped(&me.user, &id, carrier, tracking)
         .await
         .map_err(orders_error)?;
     Ok(Json(order_body(&state, order)))
@@ -883,6 +923,19 @@ pub struct CancelBody {
     pub reason: String,
 }
 
+impl FromRaw for Reason {
+    type Raw = CancelBody;
+}
+
+impl TryFrom<CancelBody> for Reason {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: CancelBody) -> Result<Self, Self::Error> {
+        let (reason,) = (field("reason", Reason::parse(&body.reason)),).all()?;
+        Ok(reason)
+    }
+}
+
 /// Cancel with a reason (owner only). Unshipped units go back on sale.
 #[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "orders", params(("order_id" = String, Path)),
     request_body = CancelBody,
@@ -892,11 +945,9 @@ async fn cancel_order(
     State(state): State<AppState>,
     me: SignedIn,
     Path(order_id): Path<String>,
-    Json(body): Json<CancelBody>,
+    Valid(reason): Valid<Reason>,
 ) -> ApiResult<Json<OrderBody>> {
     let id = owner_order(&state, &me, &order_id).await?;
-    let reason =
-        Reason::parse(&body.reason).map_err(|e| ApiError::field("reason", e.code, e.message))?;
     let order = state
         .orders
         .cancel_order(&me.user, &id, reason)

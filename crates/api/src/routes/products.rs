@@ -3,13 +3,14 @@
 use super::shops::{load_shop, owned_shop};
 use crate::auth::SignedIn;
 use crate::error::{ApiResult, not_found};
-use crate::extract::{Json, Path, parse_id};
+use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Patch, Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{
-    Description, Fen, Invalid, MAX_STOCK, ProductId, ProductTitle, ShipDate, Unit, Validator,
+    Description, Fen, FieldError, Fields, ProductId, ProductTitle, ShipDate, Stock, Unit, field,
+    optional,
 };
 use serde::{Deserialize, Serialize};
 use store::ProductRecord;
@@ -96,17 +97,78 @@ pub struct ProductPatch {
     pub ships_on: Patch<String>,
 }
 
-fn parse_stock(raw: i64) -> Result<u32, Invalid> {
-    if raw < 0 {
-        return Err(Invalid::new("too_small", "stock cannot be negative"));
+/// A new product, parsed.
+pub struct ProductDraft {
+    title: ProductTitle,
+    description: Description,
+    unit: Unit,
+    price: Fen,
+    stock: Stock,
+    ships_on: Option<ShipDate>,
+}
+
+impl TryFrom<NewProductBody> for ProductDraft {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewProductBody) -> Result<Self, Self::Error> {
+        let (title, description, unit, price, stock, ships_on) = (
+            field("title", ProductTitle::parse(&body.title)),
+            field("description", Description::parse(&body.description)),
+            field("unit", Unit::parse(&body.unit)),
+            field("price_fen", Fen::price(body.price_fen)),
+            field("stock", Stock::parse(body.stock)),
+            optional("ships_on", body.ships_on.as_deref().map(ShipDate::parse)),
+        )
+            .all()?;
+        Ok(ProductDraft {
+            title,
+            description,
+            unit,
+            price,
+            stock,
+            ships_on,
+        })
     }
-    if raw > i64::from(MAX_STOCK) {
-        return Err(Invalid::new(
-            "too_large",
-            format!("stock must be at most {MAX_STOCK}"),
-        ));
+}
+
+impl FromRaw for ProductDraft {
+    type Raw = NewProductBody;
+}
+
+impl TryFrom<ProductPatch> for store::ProductUpdate {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: ProductPatch) -> Result<Self, Self::Error> {
+        let ships_on = match body.ships_on {
+            Patch::Keep => Ok(None),
+            Patch::Clear => Ok(Some(None)),
+            Patch::Set(raw) => field("ships_on", ShipDate::parse(&raw)).map(|d| Some(Some(d))),
+        };
+        let (title, description, unit, price, stock, ships_on) = (
+            optional("title", body.title.as_deref().map(ProductTitle::parse)),
+            optional(
+                "description",
+                body.description.as_deref().map(Description::parse),
+            ),
+            optional("unit", body.unit.as_deref().map(Unit::parse)),
+            optional("price_fen", body.price_fen.map(Fen::price)),
+            optional("stock", body.stock.map(Stock::parse)),
+            ships_on,
+        )
+            .all()?;
+        Ok(store::ProductUpdate {
+            title,
+            description,
+            unit,
+            price,
+            stock: stock.map(Stock::get),
+            ships_on,
+        })
     }
-    Ok(raw as u32)
+}
+
+impl FromRaw for store::ProductUpdate {
+    type Raw = ProductPatch;
 }
 
 /// A shop's products (public).
@@ -142,28 +204,20 @@ async fn create_product(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Json(body): Json<NewProductBody>,
+    Valid(draft): Valid<ProductDraft>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let mut v = Validator::default();
-    let title = v.check("title", ProductTitle::parse(&body.title));
-    let description = v.check("description", Description::parse(&body.description));
-    let unit = v.check("unit", Unit::parse(&body.unit));
-    let price = v.check("price_fen", Fen::price(body.price_fen));
-    let stock = v.check("stock", parse_stock(body.stock));
-    let ships_on = v.check_opt("ships_on", body.ships_on.as_deref().map(ShipDate::parse));
-    v.finish()?;
     let product = state
         .store
         .create_product(
             store::NewProduct {
                 shop_id: shop.id,
-                title: title.unwrap(),
-                description: description.unwrap(),
-                unit: unit.unwrap(),
-                price: price.unwrap(),
-                stock: stock.unwrap(),
-                ships_on: ships_on.unwrap(),
+                title: draft.title,
+                description: draft.description,
+                unit: draft.unit,
+                price: draft.price,
+                stock: draft.stock.get(),
+                ships_on: draft.ships_on,
             },
             store::now_millis(),
         )
@@ -202,35 +256,10 @@ async fn update_product(
     State(state): State<AppState>,
     me: SignedIn,
     Path(product_id): Path<String>,
-    Json(body): Json<ProductPatch>,
+    Valid(update): Valid<store::ProductUpdate>,
 ) -> ApiResult<Json<ProductView>> {
     let product = load_product(&state, &product_id).await?;
     owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
-    let mut v = Validator::default();
-    let update = store::ProductUpdate {
-        title: v
-            .check_opt("title", body.title.as_deref().map(ProductTitle::parse))
-            .flatten(),
-        description: v
-            .check_opt(
-                "description",
-                body.description.as_deref().map(Description::parse),
-            )
-            .flatten(),
-        unit: v
-            .check_opt("unit", body.unit.as_deref().map(Unit::parse))
-            .flatten(),
-        price: v
-            .check_opt("price_fen", body.price_fen.map(Fen::price))
-            .flatten(),
-        stock: v.check_opt("stock", body.stock.map(parse_stock)).flatten(),
-        ships_on: match body.ships_on {
-            Patch::Keep => None,
-            Patch::Clear => Some(None),
-            Patch::Set(raw) => v.check("ships_on", ShipDate::parse(&raw)).map(Some),
-        },
-    };
-    v.finish()?;
     let product = state
         .store
         .update_product(&product.id, update, store::now_millis())

@@ -2,12 +2,15 @@
 
 use crate::auth::SignedIn;
 use crate::error::{ApiError, ApiResult, not_found};
-use crate::extract::{Json, Path, parse_id};
+use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId, Validator};
+use domain::{
+    FieldError, Fields, Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId, field,
+    optional,
+};
 use serde::{Deserialize, Serialize};
 use store::ShopRecord;
 use utoipa::ToSchema;
@@ -62,6 +65,65 @@ pub struct ShopPatch {
     pub payment_note: Option<String>,
 }
 
+/// A new shop, parsed.
+pub struct ShopDraft {
+    name: ShopName,
+    place: Place,
+    story: Story,
+    payment_note: PaymentNote,
+}
+
+impl TryFrom<NewShopBody> for ShopDraft {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewShopBody) -> Result<Self, Self::Error> {
+        let (name, place, story, payment_note) = (
+            field("name", ShopName::parse(&body.name)),
+            field("place", Place::parse(&body.place)),
+            field("story", Story::parse(&body.story)),
+            field("payment_note", PaymentNote::parse(&body.payment_note)),
+        )
+            .all()?;
+        Ok(ShopDraft {
+            name,
+            place,
+            story,
+            payment_note,
+        })
+    }
+}
+
+impl FromRaw for ShopDraft {
+    type Raw = NewShopBody;
+}
+
+impl TryFrom<ShopPatch> for store::ShopUpdate {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: ShopPatch) -> Result<Self, Self::Error> {
+        let (name, place, story, payment_note) = (
+            optional("name", body.name.as_deref().map(ShopName::parse)),
+            optional("place", body.place.as_deref().map(Place::parse)),
+            optional("story", body.story.as_deref().map(Story::parse)),
+            optional(
+                "payment_note",
+                body.payment_note.as_deref().map(PaymentNote::parse),
+            ),
+        )
+            .all()?;
+        Ok(store::ShopUpdate {
+            name,
+            place,
+            story,
+            payment_note,
+        })
+    }
+}
+
+impl FromRaw for store::ShopUpdate {
+    type Raw = ShopPatch;
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ModeratorView {
     pub user_id: String,
@@ -75,6 +137,22 @@ pub struct ModeratorView {
 pub struct AppointModerator {
     /// The mobile number the moderator signed up with.
     pub mobile: String,
+}
+
+/// The number of the account to appoint, parsed.
+pub struct ModeratorMobile(Mobile);
+
+impl TryFrom<AppointModerator> for ModeratorMobile {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: AppointModerator) -> Result<Self, Self::Error> {
+        let (mobile,) = (field("mobile", Mobile::parse(&body.mobile)),).all()?;
+        Ok(ModeratorMobile(mobile))
+    }
+}
+
+impl FromRaw for ModeratorMobile {
+    type Raw = AppointModerator;
 }
 
 pub(crate) async fn shop_view(state: &AppState, shop: ShopRecord) -> ApiResult<ShopView> {
@@ -119,23 +197,17 @@ pub(crate) async fn owned_shop(
 async fn create_shop(
     State(state): State<AppState>,
     me: SignedIn,
-    Json(body): Json<NewShopBody>,
+    Valid(draft): Valid<ShopDraft>,
 ) -> ApiResult<(StatusCode, Json<ShopView>)> {
-    let mut v = Validator::default();
-    let name = v.check("name", ShopName::parse(&body.name));
-    let place = v.check("place", Place::parse(&body.place));
-    let story = v.check("story", Story::parse(&body.story));
-    let payment_note = v.check("payment_note", PaymentNote::parse(&body.payment_note));
-    v.finish()?;
     let shop = state
         .store
         .create_shop(
             store::NewShop {
                 owner_id: me.user,
-                name: name.unwrap(),
-                place: place.unwrap(),
-                story: story.unwrap(),
-                payment_note: payment_note.unwrap(),
+                name: draft.name,
+                place: draft.place,
+                story: draft.story,
+                payment_note: draft.payment_note,
             },
             store::now_millis(),
         )
@@ -164,28 +236,9 @@ async fn update_shop(
     State(state): State<AppState>,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Json(body): Json<ShopPatch>,
+    Valid(update): Valid<store::ShopUpdate>,
 ) -> ApiResult<Json<ShopView>> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let mut v = Validator::default();
-    let update = store::ShopUpdate {
-        name: v
-            .check_opt("name", body.name.as_deref().map(ShopName::parse))
-            .flatten(),
-        place: v
-            .check_opt("place", body.place.as_deref().map(Place::parse))
-            .flatten(),
-        story: v
-            .check_opt("story", body.story.as_deref().map(Story::parse))
-            .flatten(),
-        payment_note: v
-            .check_opt(
-                "payment_note",
-                body.payment_note.as_deref().map(PaymentNote::parse),
-            )
-            .flatten(),
-    };
-    v.finish()?;
     let shop = state
         .store
         .update_shop(&shop.id, update, store::now_millis())
@@ -238,7 +291,7 @@ async fn appoint_moderator(
     client: crate::limits::ClientAddr,
     me: SignedIn,
     Path(shop_id): Path<String>,
-    Json(body): Json<AppointModerator>,
+    Valid(ModeratorMobile(mobile)): Valid<ModeratorMobile>,
 ) -> ApiResult<(StatusCode, Json<ModeratorView>)> {
     let shop = load_shop(&state, &shop_id).await?;
     let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
@@ -247,8 +300,6 @@ async fn appoint_moderator(
             "only the shop's owner appoints moderators",
         ));
     }
-    let mobile =
-        Mobile::parse(&body.mobile).map_err(|e| ApiError::field("mobile", e.code, e.message))?;
     // The answer tells whether the number has an account, which the owner
     // needs to hear ("ask them to sign up first"); so the asking is scarce,
     // per owner and per address (accounts are scarce per address too).
