@@ -445,7 +445,27 @@ async fn the_replay_page_plays_at_360_px_and_its_chapters_and_chat_follow_the_vi
 
     let driver = Driver::start(tools).await;
     let page = driver.browser().await;
-    page.goto(&app.url(&format!("/replay/{b}"))).await;
+    // Someone opening the shared link after the end is offered the replay.
+    page.goto(&app.url(&format!("/live/{b}"))).await;
+    page.wait(
+        "(() => { const a = document.getElementById('cover-replay'); return a && !a.hidden; })()",
+        Duration::from_secs(15),
+        "the ended room offers its replay",
+    )
+    .await;
+    assert_eq!(
+        page.js("return document.getElementById('cover-replay').getAttribute('href')")
+            .await,
+        json!(format!("/replay/{b}"))
+    );
+    assert!(page.text("#cover-replay").await.contains("回放"));
+    page.click("#cover-replay").await;
+    page.wait(
+        "location.pathname.startsWith('/replay/') && document.readyState === 'complete'",
+        Duration::from_secs(15),
+        "the replay page opens",
+    )
+    .await;
     page.wait(
         "document.querySelectorAll('#chapters .chapter').length === 3",
         Duration::from_secs(15),

@@ -69,6 +69,7 @@ function render() {
   if (state === 'ended') {
     cover(t('viewer.ended'), t('viewer.ended_text'), '', false);
     renderNext();
+    renderReplay();
   } else if (playerStatus === 'fatal') {
     cover(t('viewer.codec'), '', '', false);
   } else if (playerStatus === 'busy') {
@@ -159,6 +160,22 @@ async function findNext() {
     next = others.find((b) => b.state === 'live') || upcoming[0] || null;
   } catch (_) { next = null; }
   renderNext();
+}
+
+// An ended broadcast that was recorded can be watched again: asked once.
+let replay = null;
+async function renderReplay() {
+  if (replay === null) {
+    replay = get(`/broadcasts/${encodeURIComponent(broadcastId)}/replay`)
+      .then((r) => Array.isArray(r.segments) && r.segments.length > 0)
+      .catch(() => false);
+  }
+  const link = $('cover-replay');
+  const recorded = await replay;
+  link.hidden = !(state === 'ended' && recorded);
+  if (link.hidden) return;
+  link.href = `/replay/${encodeURIComponent(broadcastId)}`;
+  link.textContent = t('viewer.watch_replay');
 }
 
 function renderNext() {
