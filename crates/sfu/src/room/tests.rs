@@ -140,7 +140,7 @@ fn control_calls_for_unknown_sessions_are_refused_and_change_nothing() {
 use super::NewPeer;
 use crate::SessionId;
 use crate::forward::{VideoCodec, is_keyframe};
-use crate::memory_peer::{vp8_client, vp8_offered};
+use crate::memory_peer::{vp8_client, vp8_offered, vp8_simulcast_client};
 use crate::net::{CountGuard, Counters};
 use crate::pending::PendingBook;
 use crate::sdp::{self, PublisherChoice};
@@ -221,6 +221,17 @@ impl Client {
             )
             .unwrap();
         }
+        Self::offering(pc, addr, sender, Vec::new(), now)
+    }
+
+    /// The client with its loopback candidate, and the offer it makes.
+    fn offering(
+        mut pc: RTCPeerConnection,
+        addr: SocketAddr,
+        sender: Option<(RTCRtpSenderId, u32, u16)>,
+        layers: Vec<(u32, u16)>,
+        now: Instant,
+    ) -> (Self, String) {
         pc.add_local_candidate(RTCIceCandidateInit {
             candidate: candidate(addr),
             ..Default::default()
@@ -228,7 +239,7 @@ impl Client {
         .unwrap();
         let offer = pc.create_offer(None).unwrap();
         pc.set_local_description(now, offer).unwrap();
-        let offer = pc.local_description().unwrap().sdp;
+        let offer = pc.local_description().unwrap().sdp.clone();
         let client = Self {
             pc,
             addr,
@@ -237,7 +248,7 @@ impl Client {
             sender,
             ts: rand::random(),
             rtp: Vec::new(),
-            layers: Vec::new(),
+            layers,
         };
         (client, offer)
     }
@@ -245,7 +256,7 @@ impl Client {
     /// A phone sending VP8 in three simulcast layers (rids q, h, f).
     fn simulcast(n: u16, now: Instant) -> (Self, String) {
         let addr: SocketAddr = format!("127.0.1.1:{}", 20_000 + n).parse().unwrap();
-        let mut pc = simulcast_client(now);
+        let mut pc = vp8_simulcast_client(now).unwrap();
         let layers: Vec<(u32, u16)> = (0..3).map(|_| (rand::random(), rand::random())).collect();
         let encodings = SIMULCAST_RIDS
             .iter()
@@ -268,25 +279,7 @@ impl Client {
             encodings,
         );
         let sender = pc.add_track(track).unwrap();
-        pc.add_local_candidate(RTCIceCandidateInit {
-            candidate: candidate(addr),
-            ..Default::default()
-        })
-        .unwrap();
-        let offer = pc.create_offer(None).unwrap();
-        pc.set_local_description(now, offer).unwrap();
-        let offer = pc.local_description().unwrap().sdp;
-        let client = Self {
-            pc,
-            addr,
-            session: 0,
-            state: RTCPeerConnectionState::New,
-            sender: Some((sender, 0, 0)),
-            ts: rand::random(),
-            rtp: Vec::new(),
-            layers,
-        };
-        (client, offer)
+        Self::offering(pc, addr, Some((sender, 0, 0)), layers, now)
     }
 
     /// A simulcast phone sends one frame on every layer: `1 + layer` packets of
@@ -431,49 +424,6 @@ fn is_video_rtp(d: &[u8]) -> bool {
 }
 
 const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
-
-/// A VP8 client that can also name its simulcast layers (mid and rid header
-/// extensions), as a browser does.
-fn simulcast_client(now: Instant) -> RTCPeerConnection {
-    use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-    use rtc::peer_connection::configuration::media_engine::MediaEngine;
-    use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-    use rtc::rtp_transceiver::rtp_sender::{
-        RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
-    };
-    let mut me = MediaEngine::default();
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: crate::to_rtc_codec(&vp8_offered()),
-            payload_type: 96,
-        },
-        RtpCodecKind::Video,
-    )
-    .unwrap();
-    for uri in [
-        rtc::sdp::extmap::SDES_MID_URI,
-        rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
-    ] {
-        me.register_header_extension(
-            RTCRtpHeaderExtensionCapability {
-                uri: uri.to_owned(),
-            },
-            RtpCodecKind::Video,
-            None,
-        )
-        .unwrap();
-    }
-    rtc::peer_connection::RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(
-            SettingEngineBuilder::new()
-                .with_include_loopback_candidate(true)
-                .build(),
-        )
-        .with_media_engine(me)
-        .build(now)
-        .unwrap()
-}
 
 /// The id an SDP gives a header extension.
 fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
