@@ -290,11 +290,13 @@ pub enum OfferEvent {
         quantity: u32,
         place: Option<String>,
     },
-    /// Private: the buyer's tap is held until `reservation.expires_at`.
-    ReservationHeld {
+    /// Private: the buyer's checkout became an order (committed), so their
+    /// other tabs and phones in the room can show it.
+    OrderPlaced {
         buyer: String,
         broadcast_id: BroadcastId,
-        reservation: ReservationView,
+        reservation_id: ReservationId,
+        order_id: OrderId,
     },
     /// Private: the buyer did not confirm in time; the units are back.
     ReservationExpired {
@@ -311,7 +313,7 @@ impl OfferEvent {
         match self {
             OfferEvent::Snapshot { snapshot } => &snapshot.broadcast_id,
             OfferEvent::Sale { broadcast_id, .. }
-            | OfferEvent::ReservationHeld { broadcast_id, .. }
+            | OfferEvent::OrderPlaced { broadcast_id, .. }
             | OfferEvent::ReservationExpired { broadcast_id, .. } => broadcast_id,
         }
     }
@@ -319,7 +321,7 @@ impl OfferEvent {
     /// `Some(subject)` for events only that buyer may see.
     pub fn private_to(&self) -> Option<&str> {
         match self {
-            OfferEvent::ReservationHeld { buyer, .. }
+            OfferEvent::OrderPlaced { buyer, .. }
             | OfferEvent::ReservationExpired { buyer, .. } => Some(buyer),
             OfferEvent::Snapshot { .. } | OfferEvent::Sale { .. } => None,
         }

@@ -522,6 +522,54 @@ impl OrderService {
         }
     }
 
+    /// Someone banned from a shop loses the units they hold in its offers
+    /// at once, so stock a moderator shut them out of goes back on sale
+    /// instead of waiting out the hold. Returns how many holds were given
+    /// back; holds in other shops are untouched.
+    pub async fn release_holds_of_banned(
+        &self,
+        shop: &ShopId,
+        buyer: &str,
+    ) -> Result<usize, OrdersError> {
+        self.check_running()?;
+        check_subject(buyer)?;
+        let mut released = 0;
+        let records = self
+            .inner
+            .store
+            .reservations_of_buyer(buyer, MAX_LISTED_RESERVATIONS)
+            .await?;
+        for record in records {
+            if record.state != ReservationState::Held {
+                continue;
+            }
+            // An offer that ended has released its holds already.
+            let Ok(handle) = self.writer_for(&record.offer_id).await else {
+                continue;
+            };
+            if handle.info.shop_id != *shop {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            send(
+                &handle,
+                Command::CancelReservation {
+                    buyer: buyer.to_owned(),
+                    reservation: record.id.clone(),
+                    reply,
+                },
+            )
+            .await?;
+            if answer.await.map_err(|_| OrdersError::Unavailable)?.is_ok() {
+                released += 1;
+            }
+        }
+        if released > 0 {
+            tracing::info!(shop = %shop, released, "holds of a banned buyer released");
+        }
+        Ok(released)
+    }
+
     /// The buyer confirms a held reservation with where to ship and how to
     /// pay: the order is placed (answered once committed), including its
     /// private token. Confirming the same reservation again returns the same
@@ -539,6 +587,15 @@ impl OrderService {
             return self.settled_confirm(&record).await;
         }
         let handle = self.writer_for(&record.offer_id).await?;
+        // Banned while the hold was open: the hold is not theirs to keep.
+        if self
+            .inner
+            .store
+            .is_chat_banned(&handle.info.shop_id, buyer)
+            .await?
+        {
+            return Err(OrdersError::Banned);
+        }
         let (reply, answer) = oneshot::channel();
         send(
             &handle,

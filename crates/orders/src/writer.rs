@@ -98,7 +98,6 @@ enum Ack {
         reply: oneshot::Sender<Result<ReservationView, OrdersError>>,
         ticket: Option<Ticket>,
         view: ReservationView,
-        buyer: Arc<str>,
     },
     Confirmed {
         reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
@@ -378,7 +377,6 @@ impl Writer {
                         reply,
                         ticket,
                         view,
-                        buyer: hold.buyer,
                     });
                 }
                 Decision::Refused(refusal) => {
@@ -629,18 +627,12 @@ impl Writer {
                     reply,
                     ticket,
                     view,
-                    buyer,
                 } => {
+                    // The buyer hears of the hold in the answer: no event per
+                    // tap on the hot path.
                     let result = Ok(view);
                     if let Some(ticket) = ticket {
                         ticket.settle(&result);
-                    }
-                    if let Ok(view) = &result {
-                        let _ = self.events.send(OfferEvent::ReservationHeld {
-                            buyer: buyer.to_string(),
-                            broadcast_id: self.info.broadcast_id.clone(),
-                            reservation: view.clone(),
-                        });
                     }
                     let _ = reply.send(result);
                 }
@@ -650,6 +642,12 @@ impl Writer {
                         broadcast_id: self.info.broadcast_id.clone(),
                         quantity: order.quantity,
                         place: order.coarse_place.clone(),
+                    });
+                    let _ = self.events.send(OfferEvent::OrderPlaced {
+                        buyer: order.buyer.clone(),
+                        broadcast_id: self.info.broadcast_id.clone(),
+                        reservation_id: order.reservation_id.clone(),
+                        order_id: order.id.clone(),
                     });
                     let _ = reply.send(Ok(OrderView::from(*order)));
                 }

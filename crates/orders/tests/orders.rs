@@ -502,14 +502,47 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
     svc.reserve_in(&offer.broadcast_id, tap(&offer, "gst_other", 1, None))
         .await
         .unwrap();
-    // Everyone else buys as before; the hold from before the ban stays
-    // the buyer's to cancel or let lapse.
+    // Everyone else buys as before.
     svc.reserve(tap(&offer, "gst_other", 1, None))
         .await
         .unwrap();
-    svc.cancel_reservation("gst_troll", &before.id)
+    // The hold from before the ban cannot become an order...
+    let refused = svc.confirm("gst_troll", &before.id, checkout()).await;
+    assert!(matches!(refused, Err(OrdersError::Banned)), "{refused:?}");
+    // ...and the ban gives it back at once (the server's bridge asks when a
+    // moderator bans); holds in another shop and other buyers' stay.
+    let available = svc
+        .offer_snapshot(&offer.offer_id)
+        .await
+        .unwrap()
+        .counts
+        .available;
+    let released = svc
+        .release_holds_of_banned(&farm.shop.id, "gst_troll")
         .await
         .unwrap();
+    assert_eq!(released, 1);
+    let after = svc
+        .offer_snapshot(&offer.offer_id)
+        .await
+        .unwrap()
+        .counts
+        .available;
+    assert_eq!(after, available + 1);
+    assert_eq!(
+        svc.release_holds_of_banned(&ShopId::generate(), "gst_other")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        svc.offer_snapshot(&offer.offer_id)
+            .await
+            .unwrap()
+            .counts
+            .available,
+        after
+    );
     svc.shutdown().await;
 }
 both_engines!(
