@@ -40,6 +40,15 @@ pub(crate) struct Inner {
     next_room: AtomicU64,
     ordinal: Arc<AtomicI64>,
     shutting_down: AtomicBool,
+    events: tokio::sync::broadcast::Sender<LiveEvent>,
+}
+
+/// What happened in a room that the rest of the server reacts to (the
+/// server's bridge listens; see [`LiveHub::events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// A moderator banned `subject` from every broadcast of `shop`.
+    Banned { shop: ShopId, subject: String },
 }
 
 #[derive(Clone)]
@@ -118,8 +127,15 @@ impl LiveHub {
                 next_conn: AtomicU64::new(1),
                 next_room: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
+                events: tokio::sync::broadcast::channel(256).0,
             }),
         }
+    }
+
+    /// Bans and other room happenings other subsystems react to. A
+    /// receiver that falls more than 256 behind misses the oldest.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+        self.inner.events.subscribe()
     }
 
     pub fn config(&self) -> &LiveConfig {
@@ -634,6 +650,12 @@ impl RoomTask {
                     Effect::Persist(w) => self.inner.persist.push(w),
                     Effect::ShopWide(ev) => {
                         let info = self.core.info();
+                        if let ShopEvent::Banned { subject } = &ev {
+                            let _ = self.inner.events.send(LiveEvent::Banned {
+                                shop: info.shop.clone(),
+                                subject: subject.clone(),
+                            });
+                        }
                         self.inner.shop_wide(&info.shop, &info.broadcast, &ev);
                     }
                 }

@@ -36,7 +36,7 @@ pub use config::LiveConfig;
 pub use fanout::{
     ConnId, Delivery, Fanout, Frame, FrameKind, OutboxReceiver, OutboxSender, Outgoing, outbox,
 };
-pub use hub::{LiveHub, RoomStats};
+pub use hub::{LiveEvent, LiveHub, RoomStats};
 pub use limits::{ChatGate, GateRefusal, GateRules, StrikeCounter};
 pub use replay::{ReplayBuffer, Resume};
 
