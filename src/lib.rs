@@ -3,6 +3,7 @@
 //! under `crates/`; this package only puts them together.
 
 mod bridge;
+mod commerce;
 pub mod config;
 mod demo;
 mod recording;
@@ -90,28 +91,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .context("starting the order service")?;
     let live = live::LiveHub::new(
         store.clone(),
-        std::sync::Arc::new(api::commerce::OrderCommerce::new(orders.clone())),
+        std::sync::Arc::new(commerce::OrderCommerce::new(orders.clone())),
         config.live.clone(),
     );
     let recordings = recording_store(&config);
-    let bridges = [
-        tokio::spawn(bridge::media_lifecycle(
-            sfu.clone(),
-            store.clone(),
-            orders.clone(),
-            live.clone(),
-        )),
-        tokio::spawn(bridge::orders_to_live(orders.clone(), live.clone())),
-        tokio::spawn(recording::record_live_rooms(
-            sfu.clone(),
-            recordings.clone(),
-        )),
-    ];
+    let bridge = bridge::Bridge::new(store.clone(), sfu.clone(), orders.clone(), live.clone());
+    let shops = shops::ShopService::new(store.clone(), std::sync::Arc::new(bridge.clone()));
+    let mut bridges = bridge.start();
+    bridges.push(tokio::spawn(recording::record_live_rooms(
+        sfu.clone(),
+        recordings.clone(),
+    )));
     let state = api::AppState::new(
         store.clone(),
         sfu.clone(),
         orders.clone(),
         live.clone(),
+        shops,
         settings,
         telemetry::metrics_handle(),
     )

@@ -377,6 +377,79 @@ async fn viewers_see_the_broadcast_go_live_and_end() {
 }
 
 #[tokio::test]
+async fn a_ban_gives_the_banned_buyers_held_units_back_at_once() {
+    let app = TestApp::spawn().await;
+    let s = sale(&app, 5, 3).await;
+    let owner = Phone::signed_in(&app, "13800138000").await;
+    let mut owner_ws = owner.connect(&app, &s.broadcast).await;
+    next_of(&mut owner_ws, "hello").await;
+    send(
+        &mut owner_ws,
+        json!({"type": "pin_offer", "offer": s.offer}),
+    )
+    .await;
+    next_of(&mut owner_ws, "offer_pinned").await;
+    let hoarder = Phone::guest(&app, "囤货哥").await;
+    let mut hoarder_ws = hoarder.connect(&app, &s.broadcast).await;
+    let subject = next_of(&mut hoarder_ws, "hello").await["you"]["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(
+        &mut hoarder_ws,
+        json!({"type": "buy", "offer": s.offer, "quantity": 3, "nonce": "all-of-it"}),
+    )
+    .await;
+    let held = next_of(&mut hoarder_ws, "reservation").await;
+    let reservation = held["reservation"].as_str().unwrap().to_owned();
+    let offer_path = format!("/api/v1/offers/{}", s.offer);
+    let offer = expect(app.get(&app.client(), &offer_path).await, StatusCode::OK).await;
+    assert_eq!(offer["available"], 2);
+
+    send(
+        &mut owner_ws,
+        json!({"type": "ban", "subject": subject, "reason": "囤货"}),
+    )
+    .await;
+
+    // The three units are on sale again without waiting out the hold, and
+    // the room shows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let offer = expect(app.get(&app.client(), &offer_path).await, StatusCode::OK).await;
+        if offer["available"] == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the banned buyer's hold still counts: {offer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let card = loop {
+        let ev = next_of(&mut owner_ws, "offer_updated").await;
+        if ev["offer"]["available"] == 5 {
+            break ev;
+        }
+    };
+    assert_eq!(card["offer"]["offer"], s.offer.as_str());
+    // The released hold cannot become an order.
+    let res = hoarder
+        .http
+        .post(app.url(&format!("/api/v1/reservations/{reservation}/order")))
+        .json(&json!({"name": "李华", "mobile": "13912345678", "address": "山西省太原市小店区 1 号", "payment_method": "cash_on_delivery"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status() == StatusCode::FORBIDDEN || res.status() == StatusCode::CONFLICT,
+        "a banned buyer's checkout is refused: {}",
+        res.status()
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_banned_viewer_can_no_longer_buy_over_http() {
     let app = TestApp::spawn().await;
     let s = sale(&app, 10, 3).await;

@@ -4,7 +4,6 @@
 //! cannot list a route the server lacks, or miss one it has).
 
 pub mod auth;
-pub mod commerce;
 pub mod error;
 pub mod extract;
 pub mod limits;

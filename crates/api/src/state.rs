@@ -64,6 +64,8 @@ pub struct AppState {
     pub sfu: sfu::Sfu,
     pub orders: orders::OrderService,
     pub live: live::LiveHub,
+    /// Shops, products, broadcasts, moderators, bans: who may do what.
+    pub shops: shops::ShopService,
     pub settings: Arc<ApiSettings>,
     /// Per-address rate limits: `state.limits.guest.check(addr)?`.
     pub limits: Arc<Limits>,
@@ -80,6 +82,7 @@ impl AppState {
         sfu: sfu::Sfu,
         orders: orders::OrderService,
         live: live::LiveHub,
+        shops: shops::ShopService,
         settings: ApiSettings,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
@@ -88,6 +91,7 @@ impl AppState {
             sfu,
             orders,
             live,
+            shops,
             limits: Arc::new(Limits::new(&settings.limits)),
             throttle: Arc::new(SignInThrottle::new(&settings.sign_in)),
             passwords: Arc::new(PasswordPool::new(

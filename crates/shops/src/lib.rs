@@ -195,6 +195,12 @@ impl ShopService {
         Ok(Moderating { shop, role })
     }
 
+    /// What the person (`subject`: an account or a guest) is in the shop:
+    /// owner, moderator or viewer.
+    pub async fn role_in_shop(&self, shop: &ShopId, subject: &str) -> Result<Role, ShopsError> {
+        Ok(self.store.role_in_shop(shop, subject).await?)
+    }
+
     pub async fn update_shop(
         &self,
         shop: &OwnedShop,
@@ -210,6 +216,11 @@ impl ShopService {
 
     pub async fn product(&self, id: &ProductId) -> Result<ProductRecord, ShopsError> {
         self.store.product(id).await.or_missing(Thing::Product)
+    }
+
+    /// The shop's products on sale, for its page (public).
+    pub async fn products_of(&self, shop: &ShopId) -> Result<Vec<ProductRecord>, ShopsError> {
+        Ok(self.store.products_of_shop(shop).await?)
     }
 
     /// The product, if `user` owns its shop.
@@ -288,6 +299,25 @@ impl ShopService {
         Ok((broadcast, shop))
     }
 
+    /// Broadcasts live now with their shops, newest first, at most `limit`
+    /// (public).
+    pub async fn live_broadcasts(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(BroadcastRecord, ShopRecord)>, ShopsError> {
+        let mut live = Vec::new();
+        for b in self.store.live_broadcasts().await?.into_iter().take(limit) {
+            let shop = self.store.shop(&b.shop_id).await?;
+            live.push((b, shop));
+        }
+        Ok(live)
+    }
+
+    /// The shop's broadcasts, newest first (public).
+    pub async fn broadcasts_of(&self, shop: &ShopId) -> Result<Vec<BroadcastRecord>, ShopsError> {
+        Ok(self.store.broadcasts_of_shop(shop).await?)
+    }
+
     /// The broadcast, if `user` owns its shop.
     pub async fn owned_broadcast(
         &self,
@@ -354,23 +384,23 @@ impl ShopService {
     pub async fn end_broadcast(
         &self,
         broadcast: OwnedBroadcast,
-    ) -> Result<BroadcastRecord, ShopsError> {
+    ) -> Result<OwnedBroadcast, ShopsError> {
+        let OwnedBroadcast { broadcast, shop } = broadcast;
         let ended = self
             .store
-            .set_broadcast_state(
-                &broadcast.broadcast.id,
-                BroadcastState::Ended,
-                store::now_millis(),
-            )
+            .set_broadcast_state(&broadcast.id, BroadcastState::Ended, store::now_millis())
             .await?
-            .unwrap_or(broadcast.broadcast);
+            .unwrap_or(broadcast);
         self.events
             .happened(ShopEvent::BroadcastEnded {
                 broadcast: ended.id.clone(),
             })
             .await;
         tracing::info!(broadcast = %ended.id, "broadcast ended by its owner");
-        Ok(ended)
+        Ok(OwnedBroadcast {
+            broadcast: ended,
+            shop,
+        })
     }
 
     // ------------------------------------------------------- moderators --

@@ -255,7 +255,7 @@ async fn an_ended_broadcast_is_written_before_the_server_reacts_once() {
 
     let owned = w.shops.owned_broadcast(&w.owner.id, &b.id).await.unwrap();
     let ended = w.shops.end_broadcast(owned).await.unwrap();
-    assert_eq!(ended.state, BroadcastState::Ended);
+    assert_eq!(ended.broadcast.state, BroadcastState::Ended);
     assert_eq!(
         *w.seen.events.lock().unwrap(),
         [(

@@ -2,7 +2,7 @@
 
 use super::shops::{load_shop, owned_shop};
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult, not_found};
+use crate::error::ApiResult;
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Patch, Timestamp, optional_time, ts_opt};
@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{BroadcastId, BroadcastState, BroadcastTitle, FieldError, Fields, field, optional};
 use serde::{Deserialize, Serialize};
+use shops::{BroadcastDraft, OwnedBroadcast};
 use store::{BroadcastRecord, ShopRecord};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -95,36 +96,23 @@ pub(crate) fn broadcast_view(
     }
 }
 
+/// The broadcast a path names and its shop (public).
 pub(crate) async fn load_broadcast(
     state: &AppState,
     raw_id: &str,
 ) -> ApiResult<(BroadcastRecord, ShopRecord)> {
     let id = parse_id("broadcast", raw_id, BroadcastId::parse)?;
-    let broadcast = state
-        .store
-        .broadcast(&id)
-        .await
-        .map_err(not_found("broadcast"))?;
-    let shop = state.store.shop(&broadcast.shop_id).await?;
-    Ok((broadcast, shop))
+    Ok(state.shops.broadcast(&id).await?)
 }
 
+/// The broadcast, if `me` owns its shop; 403 otherwise.
 pub(crate) async fn owned_broadcast(
     state: &AppState,
     raw_id: &str,
     me: &SignedIn,
-) -> ApiResult<(BroadcastRecord, ShopRecord)> {
-    let (broadcast, shop) = load_broadcast(state, raw_id).await?;
-    if shop.owner_id != me.user {
-        return Err(ApiError::Forbidden("only the shop's owner may do this"));
-    }
-    Ok((broadcast, shop))
-}
-
-/// A new broadcast, parsed.
-pub struct BroadcastDraft {
-    title: BroadcastTitle,
-    scheduled_at: Option<i64>,
+) -> ApiResult<OwnedBroadcast> {
+    let id = parse_id("broadcast", raw_id, BroadcastId::parse)?;
+    Ok(state.shops.owned_broadcast(&me.user, &id).await?)
 }
 
 impl TryFrom<NewBroadcastBody> for BroadcastDraft {
@@ -176,12 +164,12 @@ impl FromRaw for store::BroadcastUpdate {
 #[utoipa::path(get, path = "/broadcasts/live", tag = "broadcasts",
     responses((status = 200, body = Vec<BroadcastView>)))]
 async fn live_now(State(state): State<AppState>) -> ApiResult<Json<Vec<BroadcastView>>> {
-    let mut views = Vec::new();
-    for b in state.store.live_broadcasts().await?.into_iter().take(100) {
-        let shop = state.store.shop(&b.shop_id).await?;
-        views.push(broadcast_view(&state, b, &shop));
-    }
-    Ok(Json(views))
+    let live = state.shops.live_broadcasts(100).await?;
+    Ok(Json(
+        live.into_iter()
+            .map(|(b, shop)| broadcast_view(&state, b, &shop))
+            .collect(),
+    ))
 }
 
 /// A shop's broadcasts, newest first (public).
@@ -192,7 +180,7 @@ async fn list_broadcasts(
     Path(shop_id): Path<String>,
 ) -> ApiResult<Json<Vec<BroadcastView>>> {
     let shop = load_shop(&state, &shop_id).await?;
-    let broadcasts = state.store.broadcasts_of_shop(&shop.id).await?;
+    let broadcasts = state.shops.broadcasts_of(&shop.id).await?;
     Ok(Json(
         broadcasts
             .into_iter()
@@ -213,19 +201,7 @@ async fn create_broadcast(
     Valid(draft): Valid<BroadcastDraft>,
 ) -> ApiResult<(StatusCode, Json<BroadcastView>)> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let broadcast = state
-        .store
-        .create_broadcast(
-            store::NewBroadcast {
-                shop_id: shop.id.clone(),
-                title: draft.title,
-                scheduled_at: draft.scheduled_at,
-                stream_key: domain::secret_token(),
-            },
-            store::now_millis(),
-        )
-        .await?;
-    tracing::info!(broadcast = %broadcast.id, shop = %shop.id, "broadcast scheduled");
+    let broadcast = state.shops.schedule_broadcast(&shop, draft).await?;
     Ok((
         StatusCode::CREATED,
         Json(broadcast_view(&state, broadcast, &shop)),
@@ -254,12 +230,9 @@ async fn update_broadcast(
     Path(broadcast_id): Path<String>,
     Valid(update): Valid<store::BroadcastUpdate>,
 ) -> ApiResult<Json<BroadcastView>> {
-    let (broadcast, shop) = owned_broadcast(&state, &broadcast_id, &me).await?;
-    let updated = state
-        .store
-        .update_broadcast(&broadcast.id, update, store::now_millis())
-        .await?;
-    Ok(Json(broadcast_view(&state, updated, &shop)))
+    let owned = owned_broadcast(&state, &broadcast_id, &me).await?;
+    let updated = state.shops.update_broadcast(&owned, update).await?;
+    Ok(Json(broadcast_view(&state, updated, &owned.shop)))
 }
 
 /// End the broadcast now (owner only). Viewers see it end; it cannot be
@@ -271,25 +244,10 @@ async fn end_broadcast(
     me: SignedIn,
     Path(broadcast_id): Path<String>,
 ) -> ApiResult<Json<BroadcastView>> {
-    let (broadcast, shop) = owned_broadcast(&state, &broadcast_id, &me).await?;
-    let ended = state
-        .store
-        .set_broadcast_state(&broadcast.id, BroadcastState::Ended, store::now_millis())
-        .await?
-        .unwrap_or(broadcast);
-    // Drops the publisher and every viewer; the SFU's RoomEnded event then
-    // reaches the live channel like any other end.
-    state.sfu.close_room(ended.id.as_str()).await;
-    state
-        .live
-        .set_broadcast_state(&ended.id, BroadcastState::Ended);
-    state
-        .orders
-        .end_offers_of_broadcast(&ended.id)
-        .await
-        .map_err(super::orders::orders_error)?;
-    tracing::info!(broadcast = %ended.id, "broadcast ended by its owner");
-    Ok(Json(broadcast_view(&state, ended, &shop)))
+    let owned = owned_broadcast(&state, &broadcast_id, &me).await?;
+    // Media stops, the room is told and the offers end before this answers.
+    let ended = state.shops.end_broadcast(owned).await?;
+    Ok(Json(broadcast_view(&state, ended.broadcast, &ended.shop)))
 }
 
 /// The broadcast's WHIP URL and stream key (owner only).
@@ -302,12 +260,10 @@ async fn get_stream_key(
     me: SignedIn,
     Path(broadcast_id): Path<String>,
 ) -> ApiResult<Json<StreamKeyView>> {
-    let (broadcast, _) = owned_broadcast(&state, &broadcast_id, &me).await?;
+    let owned = owned_broadcast(&state, &broadcast_id, &me).await?;
     Ok(Json(StreamKeyView {
-        whip_url: state
-            .settings
-            .url(&format!("/api/v1/broadcasts/{}/whip", broadcast.id)),
-        stream_key: broadcast.stream_key,
+        whip_url: whip_url(&state, &owned.broadcast.id),
+        stream_key: owned.broadcast.stream_key,
     }))
 }
 
@@ -321,17 +277,16 @@ async fn rotate_stream_key(
     me: SignedIn,
     Path(broadcast_id): Path<String>,
 ) -> ApiResult<Json<StreamKeyView>> {
-    let (broadcast, _) = owned_broadcast(&state, &broadcast_id, &me).await?;
-    let key = domain::secret_token();
-    state
-        .store
-        .set_stream_key(&broadcast.id, &key, store::now_millis())
-        .await?;
-    tracing::info!(broadcast = %broadcast.id, "stream key rotated");
+    let owned = owned_broadcast(&state, &broadcast_id, &me).await?;
+    let key = state.shops.rotate_stream_key(&owned).await?;
     Ok(Json(StreamKeyView {
-        whip_url: state
-            .settings
-            .url(&format!("/api/v1/broadcasts/{}/whip", broadcast.id)),
+        whip_url: whip_url(&state, &owned.broadcast.id),
         stream_key: key,
     }))
+}
+
+fn whip_url(state: &AppState, broadcast: &BroadcastId) -> String {
+    state
+        .settings
+        .url(&format!("/api/v1/broadcasts/{broadcast}/whip"))
 }

@@ -1,7 +1,7 @@
 //! The live channel's websocket and the moderation log.
 
 use super::broadcasts::load_broadcast;
-use super::shops::load_shop;
+use super::shops::moderating;
 use crate::auth::{Caller, SignedIn};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -70,7 +70,7 @@ async fn live_socket(
     let who = match caller {
         Some(caller) => {
             let role = state
-                .store
+                .shops
                 .role_in_shop(&shop.id, caller.identity.subject())
                 .await?;
             Participant::from_identity(&caller.identity, role)
@@ -125,13 +125,7 @@ async fn moderation_log(
     Path(shop_id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<Vec<ModerationEntryView>>> {
-    let shop = load_shop(&state, &shop_id).await?;
-    let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
-    if !role.can_moderate() {
-        return Err(ApiError::Forbidden(
-            "only the owner and moderators may read the moderation log",
-        ));
-    }
+    let shop = moderating(&state, &shop_id, &me.user).await?.shop;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let entries = state
         .live
@@ -175,21 +169,6 @@ async fn moderation_log(
     ))
 }
 
-/// The owner or a moderator of the shop, as a live-channel participant.
-async fn moderator_of(
-    state: &AppState,
-    me: &SignedIn,
-    shop: &domain::ShopId,
-) -> ApiResult<Participant> {
-    let role = state.store.role_in_shop(shop, me.user.as_str()).await?;
-    if !role.can_moderate() {
-        return Err(ApiError::Forbidden(
-            "only the owner and moderators manage bans",
-        ));
-    }
-    Ok(Participant::from_identity(&me.identity, role))
-}
-
 /// Someone banned from a shop's broadcasts.
 #[derive(Serialize, ToSchema)]
 pub struct BanView {
@@ -210,23 +189,19 @@ async fn list_bans(
     me: SignedIn,
     Path(shop_id): Path<String>,
 ) -> ApiResult<Json<Vec<BanView>>> {
-    let shop = load_shop(&state, &shop_id).await?;
-    moderator_of(&state, &me, &shop.id).await?;
-    let mut views = Vec::new();
-    for ban in state.store.chat_bans(&shop.id).await? {
-        views.push(BanView {
-            name: state
-                .store
-                .subject_name(&ban.subject)
-                .await?
-                .map(|n| n.into_string()),
-            subject: ban.subject,
-            reason: ban.reason,
-            banned_by: ban.banned_by,
-            created_at: crate::views::Timestamp(ban.created_at),
-        });
-    }
-    Ok(Json(views))
+    let team = moderating(&state, &shop_id, &me.user).await?;
+    let bans = state.shops.bans(&team).await?;
+    Ok(Json(
+        bans.into_iter()
+            .map(|ban| BanView {
+                name: ban.name.map(|n| n.into_string()),
+                subject: ban.record.subject,
+                reason: ban.record.reason,
+                banned_by: ban.record.banned_by,
+                created_at: crate::views::Timestamp(ban.record.created_at),
+            })
+            .collect(),
+    ))
 }
 
 /// Lift a ban (owner and moderators): they may watch, chat and buy again.
@@ -239,8 +214,9 @@ async fn lift_ban(
     me: SignedIn,
     Path((shop_id, subject)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let shop = load_shop(&state, &shop_id).await?;
-    let actor = moderator_of(&state, &me, &shop.id).await?;
+    let team = moderating(&state, &shop_id, &me.user).await?;
+    let actor = Participant::from_identity(&me.identity, team.role);
+    let shop = team.shop;
     let lifted = state
         .live
         .unban(&shop.id, &subject, &actor)

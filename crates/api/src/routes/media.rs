@@ -482,16 +482,7 @@ async fn media_stats(
     Path(broadcast_id): Path<String>,
 ) -> ApiResult<crate::extract::Json<MediaStats>> {
     let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
-    if !state
-        .store
-        .role_in_shop(&shop.id, me.user.as_str())
-        .await?
-        .can_moderate()
-    {
-        return Err(ApiError::Forbidden(
-            "only the owner and moderators see media statistics",
-        ));
-    }
+    state.shops.moderating(&me.user, &shop.id).await?;
     let Some(stats) = state.sfu.room_stats(broadcast.id.as_str()) else {
         return Ok(crate::extract::Json(MediaStats {
             live: false,

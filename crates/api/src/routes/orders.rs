@@ -608,16 +608,8 @@ async fn checkout(
         .confirm(buyer.identity.subject(), &id, checkout)
         .await
         .map_err(orders_error)?;
-    tracing::info!(order = %order.id, "order placed");
-    // The buyer's other tabs and phones in the room learn it too.
-    state.live.private(
-        &order.broadcast_id,
-        buyer.identity.subject(),
-        protocol::PrivateMessage::OrderPlaced {
-            reservation: order.reservation_id.clone(),
-            order: order.id.clone(),
-        },
-    );
+    // The buyer's other tabs and phones in the room learn it from the order
+    // service's OrderPlaced event, through the server's bridge.
     Ok((StatusCode::CREATED, Json(order_body(&state, order))))
 }
 

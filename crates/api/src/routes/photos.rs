@@ -12,10 +12,11 @@
 //! The same path serves every photo the server keeps (a shop, a product,
 //! later a farm-journal entry on the trace page).
 
+use super::products::owned_product;
 use super::shops::owned_shop;
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult, not_found};
-use crate::extract::{Json, Path, RawBody, parse_id};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, RawBody};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -301,14 +302,8 @@ async fn product_shop(
     raw_id: &str,
     me: &SignedIn,
 ) -> ApiResult<(ProductId, ShopId)> {
-    let id = parse_id("product", raw_id, ProductId::parse)?;
-    let product = state
-        .store
-        .product(&id)
-        .await
-        .map_err(not_found("product"))?;
-    let shop = owned_shop(state, product.shop_id.as_str(), &me.user).await?;
-    Ok((id, shop.id))
+    let owned = owned_product(state, raw_id, &me.user).await?;
+    Ok((owned.product.id.clone(), owned.shop.id.clone()))
 }
 
 /// Set the shop's photo (owner only): the picture is the body.
@@ -330,7 +325,7 @@ async fn put_shop_photo(
     let subject = PhotoSubject::Shop(shop.id.clone());
     Ok((
         StatusCode::CREATED,
-        Json(save(&state, shop.id, subject, body).await?),
+        Json(save(&state, shop.id.clone(), subject, body).await?),
     ))
 }
 
@@ -345,7 +340,7 @@ async fn delete_shop_photo(
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let retired = state
         .store
-        .remove_photo(&PhotoSubject::Shop(shop.id), store::now_millis())
+        .remove_photo(&PhotoSubject::Shop(shop.id.clone()), store::now_millis())
         .await?;
     forget_files(&photo_dir(&state)?, &retired).await;
     Ok(StatusCode::NO_CONTENT)

@@ -2,17 +2,18 @@
 
 use super::shops::{load_shop, owned_shop};
 use crate::auth::SignedIn;
-use crate::error::{ApiResult, not_found};
+use crate::error::ApiResult;
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Patch, Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{
-    Description, Fen, FieldError, Fields, ProductId, ProductTitle, ShipDate, Stock, Unit, field,
-    optional,
+    Description, Fen, FieldError, Fields, ProductId, ProductTitle, ShipDate, Stock, Unit, UserId,
+    field, optional,
 };
 use serde::{Deserialize, Serialize};
+use shops::{OwnedProduct, ProductChanges, ProductDraft};
 use store::ProductRecord;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -97,16 +98,6 @@ pub struct ProductPatch {
     pub ships_on: Patch<String>,
 }
 
-/// A new product, parsed.
-pub struct ProductDraft {
-    title: ProductTitle,
-    description: Description,
-    unit: Unit,
-    price: Fen,
-    stock: Stock,
-    ships_on: Option<ShipDate>,
-}
-
 impl TryFrom<NewProductBody> for ProductDraft {
     type Error = Vec<FieldError>;
 
@@ -135,7 +126,7 @@ impl FromRaw for ProductDraft {
     type Raw = NewProductBody;
 }
 
-impl TryFrom<ProductPatch> for store::ProductUpdate {
+impl TryFrom<ProductPatch> for ProductChanges {
     type Error = Vec<FieldError>;
 
     fn try_from(body: ProductPatch) -> Result<Self, Self::Error> {
@@ -156,18 +147,18 @@ impl TryFrom<ProductPatch> for store::ProductUpdate {
             ships_on,
         )
             .all()?;
-        Ok(store::ProductUpdate {
+        Ok(ProductChanges {
             title,
             description,
             unit,
             price,
-            stock: stock.map(Stock::get),
+            stock,
             ships_on,
         })
     }
 }
 
-impl FromRaw for store::ProductUpdate {
+impl FromRaw for ProductChanges {
     type Raw = ProductPatch;
 }
 
@@ -179,7 +170,7 @@ async fn list_products(
     Path(shop_id): Path<String>,
 ) -> ApiResult<Json<Vec<ProductView>>> {
     let shop = load_shop(&state, &shop_id).await?;
-    let products = state.store.products_of_shop(&shop.id).await?;
+    let products = state.shops.products_of(&shop.id).await?;
     let photos = super::photos::product_photos(&state, &shop.id).await?;
     Ok(Json(
         products
@@ -207,27 +198,23 @@ async fn create_product(
     Valid(draft): Valid<ProductDraft>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let product = state
-        .store
-        .create_product(
-            store::NewProduct {
-                shop_id: shop.id,
-                title: draft.title,
-                description: draft.description,
-                unit: draft.unit,
-                price: draft.price,
-                stock: draft.stock.get(),
-                ships_on: draft.ships_on,
-            },
-            store::now_millis(),
-        )
-        .await?;
+    let product = state.shops.add_product(&shop, draft).await?;
     Ok((StatusCode::CREATED, Json(product.into())))
 }
 
-async fn load_product(state: &AppState, raw_id: &str) -> ApiResult<ProductRecord> {
+pub(crate) async fn load_product(state: &AppState, raw_id: &str) -> ApiResult<ProductRecord> {
     let id = parse_id("product", raw_id, ProductId::parse)?;
-    state.store.product(&id).await.map_err(not_found("product"))
+    Ok(state.shops.product(&id).await?)
+}
+
+/// The product, if `user` owns its shop; 403 otherwise.
+pub(crate) async fn owned_product(
+    state: &AppState,
+    raw_id: &str,
+    user: &UserId,
+) -> ApiResult<OwnedProduct> {
+    let id = parse_id("product", raw_id, ProductId::parse)?;
+    Ok(state.shops.owned_product(user, &id).await?)
 }
 
 /// One product (public).
@@ -256,14 +243,10 @@ async fn update_product(
     State(state): State<AppState>,
     me: SignedIn,
     Path(product_id): Path<String>,
-    Valid(update): Valid<store::ProductUpdate>,
+    Valid(changes): Valid<ProductChanges>,
 ) -> ApiResult<Json<ProductView>> {
-    let product = load_product(&state, &product_id).await?;
-    owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
-    let product = state
-        .store
-        .update_product(&product.id, update, store::now_millis())
-        .await?;
+    let product = owned_product(&state, &product_id, &me.user).await?;
+    let product = state.shops.update_product(&product, changes).await?;
     Ok(Json(product.into()))
 }
 
@@ -275,11 +258,7 @@ async fn remove_product(
     me: SignedIn,
     Path(product_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let product = load_product(&state, &product_id).await?;
-    owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
-    state
-        .store
-        .archive_product(&product.id, store::now_millis())
-        .await?;
+    let product = owned_product(&state, &product_id, &me.user).await?;
+    state.shops.remove_product(&product).await?;
     Ok(StatusCode::NO_CONTENT)
 }

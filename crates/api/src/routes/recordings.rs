@@ -73,7 +73,7 @@ async fn get_recording(
     me: SignedIn,
     Path(broadcast_id): Path<String>,
 ) -> ApiResult<Json<RecordingView>> {
-    let (broadcast, _) = owned_broadcast(&state, &broadcast_id, &me).await?;
+    let broadcast = owned_broadcast(&state, &broadcast_id, &me).await?.broadcast;
     let recordings = recordings(&state)?;
     Ok(Json(view(recordings, broadcast.id.as_str())))
 }
@@ -89,7 +89,7 @@ async fn set_recording(
     Path(broadcast_id): Path<String>,
     Json(switch): Json<RecordingSwitch>,
 ) -> ApiResult<Json<RecordingView>> {
-    let (broadcast, _) = owned_broadcast(&state, &broadcast_id, &me).await?;
+    let broadcast = owned_broadcast(&state, &broadcast_id, &me).await?.broadcast;
     let recordings = recordings(&state)?;
     let id = broadcast.id.as_str();
     recordings

@@ -1,17 +1,18 @@
 //! Shops and their moderators.
 
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult, not_found};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{
-    FieldError, Fields, Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId, field,
+    FieldError, Fields, Mobile, PaymentNote, Place, ShopId, ShopName, Story, UserId, field,
     optional,
 };
 use serde::{Deserialize, Serialize};
+use shops::{Moderating, Moderator, OwnedShop, ShopDraft, ShopsError};
 use store::ShopRecord;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -63,14 +64,6 @@ pub struct ShopPatch {
     pub story: Option<String>,
     #[serde(default)]
     pub payment_note: Option<String>,
-}
-
-/// A new shop, parsed.
-pub struct ShopDraft {
-    name: ShopName,
-    place: Place,
-    story: Story,
-    payment_note: PaymentNote,
 }
 
 impl TryFrom<NewShopBody> for ShopDraft {
@@ -155,6 +148,17 @@ impl FromRaw for ModeratorMobile {
     type Raw = AppointModerator;
 }
 
+impl From<Moderator> for ModeratorView {
+    fn from(m: Moderator) -> Self {
+        ModeratorView {
+            user_id: m.user_id.into_string(),
+            display_name: m.display_name.into_string(),
+            mobile: m.mobile,
+            appointed_at: ts(m.appointed_at),
+        }
+    }
+}
+
 pub(crate) async fn shop_view(state: &AppState, shop: ShopRecord) -> ApiResult<ShopView> {
     let owner = state.store.user(&shop.owner_id).await?;
     let photo =
@@ -172,9 +176,29 @@ pub(crate) async fn shop_view(state: &AppState, shop: ShopRecord) -> ApiResult<S
     })
 }
 
+/// The one place shop-service errors become HTTP. Exhaustive, so a new
+/// error cannot slip through with a guessed status.
+impl From<ShopsError> for ApiError {
+    fn from(e: ShopsError) -> Self {
+        match e {
+            ShopsError::NotFound(thing) => ApiError::NotFound(thing.as_str()),
+            ShopsError::NotOwner => ApiError::Forbidden("only the shop's owner may do this"),
+            ShopsError::NotModerator => {
+                ApiError::Forbidden("only the shop's owner and moderators may do this")
+            }
+            ShopsError::Validation(errors) => ApiError::Validation(errors),
+            ShopsError::AlreadyModerator => {
+                ApiError::conflict("already_moderator", "already a moderator of this shop")
+            }
+            ShopsError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The shop a path names (public).
 pub(crate) async fn load_shop(state: &AppState, raw_id: &str) -> ApiResult<ShopRecord> {
     let id = parse_id("shop", raw_id, ShopId::parse)?;
-    state.store.shop(&id).await.map_err(not_found("shop"))
+    Ok(state.shops.shop(&id).await?)
 }
 
 /// The shop, if `user` owns it; 403 otherwise.
@@ -182,12 +206,19 @@ pub(crate) async fn owned_shop(
     state: &AppState,
     raw_id: &str,
     user: &UserId,
-) -> ApiResult<ShopRecord> {
-    let shop = load_shop(state, raw_id).await?;
-    if &shop.owner_id != user {
-        return Err(ApiError::Forbidden("only the shop's owner may do this"));
-    }
-    Ok(shop)
+) -> ApiResult<OwnedShop> {
+    let id = parse_id("shop", raw_id, ShopId::parse)?;
+    Ok(state.shops.owned_shop(user, &id).await?)
+}
+
+/// The shop, if `user` owns or moderates it; 403 otherwise.
+pub(crate) async fn moderating(
+    state: &AppState,
+    raw_id: &str,
+    user: &UserId,
+) -> ApiResult<Moderating> {
+    let id = parse_id("shop", raw_id, ShopId::parse)?;
+    Ok(state.shops.moderating(user, &id).await?)
 }
 
 /// Open a shop. The caller becomes its owner.
@@ -199,20 +230,7 @@ async fn create_shop(
     me: SignedIn,
     Valid(draft): Valid<ShopDraft>,
 ) -> ApiResult<(StatusCode, Json<ShopView>)> {
-    let shop = state
-        .store
-        .create_shop(
-            store::NewShop {
-                owner_id: me.user,
-                name: draft.name,
-                place: draft.place,
-                story: draft.story,
-                payment_note: draft.payment_note,
-            },
-            store::now_millis(),
-        )
-        .await?;
-    tracing::info!(shop = %shop.id, "shop opened");
+    let shop = state.shops.open_shop(&me.user, draft).await?;
     Ok((StatusCode::CREATED, Json(shop_view(&state, shop).await?)))
 }
 
@@ -239,10 +257,7 @@ async fn update_shop(
     Valid(update): Valid<store::ShopUpdate>,
 ) -> ApiResult<Json<ShopView>> {
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
-    let shop = state
-        .store
-        .update_shop(&shop.id, update, store::now_millis())
-        .await?;
+    let shop = state.shops.update_shop(&shop, update).await?;
     Ok(Json(shop_view(&state, shop).await?))
 }
 
@@ -254,28 +269,10 @@ async fn list_moderators(
     me: SignedIn,
     Path(shop_id): Path<String>,
 ) -> ApiResult<Json<Vec<ModeratorView>>> {
-    let shop = load_shop(&state, &shop_id).await?;
-    let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
-    if !role.can_moderate() {
-        return Err(ApiError::Forbidden(
-            "only the owner and moderators may see the moderator list",
-        ));
-    }
-    let moderators = state.store.moderators(&shop.id).await?;
+    let team = moderating(&state, &shop_id, &me.user).await?;
+    let moderators = state.shops.moderators(&team).await?;
     Ok(Json(
-        moderators
-            .into_iter()
-            .map(|m| ModeratorView {
-                mobile: if role == Role::Owner {
-                    m.mobile.as_str().to_owned()
-                } else {
-                    m.mobile.masked()
-                },
-                user_id: m.user_id.into_string(),
-                display_name: m.display_name.into_string(),
-                appointed_at: ts(m.appointed_at),
-            })
-            .collect(),
+        moderators.into_iter().map(ModeratorView::from).collect(),
     ))
 }
 
@@ -293,13 +290,7 @@ async fn appoint_moderator(
     Path(shop_id): Path<String>,
     Valid(ModeratorMobile(mobile)): Valid<ModeratorMobile>,
 ) -> ApiResult<(StatusCode, Json<ModeratorView>)> {
-    let shop = load_shop(&state, &shop_id).await?;
-    let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
-    if !role.can_appoint_moderators() {
-        return Err(ApiError::Forbidden(
-            "only the shop's owner appoints moderators",
-        ));
-    }
+    let shop = owned_shop(&state, &shop_id, &me.user).await?;
     // The answer tells whether the number has an account, which the owner
     // needs to hear ("ask them to sign up first"); so the asking is scarce,
     // per owner and per address (accounts are scarce per address too).
@@ -308,41 +299,8 @@ async fn appoint_moderator(
         .appointment_by_owner
         .check(me.user.to_string())?;
     state.limits.appointment_by_address.check(client)?;
-    let Some(user) = state.store.user_by_mobile(&mobile).await? else {
-        return Err(ApiError::field(
-            "mobile",
-            "no_such_account",
-            "no account uses this number; ask them to sign up first",
-        ));
-    };
-    if user.id == shop.owner_id {
-        return Err(ApiError::field(
-            "mobile",
-            "is_owner",
-            "this is the owner's own number",
-        ));
-    }
-    let now = store::now_millis();
-    state
-        .store
-        .add_moderator(&shop.id, &user.id, now)
-        .await
-        .map_err(|e| match e {
-            store::StoreError::Conflict(_) => {
-                ApiError::conflict("already_moderator", "already a moderator of this shop")
-            }
-            other => other.into(),
-        })?;
-    tracing::info!(shop = %shop.id, moderator = %user.id, "moderator appointed");
-    Ok((
-        StatusCode::CREATED,
-        Json(ModeratorView {
-            user_id: user.id.into_string(),
-            display_name: user.display_name.into_string(),
-            mobile: user.mobile.as_str().to_owned(),
-            appointed_at: ts(now),
-        }),
-    ))
+    let moderator = state.shops.appoint_moderator(&shop, &mobile).await?;
+    Ok((StatusCode::CREATED, Json(moderator.into())))
 }
 
 /// Remove a moderator (owner only).
@@ -354,18 +312,8 @@ async fn remove_moderator(
     me: SignedIn,
     Path((shop_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let shop = load_shop(&state, &shop_id).await?;
-    let role = state.store.role_in_shop(&shop.id, me.user.as_str()).await?;
-    if !role.can_appoint_moderators() {
-        return Err(ApiError::Forbidden(
-            "only the shop's owner removes moderators",
-        ));
-    }
+    let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let user = parse_id("moderator", &user_id, UserId::parse)?;
-    state
-        .store
-        .remove_moderator(&shop.id, &user)
-        .await
-        .map_err(not_found("moderator"))?;
+    state.shops.remove_moderator(&shop, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
