@@ -137,12 +137,16 @@ impl Leg {
         now: Instant,
     ) -> Result<usize, NotSent> {
         let (seq, ts) = (pkt.header.sequence_number, pkt.header.timestamp);
+        let paused = self.fwd.current().is_none();
         let rw = if pkt.payload.is_empty() {
             self.fwd.forward_padding(source, seq, ts)
         } else {
             self.fwd.forward(source, seq, ts, keyframe, now)
         }
         .map_err(NotSent::Skipped)?;
+        if paused {
+            self.downlink.resume_at(rw.seq);
+        }
         let payload = pkt.payload.len();
         write(pc, self.rewritten(pkt, rw.seq, rw.ts), now).map_err(|_| NotSent::Rejected)?;
         self.packets += 1;

@@ -16,12 +16,25 @@
 pub struct DownlinkLoss {
     /// The previous report's extended highest sequence number and cumulative loss.
     last: Option<(u32, i32)>,
+    /// The first sequence number sent after a pause (audio only), until a report
+    /// passes it.
+    resumed_at: Option<u16>,
 }
 
 impl DownlinkLoss {
     /// A tracker with no report seen.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The leg sends again from `seq` after a pause. The report whose interval
+    /// spans the pause counts the packets the narrow link dropped before it
+    /// (the receiver learns they are missing only when newer ones arrive), so
+    /// it is a fresh baseline, not a measurement: else a link that recovered
+    /// reads as congested the moment video comes back, however late that
+    /// report arrives.
+    pub fn resume_at(&mut self, seq: u16) {
+        self.resumed_at = Some(seq);
     }
 
     /// One report block: `highest` (extended highest sequence number received),
@@ -38,10 +51,26 @@ impl DownlinkLoss {
         // Sign-extend the 24-bit field.
         let lost = ((total_lost << 8) as i32) >> 8;
         let last = self.last.replace((highest, lost));
-        let (prev_highest, prev_lost) = last?;
+        let Some((prev_highest, prev_lost)) = last else {
+            // A first report that already passed the resume point is the
+            // baseline the resume asks for.
+            if let Some(r) = self.resumed_at
+                && (r.wrapping_sub(highest as u16) as i16) <= 0
+            {
+                self.resumed_at = None;
+            }
+            return None;
+        };
         let expected = highest.wrapping_sub(prev_highest);
         if expected == 0 || expected > 0x8000 {
             return None; // nothing new, or the report went backwards
+        }
+        if let Some(r) = self.resumed_at {
+            let into = u32::from(r.wrapping_sub(prev_highest as u16));
+            if into != 0 && into <= expected {
+                self.resumed_at = None;
+                return None; // spans the pause: a new baseline
+            }
         }
         let lost_in = lost.saturating_sub(prev_lost).max(0) as u32;
         let received = expected.saturating_sub(lost_in);
@@ -74,6 +103,40 @@ mod tests {
         assert_eq!(d.on_report(1_200, 20, sent), Some((10 * 256 / 95) as u8));
         // Late arrivals (retransmissions) can shrink the cumulative count.
         assert_eq!(d.on_report(1_300, 18, sent), Some(0));
+    }
+
+    #[test]
+    fn the_report_spanning_a_pause_is_a_baseline_not_a_loss() {
+        let mut d = DownlinkLoss::new();
+        let all = |a: u16, b: u16| Some(b.wrapping_sub(a) as u32);
+        assert_eq!(d.on_report(1_000, 0, all), None);
+        // The narrow link drops the last 40 of 100 before video pauses.
+        assert_eq!(d.on_report(1_060, 0, all), Some(0));
+        // Paused (audio only): reports say nothing new about this leg.
+        assert_eq!(d.on_report(1_060, 0, all), None);
+        // Video resumes at 1_101; the receiver now sees 1_061..=1_100 missing.
+        d.resume_at(1_101);
+        assert_eq!(
+            d.on_report(1_150, 40, all),
+            None,
+            "what was lost before the pause is not the recovered link's loss"
+        );
+        // From there on, loss is measured again.
+        assert_eq!(d.on_report(1_250, 40, all), Some(0));
+        assert_eq!(d.on_report(1_350, 90, all), Some(128));
+    }
+
+    #[test]
+    fn a_resume_point_not_yet_reached_waits_for_its_report() {
+        let mut d = DownlinkLoss::new();
+        let all = |a: u16, b: u16| Some(b.wrapping_sub(a) as u32);
+        d.on_report(65_500, 0, all);
+        d.resume_at(20); // across the 16-bit wrap
+        // A report from before the resume arrived measures as usual.
+        assert_eq!(d.on_report(65_530, 0, all), Some(0));
+        // The one that spans it is a baseline (extended numbers go on past 65_535).
+        assert_eq!(d.on_report(65_536 + 40, 30, all), None);
+        assert_eq!(d.on_report(65_536 + 140, 30, all), Some(0));
     }
 
     #[test]
