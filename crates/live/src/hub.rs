@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     ordinal: Arc<AtomicI64>,
     shutting_down: AtomicBool,
     events: tokio::sync::broadcast::Sender<LiveEvent>,
+    /// Websockets being served now (the node's load, for the cluster).
+    open_sockets: AtomicU64,
 }
 
 /// What happened in a room that the rest of the server reacts to (the
@@ -128,6 +130,7 @@ impl LiveHub {
                 next_room: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 events: tokio::sync::broadcast::channel(256).0,
+                open_sockets: AtomicU64::new(0),
             }),
         }
     }
@@ -161,7 +164,21 @@ impl LiveHub {
         socket: WebSocket,
         resume_from: Option<u64>,
     ) {
+        /// Counts the socket while it is served, however the serving ends.
+        struct Open<'a>(&'a AtomicU64);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.inner.open_sockets.fetch_add(1, Ordering::Relaxed);
+        let _open = Open(&self.inner.open_sockets);
         crate::conn::serve(self.clone(), room, who, socket, resume_from).await
+    }
+
+    /// Websockets this hub serves right now.
+    pub fn open_sockets(&self) -> u64 {
+        self.inner.open_sockets.load(Ordering::Relaxed)
     }
 
     /// Stock, price, state or countdown of an offer changed (order service).

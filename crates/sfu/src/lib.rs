@@ -440,6 +440,7 @@ impl Sfu {
                     viewers: s.viewer_count.load(Ordering::Relaxed),
                     packets_in: get(&m.packets_in),
                     packets_out: get(&m.packets_out),
+                    bytes_out: get(&m.bytes_out),
                     send_drops: get(&m.send_drops),
                     fan_outs: get(&m.fan_outs),
                     fanned_packets: get(&m.fanned_packets),

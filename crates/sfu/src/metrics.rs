@@ -19,6 +19,8 @@ pub struct BroadcastMetrics {
     pub packets_in: u64,
     /// RTP packets forwarded to viewers (one per packet per viewer).
     pub packets_out: u64,
+    /// Their RTP bytes (header and payload, before SRTP).
+    pub bytes_out: u64,
     /// Datagrams dropped on send (full socket buffer or TCP queue).
     pub send_drops: u64,
     /// Fan-outs run, and the publisher packets they carried: `fanned_packets /
@@ -37,7 +39,7 @@ pub struct BroadcastMetrics {
 /// Prometheus text exposition of `rooms` (one series per room, labelled `room`).
 pub fn render_prometheus(rooms: &[BroadcastMetrics]) -> String {
     type Get = fn(&BroadcastMetrics) -> f64;
-    let families: [(&str, &str, &str, Get); 9] = [
+    let families: [(&str, &str, &str, Get); 10] = [
         (
             "fieldcast_sfu_viewers",
             "gauge",
@@ -55,6 +57,12 @@ pub fn render_prometheus(rooms: &[BroadcastMetrics]) -> String {
             "counter",
             "RTP packets forwarded to viewers.",
             |m| m.packets_out as f64,
+        ),
+        (
+            "fieldcast_sfu_bytes_out_total",
+            "counter",
+            "RTP bytes forwarded to viewers (before SRTP).",
+            |m| m.bytes_out as f64,
         ),
         (
             "fieldcast_sfu_send_drops_total",

@@ -13,6 +13,8 @@ pub(crate) struct MediaCounters {
     pub packets_in: AtomicU64,
     /// RTP packets handed to viewers' peer connections for sending.
     pub packets_out: AtomicU64,
+    /// Their RTP bytes (header and payload, before SRTP).
+    pub bytes_out: AtomicU64,
     /// Datagrams the kernel refused (full socket buffer) or that had no socket.
     pub send_drops: AtomicU64,
     /// Fan-outs run, and the publisher packets they carried (their ratio is the

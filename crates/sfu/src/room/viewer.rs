@@ -95,6 +95,7 @@ impl Room {
             .fanned_packets
             .fetch_add(self.outgoing.len() as u64, Ordering::Relaxed);
         let mut packets_out = 0;
+        let mut bytes_out = 0;
         let out = &mut self.out;
         let mut wants_keyframe: Vec<SourceId> = Vec::new();
         for v in &mut self.viewers {
@@ -116,6 +117,7 @@ impl Room {
                 },
             );
             packets_out += taken.packets as u64;
+            bytes_out += taken.bytes as u64;
             if taken.bytes > 0 {
                 v.est.on_sent(taken.bytes, now);
                 v.sent.add(taken.bytes, now);
@@ -127,6 +129,7 @@ impl Room {
             }
         }
         media.packets_out.fetch_add(packets_out, Ordering::Relaxed);
+        media.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         self.outgoing.clear();
         for s in wants_keyframe {
             if let Some(si) = self.sources.iter().position(|x| x.ssrc == s) {
