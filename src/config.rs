@@ -49,6 +49,20 @@ pub enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Look at the cluster this node's settings name (`--cluster`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// List the nodes alive now, their load and what each owns.
+    Status {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Deserialize, Default)]
@@ -134,6 +148,26 @@ pub struct SettingsArgs {
     /// Guests: sustained new guest sessions per minute per client address.
     #[arg(long, env = "FIELDCAST_GUESTS_PER_MINUTE")]
     pub guests_per_minute: Option<u32>,
+    /// Cluster: join the cluster coordinated by this NATS server
+    /// (nats://host:4222, JetStream on). Needs PostgreSQL.
+    #[arg(long, env = "FIELDCAST_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Cluster: this node's id, unique in the cluster and stable across
+    /// restarts (default: the host name).
+    #[arg(long, env = "FIELDCAST_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster: this node's own URL, for the other nodes and operators
+    /// (default: the public URL).
+    #[arg(long, env = "FIELDCAST_NODE_URL")]
+    pub node_url: Option<String>,
+    /// Cluster: prefix of its NATS buckets and subjects, so several clusters
+    /// can share one NATS server (default: fieldcast).
+    #[arg(long, env = "FIELDCAST_CLUSTER_PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// Operators: bearer token for the operator API (`/api/v1/cluster`);
+    /// unset, that API is off.
+    #[arg(long, env = "FIELDCAST_OPERATOR_TOKEN")]
+    pub operator_token: Option<String>,
 }
 
 /// The TOML file's shape.
@@ -160,6 +194,29 @@ pub struct FileConfig {
     pub guests: FileGuests,
     #[serde(default)]
     pub recording: FileRecording,
+    #[serde(default)]
+    pub cluster: FileCluster,
+    pub operator_token: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileCluster {
+    pub url: Option<String>,
+    pub node_id: Option<String>,
+    pub node_url: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// How this node joins a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// NATS server(s), `nats://host:4222`.
+    pub url: String,
+    pub node_id: String,
+    /// This node's own base URL.
+    pub node_url: String,
+    pub prefix: String,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -267,6 +324,10 @@ pub struct Config {
     pub limits: api::limits::LimitSettings,
     /// Space all recordings may take (`<data dir>/recordings`).
     pub recording_quota_bytes: u64,
+    /// `Some` in cluster mode.
+    pub cluster: Option<ClusterSettings>,
+    /// Bearer token of the operator API; `None` turns it off.
+    pub operator_token: Option<String>,
 }
 
 /// Recordings may take 20 GiB unless configured: about 100 hours at 3 MB/min.
@@ -458,9 +519,59 @@ impl Config {
             }
             limits.guest = api::limits::Rate::per_minute(limits.guest.burst, per_minute);
         }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let cluster = match args.cluster.or(file.cluster.url) {
+            None => None,
+            Some(url) => {
+                if !database_url.starts_with("postgres://")
+                    && !database_url.starts_with("postgresql://")
+                {
+                    bail!(
+                        "cluster mode needs PostgreSQL, the one database every node shares; \
+                         the database is {} (set --database-url postgres://…)",
+                        store::redact(&database_url)
+                    );
+                }
+                let node_id = match args.node_id.or(file.cluster.node_id) {
+                    Some(id) => id,
+                    None => host_name()
+                        .context("no --node-id given and the host name cannot be read; set one")?,
+                };
+                if !cluster::is_valid_name(&node_id) {
+                    bail!(
+                        "node id {node_id:?} must be letters, digits, '-' and '_' (set --node-id)"
+                    );
+                }
+                let prefix = args
+                    .cluster_prefix
+                    .or(file.cluster.prefix)
+                    .unwrap_or_else(|| "fieldcast".to_owned());
+                if !cluster::is_valid_name(&prefix) {
+                    bail!("cluster prefix {prefix:?} must be letters, digits, '-' and '_'");
+                }
+                let node_url = args
+                    .node_url
+                    .or(file.cluster.node_url)
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .unwrap_or_else(|| public_url.clone());
+                Some(ClusterSettings {
+                    url,
+                    node_id,
+                    node_url,
+                    prefix,
+                })
+            }
+        };
+        let operator_token = args
+            .operator_token
+            .or(file.operator_token)
+            .filter(|t| !t.is_empty());
+        if operator_token.as_ref().is_some_and(|t| t.len() < 16) {
+            bail!("the operator token must be at least 16 characters");
+        }
         Ok(Config {
             bind,
-            public_url: public_url.trim_end_matches('/').to_owned(),
+            public_url,
             database_url,
             data_dir,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -476,8 +587,30 @@ impl Config {
                 .or(file.recording.quota_mb)
                 .unwrap_or(DEFAULT_RECORDING_QUOTA_MB)
                 .saturating_mul(1024 * 1024),
+            cluster,
+            operator_token,
         })
     }
+}
+
+/// The machine's host name, made a valid node id (other characters become
+/// `-`): the default node id, stable across restarts.
+fn host_name() -> Option<String> {
+    let raw = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())?;
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// A trusted proxy: an address (`10.0.0.5`) or a network (`10.0.0.0/8`).
@@ -503,6 +636,68 @@ fn parse_port_range(raw: &str) -> anyhow::Result<UdpPorts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_mode_is_off_by_default_and_needs_postgresql() {
+        let c = Config::defaults();
+        assert_eq!(c.cluster, None);
+        assert_eq!(c.operator_token, None);
+        let on_sqlite = SettingsArgs {
+            cluster: Some("nats://127.0.0.1:4222".into()),
+            node_id: Some("a".into()),
+            ..SettingsArgs::default()
+        };
+        let err = Config::resolve(on_sqlite.clone(), FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs PostgreSQL"), "{err}");
+        let on_postgres = SettingsArgs {
+            database_url: Some("postgres://fieldcast@db/fieldcast".into()),
+            public_url: Some("https://live.example.cn/".into()),
+            ..on_sqlite
+        };
+        let c = Config::resolve(on_postgres.clone(), FileConfig::default()).unwrap();
+        assert_eq!(
+            c.cluster,
+            Some(ClusterSettings {
+                url: "nats://127.0.0.1:4222".into(),
+                node_id: "a".into(),
+                node_url: "https://live.example.cn".into(),
+                prefix: "fieldcast".into(),
+            })
+        );
+        let file: FileConfig = toml::from_str(
+            r#"
+            operator_token = "0123456789abcdef0123"
+            [cluster]
+            url = "nats://nats-1:4222"
+            node_id = "county-2"
+            node_url = "http://10.0.0.2:8080"
+            prefix = "shanxi"
+            "#,
+        )
+        .unwrap();
+        let c = Config::resolve(
+            SettingsArgs {
+                database_url: Some("postgres://fieldcast@db/fieldcast".into()),
+                ..SettingsArgs::default()
+            },
+            file,
+        )
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(
+            (cluster.node_id.as_str(), cluster.node_url.as_str()),
+            ("county-2", "http://10.0.0.2:8080")
+        );
+        assert_eq!(cluster.prefix, "shanxi");
+        assert_eq!(c.operator_token.as_deref(), Some("0123456789abcdef0123"));
+        let bad_id = SettingsArgs {
+            node_id: Some("node 1".into()),
+            ..on_postgres
+        };
+        assert!(Config::resolve(bad_id, FileConfig::default()).is_err());
+    }
 
     #[test]
     fn defaults_need_nothing() {

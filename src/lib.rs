@@ -6,11 +6,13 @@ mod bridge;
 mod commerce;
 pub mod config;
 mod demo;
+mod membership;
 mod recording;
 pub mod telemetry;
 
 pub use config::Config;
 pub use demo::{DemoAccount, seed_demo};
+pub use membership::status as cluster_status;
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -80,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         client_ip: config.client_ip.clone(),
         limits: config.limits.clone(),
         photo_dir: Some(config.data_dir.join("photos")),
+        operator_token: config.operator_token.clone(),
         ..api::ApiSettings::default()
     };
     let sfu = sfu::Sfu::start(config.media.sfu_config())
@@ -94,6 +97,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         std::sync::Arc::new(commerce::OrderCommerce::new(orders.clone())),
         config.live.clone(),
     );
+    let membership = match &config.cluster {
+        Some(settings) => {
+            let mut settings = settings.clone();
+            // The node's URL defaults to the public URL, which follows the
+            // real port in tests.
+            if settings.node_url == config.public_url {
+                settings.node_url = public_url.clone();
+            }
+            Some(membership::Membership::join(&settings, &sfu, &live).await?)
+        }
+        None => None,
+    };
     let recordings = recording_store(&config);
     let bridge = bridge::Bridge::new(store.clone(), sfu.clone(), orders.clone(), live.clone());
     let shops = shops::ShopService::new(store.clone(), std::sync::Arc::new(bridge.clone()));
@@ -111,7 +126,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         settings,
         telemetry::metrics_handle(),
     )
-    .with_recordings(recordings);
+    .with_recordings(recordings)
+    .with_cluster(membership.as_ref().map(|m| m.cluster.clone()));
     let app = api::app(state);
 
     let handle = axum_server::Handle::new();
@@ -138,6 +154,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // subsystems, so nothing they flush is lost.
         // Websockets were handed off by the HTTP server: close them (clients
         // are told to reconnect) and flush chat before the rest stops.
+        // Other nodes stop counting on this one at once, not after its TTL.
+        if let Some(membership) = membership {
+            membership.leave().await;
+        }
         live.shutdown().await;
         sfu.shutdown().await;
         for bridge in bridges {

@@ -1,5 +1,5 @@
 use clap::Parser;
-use fieldcast::config::{Cli, Command, Config};
+use fieldcast::config::{Cli, ClusterCommand, Command, Config};
 use fieldcast::telemetry;
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +26,16 @@ fn main() -> anyhow::Result<()> {
                 telemetry::init_logging(config.log_format);
                 fieldcast::open_store(&config).await?;
                 tracing::info!(database = %store::redact(&config.database_url), "migrations applied");
+                Ok(())
+            }
+            Command::Cluster {
+                command: ClusterCommand::Status { settings },
+            } => {
+                let config = Config::load(cli.config.as_deref(), settings)?;
+                let Some(cluster) = &config.cluster else {
+                    anyhow::bail!("not a cluster: give --cluster nats://HOST:4222 (or [cluster] url)");
+                };
+                print!("{}", fieldcast::cluster_status(cluster).await?);
                 Ok(())
             }
         }

@@ -9,6 +9,7 @@ mod browser_gallery;
 mod browser_live;
 mod browser_media;
 mod browser_pages;
+mod cluster;
 mod crash;
 mod harness;
 mod hostile_auth;

@@ -72,6 +72,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/broadcasts/{broadcast_id}/replay"),
     ("GET", "/broadcasts/{broadcast_id}/replay/chat"),
     ("GET", "/shops/{shop_id}/replays"),
+    ("GET", "/cluster"),
 ];
 
 fn documented(doc: &serde_json::Value) -> Vec<(String, String)> {

@@ -44,6 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "live", description = "The live channel (websocket) and the moderation log"),
         (name = "orders", description = "Live offers, buy now, checkout, the farmer's orders"),
         (name = "media", description = "WHIP ingest and WHEP playback (RFC 9725); see docs/media.md"),
+        (name = "operators", description = "The cluster's nodes, behind the operator token; see docs/cluster.md"),
     )
 )]
 struct ApiDoc;
@@ -61,6 +62,7 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::orders::router())
         .merge(routes::live::router())
         .merge(routes::photos::router())
+        .merge(routes::cluster::router())
 }
 
 /// The whole application: API, OpenAPI document, operator endpoints, with

@@ -28,6 +28,9 @@ pub struct ApiSettings {
     /// Where uploaded photos are kept (`<data dir>/photos`); `None` refuses
     /// uploads.
     pub photo_dir: Option<std::path::PathBuf>,
+    /// Bearer token of the operator API (`/api/v1/cluster`); `None` turns it
+    /// off.
+    pub operator_token: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -43,6 +46,7 @@ impl Default for ApiSettings {
             password_queue: 64,
             password_queue_wait: std::time::Duration::from_secs(5),
             photo_dir: None,
+            operator_token: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct AppState {
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Broadcast recordings, when this server records.
     pub recordings: Option<recorder::Recordings>,
+    /// The cluster this node belongs to, in cluster mode.
+    pub cluster: Option<cluster::Cluster>,
 }
 
 impl AppState {
@@ -102,7 +108,14 @@ impl AppState {
             settings: Arc::new(settings),
             metrics,
             recordings: None,
+            cluster: None,
         }
+    }
+
+    /// The same state, in cluster mode.
+    pub fn with_cluster(mut self, cluster: Option<cluster::Cluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The same state, with the server's recordings.

@@ -1,5 +1,6 @@
 pub mod accounts;
 pub mod broadcasts;
+pub mod cluster;
 pub mod live;
 pub mod media;
 pub mod ops;

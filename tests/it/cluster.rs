@@ -1,0 +1,188 @@
+//! Cluster mode through the real server: nodes on one PostgreSQL database
+//! and one NATS server (FIELDCAST_TEST_NATS) find each other, operators see
+//! them, a node that stops leaves at once. Without NATS these tests say
+//! SKIPPED, unless FIELDCAST_REQUIRE_NATS=1.
+
+use crate::harness::*;
+use fieldcast::config::ClusterSettings;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use store::testing::TestDb;
+
+const OPERATOR_TOKEN: &str = "operator-token-for-the-tests";
+
+fn nats_url() -> String {
+    std::env::var("FIELDCAST_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// NATS is there, or the test is skipped (or fails, when required).
+async fn nats_available() -> bool {
+    let url = nats_url();
+    let addr = url.trim_start_matches("nats://").to_owned();
+    match tokio::net::TcpStream::connect(&addr).await {
+        Ok(_) => true,
+        Err(e) if std::env::var("FIELDCAST_REQUIRE_NATS").as_deref() != Ok("1") => {
+            eprintln!(
+                "SKIPPED: no NATS at {url} ({e}); set FIELDCAST_REQUIRE_NATS=1 to make this an error"
+            );
+            false
+        }
+        Err(e) => panic!("NATS required but unreachable at {url}: {e}"),
+    }
+}
+
+/// Cluster settings as `serve --cluster` resolves them: the node's URL is
+/// the public URL (which the server then follows to its real port).
+fn settings(config: &fieldcast::Config, prefix: &str, node: &str) -> ClusterSettings {
+    ClusterSettings {
+        url: nats_url(),
+        node_id: node.to_owned(),
+        node_url: config.public_url.clone(),
+        prefix: prefix.to_owned(),
+    }
+}
+
+async fn cluster_view(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(app.url("/api/v1/cluster"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+async fn node_ids(app: &TestApp) -> Vec<String> {
+    let view = expect(
+        cluster_view(app, Some(OPERATOR_TOKEN)).await,
+        StatusCode::OK,
+    )
+    .await;
+    view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_see_each_other_and_one_that_stops_leaves_at_once() {
+    if !nats_available().await {
+        return;
+    }
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let prefix = format!("it{}", domain::secret_token().to_lowercase());
+    let url = db.url.clone();
+    let a = TestApp::spawn_with(db, |c| {
+        c.cluster = Some(settings(c, &prefix, "node-a"));
+        c.operator_token = Some(OPERATOR_TOKEN.to_owned());
+    })
+    .await;
+    // A second node on the same database and NATS.
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config_b = a.config.clone();
+    config_b.database_url = url;
+    config_b.data_dir = data_dir.path().to_owned();
+    config_b.cluster = Some(settings(&config_b, &prefix, "node-b"));
+    let b = fieldcast::start(config_b).await.expect("node b starts");
+
+    // Operators only.
+    expect_problem(
+        cluster_view(&a, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(
+        cluster_view(&a, Some("not-the-operator-token")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+
+    assert_eq!(node_ids(&a).await, ["node-a", "node-b"]);
+    let view = expect(cluster_view(&a, Some(OPERATOR_TOKEN)).await, StatusCode::OK).await;
+    assert_eq!(view["node_id"], "node-a");
+    let node_b: &Value = &view["nodes"][1];
+    assert_eq!(node_b["http_url"], b.public_url.as_str(), "{node_b}");
+    assert!(!node_b["media"].as_array().unwrap().is_empty(), "{node_b}");
+    assert_eq!(node_b["version"], env!("CARGO_PKG_VERSION"));
+    assert!(node_b["owns"].as_array().unwrap().is_empty());
+
+    // The operator's command line says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args(["cluster", "status", "--cluster", &nats_url()])
+        .args(["--cluster-prefix", &prefix, "--node-id", "ops-laptop"])
+        .args(["--database-url", &a.config.database_url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("2 node(s)"), "{text}");
+    assert!(
+        text.contains("node-a\t") && text.contains("node-b\t"),
+        "{text}"
+    );
+
+    // Node b stops: it leaves the registry now, not after its TTL.
+    b.shutdown().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while node_ids(&a).await != ["node-a"] {
+        assert!(Instant::now() < deadline, "node-b is still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.shutdown().await;
+    drop_buckets(&prefix).await;
+}
+
+/// The test's buckets go, so runs do not pile up on the shared NATS server.
+async fn drop_buckets(prefix: &str) {
+    let mut config = cluster::ClusterConfig::new(nats_url(), "cleanup");
+    config.prefix = prefix.to_owned();
+    let c = cluster::Cluster::connect(config).await.unwrap();
+    for bucket in ["nodes", "leases"] {
+        let _ = c
+            .jetstream()
+            .delete_key_value(format!("{prefix}_{bucket}"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_single_server_has_no_cluster_view_and_cluster_mode_refuses_sqlite() {
+    let app = TestApp::spawn_with(TestDb::sqlite(), |c| {
+        c.operator_token = Some(OPERATOR_TOKEN.to_owned());
+    })
+    .await;
+    expect_problem(
+        cluster_view(&app, Some(OPERATOR_TOKEN)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    app.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args([
+            "serve",
+            "--cluster",
+            "nats://127.0.0.1:4222",
+            "--node-id",
+            "a",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("FIELDCAST_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster mode needs PostgreSQL"), "{err}");
+}
