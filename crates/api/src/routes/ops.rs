@@ -19,15 +19,17 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready for traffic: the database answers.
+/// Ready for traffic: the database answers, and in cluster mode NATS too.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
-        }
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
     }
+    if state.cluster.as_ref().is_some_and(|c| !c.is_connected()) {
+        tracing::warn!("readiness check failed: NATS is unreachable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "cluster (NATS) unreachable\n");
+    }
+    (StatusCode::OK, "ready\n")
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
