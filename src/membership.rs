@@ -12,6 +12,7 @@ use std::time::Instant;
 pub struct Membership {
     pub cluster: Cluster,
     registration: Registration,
+    lag_gauge: tokio::task::JoinHandle<()>,
 }
 
 impl Membership {
@@ -52,14 +53,28 @@ impl Membership {
             .await
             .with_context(|| format!("entering node {} in the registry", settings.node_id))?;
         tracing::info!(node = %settings.node_id, nats = %settings.url, "joined the cluster");
+        // `/metrics`: the node's cluster lag, as its heartbeats measure it.
+        let rtt = registration.heartbeat_rtt_reader();
+        let every = cluster.config().node_ttl / 3;
+        let lag_gauge = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Some(rtt) = rtt.get() {
+                    metrics::gauge!("fieldcast_cluster_heartbeat_rtt_seconds")
+                        .set(rtt.as_secs_f64());
+                }
+            }
+        });
         Ok(Membership {
             cluster,
             registration,
+            lag_gauge,
         })
     }
 
     /// Leaves the registry now rather than after its TTL.
     pub async fn leave(self) {
+        self.lag_gauge.abort();
         self.registration.leave().await;
     }
 }

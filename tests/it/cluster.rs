@@ -130,6 +130,22 @@ async fn nodes_see_each_other_and_one_that_stops_leaves_at_once() {
         "{text}"
     );
 
+    // Each node's cluster lag is a metric once a heartbeat measured it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = a
+            .get(&reqwest::Client::new(), "/metrics")
+            .await
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("fieldcast_cluster_heartbeat_rtt_seconds") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cluster lag in /metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Node b stops: it leaves the registry now, not after its TTL.
     b.shutdown().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use std::time::Duration;
 
 pub use lease::{Lease, LeaseHolder, LeaseTerm, Leases};
-pub use nodes::{NodeInfo, NodeLoad, NodeRegistry, Registration};
+pub use nodes::{HeartbeatRtt, NodeInfo, NodeLoad, NodeRegistry, Registration};
 
 /// How a node joins the cluster.
 #[derive(Clone, Debug)]

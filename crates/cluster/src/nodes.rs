@@ -160,10 +160,26 @@ impl NodeRegistry {
     }
 }
 
+/// Reads a [`Registration`]'s last heartbeat round trip from elsewhere (a
+/// metrics task), without holding the registration.
+#[derive(Clone, Debug)]
+pub struct HeartbeatRtt(Arc<Mutex<Option<Duration>>>);
+
+impl HeartbeatRtt {
+    pub fn get(&self) -> Option<Duration> {
+        *lock(&self.0)
+    }
+}
+
 impl Registration {
     /// The last heartbeat's NATS round trip: the node's cluster lag.
     pub fn heartbeat_rtt(&self) -> Option<Duration> {
         *lock(&self.last_rtt)
+    }
+
+    /// A reader of [`Registration::heartbeat_rtt`] that outlives a borrow.
+    pub fn heartbeat_rtt_reader(&self) -> HeartbeatRtt {
+        HeartbeatRtt(self.last_rtt.clone())
     }
 
     /// Leaves the registry now instead of after the TTL.

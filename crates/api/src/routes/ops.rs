@@ -27,7 +27,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     if state.cluster.as_ref().is_some_and(|c| !c.is_connected()) {
         tracing::warn!("readiness check failed: NATS is unreachable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "cluster (NATS) unreachable\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster (NATS) unreachable\n",
+        );
     }
     (StatusCode::OK, "ready\n")
 }
