@@ -86,7 +86,10 @@ test('ICE servers come from Link headers', () => {
 
 test('problems are put in words from their code and params, never their English detail', () => {
   assert.deepEqual(problemVars({ code: 'too_long', params: { max: 24 } }).n, 24);
-  assert.equal(problemVars({ code: 'too_long', detail: 'at most 40 characters' }).n, '40');
+  // The server's English is for developers: not even its numbers are read.
+  assert.equal(problemVars({ code: 'too_long', message: 'must be at most 40 characters' }).n, '');
+  assert.equal(describe({ code: 'local', message: '请写价钱' }), '请写价钱');
+  assert.equal(describe({ code: 'limit_reached', params: { limit: 2, already: 2 } }), '每人最多买 2 份，您已经有 2 份了');
   assert.equal(describe({ code: 'too_long', params: { max: 24 } }), '太长了，最多 24 个字');
   assert.equal(describe({ code: 'something_new', detail: 'An English sentence' }), '出错了，请再试一次');
   assert.equal(buyProblemWords({ code: 'insufficient_stock', params: { available: 1 } }, null, 2), '只剩 1 份了，少买几份试试');

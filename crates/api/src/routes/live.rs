@@ -3,7 +3,7 @@
 use super::broadcasts::load_broadcast;
 use super::shops::load_shop;
 use crate::auth::{Caller, SignedIn};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
@@ -64,7 +64,7 @@ async fn live_socket(
     let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
     let upgrade = upgrade.map_err(|e| ApiError::Other {
         status: StatusCode::UPGRADE_REQUIRED,
-        code: "websocket_required",
+        code: ProblemCode::WebsocketRequired,
         detail: format!("connect with a websocket: {}", e.body_text()),
     })?;
     let who = match caller {

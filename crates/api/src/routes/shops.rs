@@ -1,7 +1,7 @@
 //! Shops and their moderators.
 
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult, not_found};
+use crate::error::{ApiError, ApiResult, ProblemCode, not_found};
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
@@ -311,14 +311,14 @@ async fn appoint_moderator(
     let Some(user) = state.store.user_by_mobile(&mobile).await? else {
         return Err(ApiError::field(
             "mobile",
-            "no_such_account",
+            domain::FieldCode::NoSuchAccount,
             "no account uses this number; ask them to sign up first",
         ));
     };
     if user.id == shop.owner_id {
         return Err(ApiError::field(
             "mobile",
-            "is_owner",
+            domain::FieldCode::IsOwner,
             "this is the owner's own number",
         ));
     }
@@ -328,9 +328,10 @@ async fn appoint_moderator(
         .add_moderator(&shop.id, &user.id, now)
         .await
         .map_err(|e| match e {
-            store::StoreError::Conflict(_) => {
-                ApiError::conflict("already_moderator", "already a moderator of this shop")
-            }
+            store::StoreError::Conflict(_) => ApiError::conflict(
+                ProblemCode::AlreadyModerator,
+                "already a moderator of this shop",
+            ),
             other => other.into(),
         })?;
     tracing::info!(shop = %shop.id, moderator = %user.id, "moderator appointed");
