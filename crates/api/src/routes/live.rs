@@ -111,7 +111,22 @@ pub struct ModerationEntryView {
     pub target_name: Option<String>,
     pub broadcast_id: Option<String>,
     pub message_id: Option<String>,
+    /// In English, for developers and logs; pages put the facts below in words.
     pub detail: Option<String>,
+    /// The moderator's reason, in their own words (timeouts and bans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A timeout's or automatic mute's length; slow mode's interval (0: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// How many words the blocked list holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The offer pinned or taken down, and its title when it was pinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub at: crate::views::Timestamp,
 }
 
@@ -169,6 +184,11 @@ async fn moderation_log(
                 broadcast_id: e.broadcast.map(|b| b.into_string()),
                 message_id: e.message.map(|m| m.into_string()),
                 detail: e.detail,
+                reason: e.facts.reason,
+                seconds: e.facts.seconds,
+                count: e.facts.count,
+                offer: e.facts.offer.map(|o| o.into_string()),
+                title: e.facts.title,
                 at: crate::views::Timestamp(e.at.0),
             })
             .collect(),
