@@ -607,6 +607,95 @@ async fn farmer_sells_live_and_two_viewers_buy_while_chatting() {
     eprintln!("selling test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
+// ── a refusal in the page's language ──────────────────────────────────────
+
+/// The server refuses with a code and its numbers (`limit_reached`,
+/// `params.limit`); the page says it in its own language, never in the
+/// server's English `detail`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_buy_is_told_in_the_pages_language() {
+    let Some(tools) = tools("a_refused_buy_is_told_in_the_pages_language") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let (owner, shop) = app.farmer_with_shop("13800138000").await;
+    let product = created(
+        app.post(
+            &owner,
+            &format!("/api/v1/shops/{shop}/products"),
+            json!({"title": "羊粪小米", "unit": "袋", "price_fen": 16800, "stock": 10}),
+        )
+        .await,
+    )
+    .await;
+    let broadcast = app.broadcast(&owner, &shop, "秋收直播").await;
+    let offer = created(
+        app.post(
+            &owner,
+            &format!("/api/v1/broadcasts/{broadcast}/offers"),
+            json!({"product_id": product["id"], "price_fen": 12800, "quantity": 10, "per_buyer_limit": 1}),
+        )
+        .await,
+    )
+    .await;
+    let offer = offer["id"].as_str().unwrap().to_owned();
+    let _owner_ws = crate::browser_pages::pin_offer(&app, &broadcast, &offer).await;
+    let watch = app.url(&format!("/live/{broadcast}"));
+    let driver = Driver::start(tools).await;
+    for (lang, nickname, left, refused) in [
+        ("zh", "小李", "还剩 10 袋", "每人最多买 1 份，您已经买够了"),
+        (
+            "en",
+            "Li",
+            "9 袋 left",
+            "At most 1 per buyer, and you have reached it",
+        ),
+    ] {
+        let b = driver.browser().await;
+        b.goto(&watch).await;
+        if lang == "en" {
+            b.click("#lang-switch").await;
+        }
+        join_chat(&b, nickname).await;
+        b.wait(
+            &format!("{} === {}", offer_left("offer-slot"), js_str(left)),
+            SOON,
+            &format!("the offer card in {lang}"),
+        )
+        .await;
+        // This person already holds their one unit, reserved from this
+        // phone behind the page's back: the card still offers to buy.
+        let held = b
+            .js(&format!(
+                "return fetch('/api/v1/offers/{offer}/reservations', {{method: 'POST', \
+                 credentials: 'same-origin', headers: {{'content-type': 'application/json', \
+                 'idempotency-key': 'behind-{lang}'}}, body: JSON.stringify({{quantity: 1}})}})\
+                 .then((r) => r.status)"
+            ))
+            .await;
+        assert_eq!(held, json!(201), "the first unit is held");
+        b.click("#offer-slot .btn-buy").await;
+        b.wait(
+            &format!(
+                "document.querySelector('#offer-slot .offer-note').textContent === {}",
+                js_str(refused)
+            ),
+            SOON,
+            &format!("the refusal in {lang}"),
+        )
+        .await;
+        let note = b.text("#offer-slot .offer-note").await;
+        assert!(
+            !note.contains("per buyer;"),
+            "not the server's detail: {note}"
+        );
+        b.assert_no_script_errors(lang).await;
+        b.close().await;
+    }
+    drop(driver);
+    app.shutdown().await;
+}
+
 // ── moderation, and chat text that looks like code ──────────────────────
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

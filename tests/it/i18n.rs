@@ -2,8 +2,9 @@
 //! code the server can send has words in both of the pages' dictionaries
 //! (zh-CN and English). The dictionaries come from the pages' own modules
 //! (`node web/tests/words.mjs`); the codes from the live channel's enums
-//! and close reasons in `protocol`, and the HTTP problem codes from the
-//! OpenAPI document's `Problem.code` enum once it lists them.
+//! and close reasons in `protocol`, the HTTP problem codes from the
+//! OpenAPI document's `Problem.code` enum (`api::ProblemCode`), and
+//! the field codes of validation errors from `domain::FieldCode`.
 
 use crate::harness::tool_available;
 use serde::de::DeserializeOwned;
@@ -74,24 +75,25 @@ fn every_server_code_has_words_in_both_languages() {
             .map(|c| c.reason.to_owned())
             .collect(),
     );
-    // HTTP problem codes, from the one list the API documents (#10 adds
-    // the enum to `Problem.code`; until then there is none to read).
+    // HTTP problem codes and field codes, from the lists the API documents:
+    // what a client reads in the OpenAPI document is what must have words.
     let openapi = serde_json::to_value(api::openapi()).expect("OpenAPI as JSON");
-    let http: Vec<String> = openapi
-        .pointer("/components/schemas/Problem/properties/code/enum")
-        .and_then(Value::as_array)
-        .map(|codes| {
-            codes
-                .iter()
-                .filter_map(|c| c.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if http.is_empty() {
-        eprintln!("note: the OpenAPI document does not list HTTP problem codes yet");
-    } else {
-        add("e.", http);
-    }
+    let listed = |pointer: &str| -> Vec<String> {
+        openapi
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("the OpenAPI document lists {pointer}"))
+            .iter()
+            .map(|c| c.as_str().expect("a code is a string").to_owned())
+            .collect()
+    };
+    let http = listed("/components/schemas/Problem/properties/code/enum");
+    assert_eq!(http.len(), api::ProblemCode::ALL.len());
+    add("e.", http);
+    // Field codes (a problem's `errors[].code`): the same list as the enum.
+    let fields = listed("/components/schemas/ProblemField/properties/code/enum");
+    assert_eq!(fields, variants::<domain::FieldCode>());
+    add("e.", fields);
     let mut missing = Vec::new();
     for key in &needed {
         for lang in ["zh", "en"] {
@@ -115,4 +117,8 @@ fn the_variant_reader_reads_every_variant() {
         vec!["timeout".to_owned(), "flood".to_owned()]
     );
     assert_eq!(variants::<protocol::RefusalCode>().len(), 13);
+    assert_eq!(
+        variants::<domain::FieldCode>().len(),
+        domain::FieldCode::ALL.len()
+    );
 }

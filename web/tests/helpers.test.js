@@ -86,7 +86,10 @@ test('ICE servers come from Link headers', () => {
 
 test('problems are put in words from their code and params, never their English detail', () => {
   assert.deepEqual(problemVars({ code: 'too_long', params: { max: 24 } }).n, 24);
-  assert.equal(problemVars({ code: 'too_long', detail: 'at most 40 characters' }).n, '40');
+  // The server's English is for developers: not even its numbers are read.
+  assert.equal(problemVars({ code: 'too_long', message: 'must be at most 40 characters' }).n, '');
+  assert.equal(describe({ code: 'local', message: '请写价钱' }), '请写价钱');
+  assert.equal(describe({ code: 'limit_reached', params: { limit: 2, already: 2 } }), '每人最多买 2 份，您已经有 2 份了');
   assert.equal(describe({ code: 'too_long', params: { max: 24 } }), '太长了，最多 24 个字');
   assert.equal(describe({ code: 'something_new', detail: 'An English sentence' }), '出错了，请再试一次');
   assert.equal(buyProblemWords({ code: 'insufficient_stock', params: { available: 1 } }, null, 2), '只剩 1 份了，少买几份试试');
@@ -99,15 +102,12 @@ test('blocked words split on any separator, once each', () => {
   assert.deepEqual(parseWords('加微信, spam，广告\n刷屏、SPAM;;'), ['加微信', 'spam', '广告', '刷屏']);
 });
 
-test('moderation entries read from typed facts, and older details map or vanish', () => {
+test('moderation entries read from typed facts, never their English detail', () => {
   assert.deepEqual(entryFacts({ action: 'slow_mode', seconds: 10 }), { seconds: 10 });
-  assert.deepEqual(entryFacts({ action: 'slow_mode', detail: '10 s' }), { seconds: 10 });
-  assert.deepEqual(entryFacts({ action: 'slow_mode', detail: 'off' }), { seconds: 0 });
-  assert.deepEqual(entryFacts({ action: 'timeout', detail: '10 min: 刷屏' }), { seconds: 600, reason: '刷屏' });
-  assert.deepEqual(entryFacts({ action: 'pin_offer', detail: 'ofr_5x5t: 羊粪小米' }), { offer: 'ofr_5x5t', title: '羊粪小米' });
-  assert.deepEqual(entryFacts({ action: 'unpin_offer', detail: 'something odd' }), {});
-  assert.deepEqual(entryFacts({ action: 'blocked_words', detail: '3 words' }), { count: 3 });
-  const pin = entryWords({ action: 'pin_offer', detail: 'ofr_5x5t: 羊粪小米' }, t);
+  assert.deepEqual(entryFacts({ action: 'slow_mode', seconds: 0, detail: 'off' }), { seconds: 0 });
+  assert.deepEqual(entryFacts({ action: 'timeout', detail: '10 min: 刷屏' }), {});
+  assert.deepEqual(entryFacts({ action: 'ban', reason: '', detail: 'spam' }), {});
+  const pin = entryWords({ action: 'pin_offer', detail: 'ofr_5x5t: 羊粪小米', offer: 'ofr_5x5t', title: '羊粪小米' }, t);
   assert.equal(pin.action, '挂出商品');
   assert.equal(pin.extra, '「羊粪小米」');
   assert.ok(!JSON.stringify(pin).includes('ofr_'));

@@ -13,6 +13,7 @@ import '../static/js/live/words.js';
 import '../static/js/studio/words.js';
 import '../static/js/orderwords.js';
 import '../static/js/replay/words.js';
+import { dictionaryGaps, templateKeys, scriptKeys, missingFrom } from './i18nkeys.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const zh = dictionary('zh');
@@ -25,48 +26,57 @@ function files(dir, ext) {
   });
 }
 
-/** Keys without their language-specific plural forms (`…_one`). */
-const base = (keys) => keys.filter((k) => !k.endsWith('_one'));
-
 test('Chinese and English have the same words', () => {
-  const missingEn = base(Object.keys(zh)).filter((k) => !(k in en));
-  const missingZh = base(Object.keys(en)).filter((k) => !(k in zh));
-  assert.deepEqual(missingEn, [], 'keys without English');
-  assert.deepEqual(missingZh, [], 'keys without Chinese');
-  for (const key of Object.keys(en).filter((k) => k.endsWith('_one'))) {
-    assert.ok(key.slice(0, -4) in en, `${key} is a plural form of a key`);
-  }
-  for (const [key, value] of Object.entries(zh)) {
-    assert.equal(typeof value, typeof en[key], `${key}: same shape in both`);
-    if (Array.isArray(value)) assert.equal(value.length, en[key].length, `${key}: as many lines`);
-  }
+  assert.deepEqual(dictionaryGaps(zh, en), []);
 });
 
 test('every key a template names exists, aria labels included', () => {
   const missing = [];
   for (const path of files(join(web, 'pages'), '.html')) {
-    const html = readFileSync(path, 'utf8');
-    for (const m of html.matchAll(/data-i18n(?:-placeholder|-list|-aria)?="([^"]+)"/g)) {
-      if (!(m[1] in zh) || !(m[1] in en)) missing.push(`${path}: ${m[1]}`);
-    }
+    const used = templateKeys(readFileSync(path, 'utf8'));
+    for (const key of missingFrom(zh, en, used)) missing.push(`${path}: ${key}`);
     // A label read aloud must follow the language too.
-    for (const m of html.matchAll(/<[^>]*\saria-label="([^"]*)"[^>]*>/g)) {
-      const numeric = /^[+-]?\d+$/.test(m[1]);
-      if (!numeric && !m[0].includes('data-i18n-aria=')) missing.push(`${path}: aria-label "${m[1]}" has no data-i18n-aria`);
-    }
+    for (const label of used.fixed) missing.push(`${path}: aria-label "${label}" has no data-i18n-aria`);
   }
   assert.deepEqual(missing, []);
 });
 
-test('every key a script asks for exists', () => {
+test('every key a script asks for exists, and its aria labels are words', () => {
   const missing = [];
   for (const path of files(join(web, 'static', 'js'), '.js')) {
-    const code = readFileSync(path, 'utf8');
-    for (const m of code.matchAll(/\bt\('([a-z][\w.]*)'/g)) {
-      if (!(m[1] in zh) || !(m[1] in en)) missing.push(`${path}: ${m[1]}`);
-    }
+    const used = scriptKeys(readFileSync(path, 'utf8'));
+    for (const key of missingFrom(zh, en, used)) missing.push(`${path}: ${key}`);
+    for (const label of used.fixed) missing.push(`${path}: aria-label '${label}' is not t(…)`);
   }
   assert.deepEqual(missing, []);
+});
+
+test('the checks catch what they are for', () => {
+  // Dictionaries that differ, in keys, plurals and shape.
+  assert.deepEqual(dictionaryGaps({ a: 'x', b: 'y' }, { a: 'x' }), ['en lacks b']);
+  assert.deepEqual(dictionaryGaps({ a: 'x' }, { a: 'x', c: 'z' }), ['zh lacks c']);
+  assert.deepEqual(dictionaryGaps({ a: 'x' }, { a: 'x', b_one: 'y' }), ['en: b_one is the plural of nothing']);
+  assert.deepEqual(dictionaryGaps({ a: ['1', '2'] }, { a: ['1'] }), ['a: not as many lines in both']);
+  assert.deepEqual(dictionaryGaps({ a: ['1'] }, { a: '1' }), ['a: not the same shape in both']);
+  assert.deepEqual(dictionaryGaps({ a: 'x', a_one: 'y' }, { a: 'x' }), []);
+  // A template's keys, aria labels included.
+  const d = { 'k.ok': 'x' };
+  const page = templateKeys(`<h1 data-i18n="k.ok">x</h1><p data-i18n="k.gone">y</p>
+    <button aria-label="关闭" data-i18n-aria="k.aria">x</button><a aria-label="回首页">z</a>
+    <span aria-label="+1">+</span><b data-i18n="{{ key }}">w</b>`);
+  assert.deepEqual(missingFrom(d, d, page), ['k.gone', 'k.aria']);
+  assert.deepEqual(page.fixed, ['回首页']);
+  // A key only one language has is missing too.
+  assert.deepEqual(missingFrom({ 'k.ok': 'x', 'k.zh': 'y' }, d, { keys: ['k.zh'] }), ['k.zh']);
+  // A script's keys, in each form the pages use.
+  const script = scriptKeys(`t('k.ok'); t("k.dq", { n }); has('k.has');
+    el.dataset.i18n = on ? 'k.on' : 'k.off';
+    el('p', { 'data-i18n-aria': 'k.attr', 'aria-label': 'Close' });
+    el('b', { 'aria-label': '-1' }); t(\`k.made.\${code}\`); t(\`nope.\${x}\`);`);
+  assert.deepEqual(script.keys, ['k.ok', 'k.dq', 'k.has', 'k.on', 'k.off', 'k.attr']);
+  assert.deepEqual(script.fixed, ['Close']);
+  const words = { 'k.ok': 'x', 'k.made.a': 'y' };
+  assert.deepEqual(missingFrom(words, words, script), ['k.dq', 'k.has', 'k.on', 'k.off', 'k.attr', 'zh: nope.…', 'en: nope.…']);
 });
 
 test('no English is left in the Chinese words, and no Chinese in the English', () => {

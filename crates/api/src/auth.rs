@@ -12,7 +12,7 @@
 //! gets `503 busy` rather than the server. Whether an attempt may be hashed
 //! at all is decided before, by the [`SignInThrottle`].
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::limits::{AddrKey, DEFAULT_MAX_KEYS, Gcra, Rate};
 use crate::state::AppState;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -236,7 +236,7 @@ impl PasswordPool {
 
 fn busy() -> ApiError {
     ApiError::Busy {
-        code: "busy",
+        code: ProblemCode::Busy,
         detail: "the server is busy checking other passwords; try again in a moment".into(),
         retry_after_secs: 2,
     }
@@ -735,7 +735,7 @@ mod tests {
                     retry_after_secs,
                     ..
                 }) => {
-                    assert_eq!(code, "busy");
+                    assert_eq!(code, ProblemCode::Busy);
                     assert!(retry_after_secs >= 1);
                     refused += 1;
                 }

@@ -12,7 +12,7 @@ pub mod routes;
 pub mod state;
 pub mod views;
 
-pub use error::{ApiError, ApiResult};
+pub use error::{ApiError, ApiResult, ProblemCode};
 pub use state::{ApiSettings, AppState};
 
 use axum::Router;

@@ -1,7 +1,7 @@
 //! Cross-cutting request handling: metrics, cross-site request checks,
 //! security headers.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::state::ApiSettings;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::uri::Authority;
@@ -64,7 +64,7 @@ pub async fn same_origin_writes(
     let Some(claimed) = claimed else {
         return ApiError::Other {
             status: StatusCode::FORBIDDEN,
-            code: "origin_required",
+            code: ProblemCode::OriginRequired,
             detail: "a request with a session cookie must carry an Origin or Referer header"
                 .to_owned(),
         }
@@ -73,7 +73,7 @@ pub async fn same_origin_writes(
     if !origin_allowed(claimed, headers.get(header::HOST), &settings.public_url) {
         return ApiError::Other {
             status: StatusCode::FORBIDDEN,
-            code: "cross_site_request",
+            code: ProblemCode::CrossSiteRequest,
             detail: "cross-site request refused".to_owned(),
         }
         .into_response();

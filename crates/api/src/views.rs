@@ -28,7 +28,7 @@ impl Timestamp {
             .map(|t| Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
             .map_err(|_| {
                 domain::Invalid::new(
-                    "invalid_time",
+                    domain::FieldCode::InvalidTime,
                     "must be an RFC 3339 time such as 2026-10-08T06:30:00Z",
                 )
             })

@@ -14,7 +14,12 @@ impl ShipDate {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         time::Date::parse(raw.trim(), FORMAT)
             .map(Self)
-            .map_err(|_| Invalid::new("invalid_date", "must be a date written YYYY-MM-DD"))
+            .map_err(|_| {
+                Invalid::new(
+                    crate::FieldCode::InvalidDate,
+                    "must be a date written YYYY-MM-DD",
+                )
+            })
     }
 
     pub fn date(self) -> time::Date {

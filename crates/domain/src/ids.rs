@@ -44,7 +44,7 @@ macro_rules! id_type {
                     Ok(Self(raw.to_owned()))
                 } else {
                     Err(crate::Invalid::new(
-                        "invalid_id",
+                        crate::FieldCode::InvalidId,
                         concat!("not a valid ", stringify!($name)),
                     ))
                 }

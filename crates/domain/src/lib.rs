@@ -25,7 +25,7 @@ pub use role::{Identity, Role};
 #[allow(unused_imports)] // filled by the order-service work
 pub use stock::*;
 pub use text::*;
-pub use validation::{FieldError, Fields, Invalid, field, optional};
+pub use validation::{FieldCode, FieldError, FieldParams, Fields, Invalid, field, optional};
 
 /// Milliseconds since the Unix epoch, UTC. The one clock type shared by the
 /// storage layer (portable across SQLite and PostgreSQL) and the pure rules.

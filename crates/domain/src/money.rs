@@ -18,13 +18,13 @@ impl Fen {
     pub fn price(fen: i64) -> Result<Self, crate::Invalid> {
         if fen <= 0 {
             return Err(crate::Invalid::new(
-                "too_small",
+                crate::FieldCode::TooSmall,
                 "price must be more than 0 fen",
             ));
         }
         if fen > Self::MAX_PRICE {
             return Err(crate::Invalid::new(
-                "too_large",
+                crate::FieldCode::TooLarge,
                 "price must be at most ¥1,000,000",
             ));
         }

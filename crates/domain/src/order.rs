@@ -1,7 +1,7 @@
 //! Orders: payment methods, the order state machine, reservation states,
 //! shipping details and the coarse place shown on the live sales ticker.
 
-use crate::{Address, Invalid, normalize_text};
+use crate::{Address, FieldCode, Invalid, normalize_text};
 use serde::{Deserialize, Serialize};
 
 /// How the buyer pays. There is no payment gateway: cash is collected by the
@@ -26,7 +26,7 @@ impl PaymentMethod {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         Self::from_db(raw.trim()).ok_or_else(|| {
             Invalid::new(
-                "invalid_choice",
+                FieldCode::InvalidChoice,
                 "must be cash_on_delivery, bank_transfer or wechat_transfer",
             )
         })
@@ -126,7 +126,7 @@ impl OrderState {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         Self::from_db(raw.trim()).ok_or_else(|| {
             Invalid::new(
-                "invalid_choice",
+                FieldCode::InvalidChoice,
                 "must be placed, paid, shipped, delivered or cancelled",
             )
         })
@@ -214,10 +214,13 @@ impl Carrier {
         let text = normalize_text(raw, false);
         let len = text.chars().count();
         if len == 0 {
-            return Err(Invalid::new("required", "must not be empty"));
+            return Err(Invalid::new(FieldCode::Required, "must not be empty"));
         }
         if len > Self::MAX_CHARS {
-            return Err(Invalid::new("too_long", "must be at most 30 characters"));
+            return Err(
+                Invalid::new(FieldCode::TooLong, "must be at most 30 characters")
+                    .with("max", Self::MAX_CHARS as i64),
+            );
         }
         Ok(Self(text))
     }
@@ -241,7 +244,7 @@ impl TrackingNumber {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
         if compact.is_empty() {
-            return Err(Invalid::new("required", "must not be empty"));
+            return Err(Invalid::new(FieldCode::Required, "must not be empty"));
         }
         if compact.len() > 40
             || !compact
@@ -249,7 +252,7 @@ impl TrackingNumber {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(Invalid::new(
-                "invalid_tracking_number",
+                FieldCode::InvalidTrackingNumber,
                 "must be at most 40 letters, digits or dashes",
             ));
         }

@@ -19,14 +19,19 @@ pub struct Stock(u32);
 impl Stock {
     pub fn parse(raw: i64) -> Result<Stock, crate::Invalid> {
         if raw < 0 {
-            return Err(crate::Invalid::new("too_small", "stock cannot be negative"));
+            return Err(crate::Invalid::new(
+                crate::FieldCode::TooSmall,
+                "stock cannot be negative",
+            )
+            .with("min", 0));
         }
         match u32::try_from(raw) {
             Ok(units) if units <= MAX_STOCK => Ok(Stock(units)),
             _ => Err(crate::Invalid::new(
-                "too_large",
+                crate::FieldCode::TooLarge,
                 format!("stock must be at most {MAX_STOCK}"),
-            )),
+            )
+            .with("max", MAX_STOCK.into())),
         }
     }
 
@@ -246,8 +251,12 @@ impl Buyers {
     }
 
     pub fn parse(raw: &str) -> Result<Self, crate::Invalid> {
-        Self::from_db(raw.trim())
-            .ok_or_else(|| crate::Invalid::new("invalid_choice", "must be anyone or accounts_only"))
+        Self::from_db(raw.trim()).ok_or_else(|| {
+            crate::Invalid::new(
+                crate::FieldCode::InvalidChoice,
+                "must be anyone or accounts_only",
+            )
+        })
     }
 
     pub fn is_anyone(&self) -> bool {

@@ -7,7 +7,7 @@
 //! that would render blank (only spaces, fillers or combining marks) counts
 //! as empty.
 
-use crate::Invalid;
+use crate::{FieldCode, Invalid};
 use icu_properties::props::{
     BidiControl, DefaultIgnorableCodePoint, Emoji, EmojiModifier, ExtendedPictographic,
     GeneralCategory,
@@ -137,18 +137,23 @@ fn bounded(raw: &str, multiline: bool, min: usize, max: usize) -> Result<String,
     let len = text.chars().count();
     if len < min {
         return Err(if text.is_empty() && !raw.trim().is_empty() {
-            Invalid::new("blank", "must contain visible characters")
+            Invalid::new(FieldCode::Blank, "must contain visible characters")
         } else if min == 1 {
-            Invalid::new("required", "must not be empty")
+            Invalid::new(FieldCode::Required, "must not be empty")
         } else {
-            Invalid::new("too_short", format!("must be at least {min} characters"))
+            Invalid::new(
+                FieldCode::TooShort,
+                format!("must be at least {min} characters"),
+            )
+            .with("min", min as i64)
         });
     }
     if len > max {
         return Err(Invalid::new(
-            "too_long",
+            FieldCode::TooLong,
             format!("must be at most {max} characters"),
-        ));
+        )
+        .with("max", max as i64));
     }
     Ok(text)
 }
@@ -242,7 +247,7 @@ impl Mobile {
             return Ok(Self(compact));
         }
         Err(Invalid::new(
-            "invalid_mobile",
+            FieldCode::InvalidMobile,
             "must be an 11-digit mobile number such as 13800138000, or +country code and number",
         ))
     }
@@ -279,10 +284,16 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         if len < Self::MIN_CHARS {
-            return Err(Invalid::new("too_short", "must be at least 8 characters"));
+            return Err(
+                Invalid::new(FieldCode::TooShort, "must be at least 8 characters")
+                    .with("min", Self::MIN_CHARS as i64),
+            );
         }
         if len > Self::MAX_CHARS {
-            return Err(Invalid::new("too_long", "must be at most 128 characters"));
+            return Err(
+                Invalid::new(FieldCode::TooLong, "must be at most 128 characters")
+                    .with("max", Self::MAX_CHARS as i64),
+            );
         }
         Ok(Self(raw.to_owned()))
     }
@@ -404,12 +415,15 @@ mod tests {
             for raw in [c.to_string(), c.to_string().repeat(5)] {
                 let name = DisplayName::parse(&raw).unwrap_err();
                 assert!(
-                    matches!(name.code, "blank" | "required"),
+                    matches!(name.code, FieldCode::Blank | FieldCode::Required),
                     "U+{code:04X}: {}",
                     name.code
                 );
                 let chat = ChatText::parse(&raw).unwrap_err();
-                assert!(matches!(chat.code, "blank" | "required"), "U+{code:04X}");
+                assert!(
+                    matches!(chat.code, FieldCode::Blank | FieldCode::Required),
+                    "U+{code:04X}"
+                );
                 // Optional texts become empty rather than invisible.
                 assert_eq!(Story::parse(&raw).unwrap().as_str(), "", "U+{code:04X}");
             }

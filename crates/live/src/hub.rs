@@ -287,6 +287,7 @@ impl LiveHub {
                     target: r.target_subject,
                     broadcast: r.broadcast_id,
                     message: r.message_id,
+                    facts: crate::moderation::log_facts(action, r.detail.as_deref()),
                     detail: r.detail,
                     at: Timestamp(r.created_at),
                 })

@@ -1,9 +1,11 @@
-//! Moderation rules: who may do what to whom, and blocked-word matching.
-//! Pure functions, tested without a room.
+//! Moderation rules: who may do what to whom, blocked-word matching, and
+//! how a moderation-log line's facts are stored. Pure functions, tested
+//! without a room.
 
 use crate::Participant;
+use domain::OfferId;
 use domain::Role;
-use protocol::{ModerationAction, RefusalCode};
+use protocol::{ModerationAction, ModerationFacts, RefusalCode};
 use unicode_normalization::UnicodeNormalization;
 
 /// Whom a targeted action is aimed at.
@@ -121,6 +123,110 @@ impl BlockedWords {
         let folded = fold(text);
         self.words.iter().any(|w| folded.contains(w.as_str()))
     }
+}
+
+/// "10 min", "1 h", "45 s": a length in the log's stored `detail`.
+pub(crate) fn seconds_text(s: u32) -> String {
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{} h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+fn parse_seconds(text: &str) -> Option<u32> {
+    let (n, unit) = text.split_once(' ')?;
+    let n: u32 = n.parse().ok()?;
+    let per = match unit {
+        "s" => 1,
+        "min" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    n.checked_mul(per)
+}
+
+/// The `detail` a moderation-log line is stored with (in English, for
+/// developers and logs; the format the log has always had), from its facts.
+pub fn log_detail(action: ModerationAction, facts: &ModerationFacts) -> Option<String> {
+    use ModerationAction as A;
+    match action {
+        A::Timeout => facts.seconds.map(|s| match &facts.reason {
+            Some(reason) => format!("{}: {reason}", seconds_text(s)),
+            None => seconds_text(s),
+        }),
+        A::Ban => facts.reason.clone(),
+        A::SlowMode => facts.seconds.map(|s| match s {
+            0 => "off".to_owned(),
+            s => seconds_text(s),
+        }),
+        A::BlockedWords => facts.count.map(|n| format!("{n} words")),
+        A::PinOffer => facts.offer.as_ref().map(|offer| match &facts.title {
+            Some(title) => format!("{offer}: {title}"),
+            None => offer.to_string(),
+        }),
+        A::UnpinOffer => facts.offer.as_ref().map(ToString::to_string),
+        A::AutoMute => facts
+            .seconds
+            .map(|s| format!("flooding: muted {}", seconds_text(s))),
+        A::DeleteMessage | A::Unban | A::PinMessage | A::UnpinMessage | A::ClearChat => None,
+    }
+}
+
+/// The facts of a stored line, read back from the `detail` [`log_detail`]
+/// wrote, so pages never read the English. A detail that reads as none of
+/// them gives no facts.
+pub fn log_facts(action: ModerationAction, detail: Option<&str>) -> ModerationFacts {
+    use ModerationAction as A;
+    let mut facts = ModerationFacts::default();
+    let Some(detail) = detail.map(str::trim).filter(|d| !d.is_empty()) else {
+        return facts;
+    };
+    match action {
+        A::Timeout => {
+            let (length, reason) = match detail.split_once(": ") {
+                Some((length, reason)) => (length, Some(reason)),
+                None => (detail, None),
+            };
+            if let Some(s) = parse_seconds(length) {
+                facts.seconds = Some(s);
+                facts.reason = reason.map(str::to_owned);
+            }
+        }
+        A::Ban => facts.reason = Some(detail.to_owned()),
+        A::SlowMode => {
+            facts.seconds = if detail == "off" {
+                Some(0)
+            } else {
+                parse_seconds(detail)
+            }
+        }
+        A::BlockedWords => {
+            facts.count = detail
+                .strip_suffix(" words")
+                .or_else(|| detail.strip_suffix(" word"))
+                .and_then(|n| n.parse().ok());
+        }
+        A::PinOffer | A::UnpinOffer => {
+            let (offer, title) = match detail.split_once(": ") {
+                Some((offer, title)) => (offer, Some(title)),
+                None => (detail, None),
+            };
+            if let Ok(offer) = OfferId::parse(offer) {
+                facts.offer = Some(offer);
+                facts.title = title.filter(|_| action == A::PinOffer).map(str::to_owned);
+            }
+        }
+        A::AutoMute => {
+            facts.seconds = detail
+                .split_once("muted ")
+                .and_then(|(_, length)| parse_seconds(length));
+        }
+        A::DeleteMessage | A::Unban | A::PinMessage | A::UnpinMessage | A::ClearChat => {}
+    }
+    facts
 }
 
 #[cfg(test)]
@@ -258,5 +364,106 @@ mod tests {
         assert!(BlockedWords::parse(&vec!["a".to_owned(); MAX_BLOCKED_WORDS + 1]).is_err());
         assert!(BlockedWords::parse(&["长".repeat(MAX_BLOCKED_WORD_CHARS + 1)]).is_err());
         assert!(BlockedWords::parse(&["长".repeat(MAX_BLOCKED_WORD_CHARS)]).is_ok());
+    }
+
+    #[test]
+    fn log_facts_read_back_what_log_detail_stored() {
+        use ModerationAction as A;
+        let offer = OfferId::parse("ofr_5x5t").unwrap();
+        let cases = [
+            (
+                A::Timeout,
+                ModerationFacts {
+                    seconds: Some(600),
+                    reason: Some("刷屏: 又刷".into()),
+                    ..Default::default()
+                },
+                "10 min: 刷屏: 又刷",
+            ),
+            (
+                A::Timeout,
+                ModerationFacts {
+                    seconds: Some(45),
+                    ..Default::default()
+                },
+                "45 s",
+            ),
+            (
+                A::Ban,
+                ModerationFacts {
+                    reason: Some("骂人".into()),
+                    ..Default::default()
+                },
+                "骂人",
+            ),
+            (
+                A::SlowMode,
+                ModerationFacts {
+                    seconds: Some(0),
+                    ..Default::default()
+                },
+                "off",
+            ),
+            (
+                A::SlowMode,
+                ModerationFacts {
+                    seconds: Some(3600),
+                    ..Default::default()
+                },
+                "1 h",
+            ),
+            (
+                A::BlockedWords,
+                ModerationFacts {
+                    count: Some(3),
+                    ..Default::default()
+                },
+                "3 words",
+            ),
+            (
+                A::PinOffer,
+                ModerationFacts {
+                    offer: Some(offer.clone()),
+                    title: Some("羊粪小米".into()),
+                    ..Default::default()
+                },
+                "ofr_5x5t: 羊粪小米",
+            ),
+            (
+                A::UnpinOffer,
+                ModerationFacts {
+                    offer: Some(offer),
+                    ..Default::default()
+                },
+                "ofr_5x5t",
+            ),
+            (
+                A::AutoMute,
+                ModerationFacts {
+                    seconds: Some(60),
+                    ..Default::default()
+                },
+                "flooding: muted 1 min",
+            ),
+        ];
+        for (action, facts, stored) in cases {
+            assert_eq!(
+                log_detail(action, &facts).as_deref(),
+                Some(stored),
+                "{action:?}"
+            );
+            assert_eq!(log_facts(action, Some(stored)), facts, "{action:?}");
+        }
+        assert_eq!(log_detail(A::ClearChat, &ModerationFacts::default()), None);
+        // A detail that reads as nothing is left out, never passed on.
+        assert_eq!(
+            log_facts(A::UnpinOffer, Some("something odd")),
+            ModerationFacts::default()
+        );
+        assert_eq!(
+            log_facts(A::Timeout, Some("a while")),
+            ModerationFacts::default()
+        );
+        assert_eq!(log_facts(A::SlowMode, None), ModerationFacts::default());
     }
 }

@@ -10,15 +10,15 @@ use crate::coalesce::LatestSlot;
 use crate::config::LiveConfig;
 use crate::fanout::{ConnId, Frame, FrameKind};
 use crate::limits::{ChatGate, GateRefusal, GateRules};
-use crate::moderation::{self, BlockedWords, Target};
+use crate::moderation::{self, BlockedWords, Target, seconds_text};
 use crate::replay::{ReplayBuffer, Resume};
 use crate::{Participant, RoomInfo};
 use domain::{BroadcastState, ChatMessageId, ChatText, OfferId, Reason, Role, UnixMillis};
 use protocol::{
     Author, ChatLimits, ChatMessage, CloseReason, CommandName, Hello, ModerationAction,
-    ModerationEntry, MuteReason, Muted, OfferCard, Refusal, RefusalCode, ResumeOutcome,
-    RoomSettings, RoomState, SaleTicker, ServerEvent, Snapshot, SnapshotReason, Timestamp, Viewers,
-    You,
+    ModerationEntry, ModerationFacts, MuteReason, Muted, OfferCard, Refusal, RefusalCode,
+    ResumeOutcome, RoomSettings, RoomState, SaleTicker, ServerEvent, Snapshot, SnapshotReason,
+    Timestamp, Viewers, You,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -205,16 +205,6 @@ fn kind_of(event: &ServerEvent) -> FrameKind {
         | ServerEvent::OfferUnpinned { .. }
         | ServerEvent::OfferUpdated { .. } => FrameKind::State,
         _ => FrameKind::Private,
-    }
-}
-
-fn seconds_text(s: u32) -> String {
-    if s >= 3600 && s.is_multiple_of(3600) {
-        format!("{} h", s / 3600)
-    } else if s >= 60 && s.is_multiple_of(60) {
-        format!("{} min", s / 60)
-    } else {
-        format!("{s} s")
     }
 }
 
@@ -649,7 +639,10 @@ impl RoomCore {
                         ModerationAction::AutoMute,
                         Some(who.subject.clone()),
                         None,
-                        Some(format!("flooding: muted {}", seconds_text(seconds))),
+                        ModerationFacts {
+                            seconds: Some(seconds),
+                            ..Default::default()
+                        },
                         now,
                     );
                 }
@@ -758,7 +751,7 @@ impl RoomCore {
             ModerationAction::DeleteMessage,
             Some(author.subject),
             Some(message.clone()),
-            None,
+            ModerationFacts::default(),
             now,
         );
         if self
@@ -806,17 +799,17 @@ impl RoomCore {
                 reason: reason.as_str().to_owned(),
                 created_at: now,
             })));
-        let detail = if reason.as_str().is_empty() {
-            seconds_text(seconds)
-        } else {
-            format!("{}: {}", seconds_text(seconds), reason.as_str())
+        let facts = ModerationFacts {
+            seconds: Some(seconds),
+            reason: (!reason.as_str().is_empty()).then(|| reason.as_str().to_owned()),
+            ..Default::default()
         };
         self.log(
             Some(who),
             ModerationAction::Timeout,
             Some(subject.clone()),
             None,
-            Some(detail),
+            facts,
             now,
         );
         self.effects
@@ -868,13 +861,16 @@ impl RoomCore {
             subject: subject.clone(),
             at: now,
         }));
-        let detail = (!reason.as_str().is_empty()).then(|| reason.as_str().to_owned());
+        let facts = ModerationFacts {
+            reason: (!reason.as_str().is_empty()).then(|| reason.as_str().to_owned()),
+            ..Default::default()
+        };
         self.log(
             Some(who),
             ModerationAction::Ban,
             Some(subject.clone()),
             None,
-            detail,
+            facts,
             now,
         );
         self.effects
@@ -930,7 +926,7 @@ impl RoomCore {
             ModerationAction::Unban,
             Some(subject.clone()),
             None,
-            None,
+            ModerationFacts::default(),
             now,
         );
         self.effects
@@ -959,17 +955,16 @@ impl RoomCore {
             seconds,
             at: now,
         }));
-        let detail = if seconds == 0 {
-            "off".to_owned()
-        } else {
-            seconds_text(seconds)
+        let facts = ModerationFacts {
+            seconds: Some(seconds),
+            ..Default::default()
         };
         self.log(
             Some(who),
             ModerationAction::SlowMode,
             None,
             None,
-            Some(detail),
+            facts,
             now,
         );
         Ok(())
@@ -988,14 +983,17 @@ impl RoomCore {
             words: words.words().to_vec(),
             at: now,
         }));
-        let detail = format!("{} words", words.words().len());
+        let facts = ModerationFacts {
+            count: u32::try_from(words.words().len()).ok(),
+            ..Default::default()
+        };
         self.apply_blocked_words(words.clone());
         self.log(
             Some(who),
             ModerationAction::BlockedWords,
             None,
             None,
-            Some(detail),
+            facts,
             now,
         );
         self.effects
@@ -1040,7 +1038,14 @@ impl RoomCore {
         };
         let target = pinned.as_ref().map(|m| m.author.subject.clone());
         self.set_pinned(pinned, now);
-        self.log(Some(who), action, target, message, None, now);
+        self.log(
+            Some(who),
+            action,
+            target,
+            message,
+            ModerationFacts::default(),
+            now,
+        );
         Ok(())
     }
 
@@ -1072,7 +1077,7 @@ impl RoomCore {
             ModerationAction::ClearChat,
             None,
             None,
-            None,
+            ModerationFacts::default(),
             now,
         );
         Ok(())
@@ -1111,7 +1116,11 @@ impl RoomCore {
             card: card.clone(),
             slot,
         });
-        let detail = card.title.as_str().to_owned();
+        let facts = ModerationFacts {
+            offer: Some(offer.clone()),
+            title: Some(card.title.as_str().to_owned()),
+            ..Default::default()
+        };
         self.broadcast(ServerEvent::OfferPinned { offer: card });
         self.persist_offers(now);
         self.log(
@@ -1119,7 +1128,7 @@ impl RoomCore {
             ModerationAction::PinOffer,
             None,
             None,
-            Some(format!("{offer}: {detail}")),
+            facts,
             now,
         );
         Ok(())
@@ -1145,7 +1154,10 @@ impl RoomCore {
             ModerationAction::UnpinOffer,
             None,
             None,
-            Some(offer.to_string()),
+            ModerationFacts {
+                offer: Some(offer),
+                ..Default::default()
+            },
             now,
         );
         Ok(())
@@ -1167,9 +1179,10 @@ impl RoomCore {
         action: ModerationAction,
         target: Option<String>,
         message: Option<ChatMessageId>,
-        detail: Option<String>,
+        facts: ModerationFacts,
         now: UnixMillis,
     ) {
+        let detail = moderation::log_detail(action, &facts);
         let ordinal = self.ordinal.fetch_add(1, Ordering::Relaxed);
         self.effects
             .push(Effect::Persist(ChatWrite::Log(ModerationRecord {
@@ -1200,6 +1213,7 @@ impl RoomCore {
                     broadcast: Some(self.info.broadcast.clone()),
                     message,
                     detail,
+                    facts,
                     at: Timestamp(now),
                 },
             )));

@@ -2,7 +2,7 @@
 //! variant. It knows nothing about HTTP: `api` maps it to statuses, and
 //! the live channel to its refusals, each in one exhaustive match.
 
-use domain::{FieldError, OrderTransitionError, UnixMillis};
+use domain::{FieldCode, FieldError, OrderTransitionError, UnixMillis};
 use std::sync::Arc;
 
 /// Why something an order-service caller asked for did not happen.
@@ -102,16 +102,8 @@ impl OrdersError {
         }
     }
 
-    pub(crate) fn field(
-        field: &str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> OrdersError {
-        OrdersError::Validation(vec![FieldError {
-            field: field.to_owned(),
-            code,
-            message: message.into(),
-        }])
+    pub(crate) fn field(field: &str, code: FieldCode, message: impl Into<String>) -> OrdersError {
+        OrdersError::Validation(vec![FieldError::new(field, code, message)])
     }
 }
 

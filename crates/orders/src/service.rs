@@ -8,8 +8,8 @@ use crate::{
     ReservationView, ReserveRequest, StateConflict, csv,
 };
 use domain::{
-    BroadcastId, BroadcastState, Carrier, Fen, GuestId, OfferId, OrderAction, OrderId,
-    ReservationId, ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
+    BroadcastId, BroadcastState, Carrier, Fen, FieldCode, GuestId, Invalid, OfferId, OrderAction,
+    OrderId, ReservationId, ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,11 +136,14 @@ fn check_key(key: &str) -> Result<(), OrdersError> {
         || key.len() > MAX_IDEMPOTENCY_KEY_LEN
         || !key.bytes().all(|b| b.is_ascii_graphic())
     {
-        return Err(OrdersError::field(
-            "idempotency_key",
-            "invalid_idempotency_key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"),
-        ));
+        return Err(OrdersError::Validation(vec![
+            Invalid::new(
+                FieldCode::InvalidIdempotencyKey,
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"),
+            )
+            .with("max", MAX_IDEMPOTENCY_KEY_LEN as i64)
+            .at("idempotency_key"),
+        ]));
     }
     Ok(())
 }
@@ -229,20 +232,13 @@ impl OrderService {
         let config = &self.inner.config;
         let hold = new.hold.unwrap_or(config.default_hold);
         let mut errors = Vec::new();
-        let mut push = |field: &str, code: &'static str, message: String| {
-            errors.push(domain::FieldError {
-                field: field.to_owned(),
-                code,
-                message,
-            })
-        };
+        let mut push = |field: &str, refusal: Invalid| errors.push(refusal.at(field));
         let product = match store.product(&new.product).await {
             Ok(p) if p.shop_id == broadcast.shop_id => Some(p),
             Ok(_) | Err(StoreError::NotFound) => {
                 push(
                     "product_id",
-                    "not_in_shop",
-                    "no such product in this shop".into(),
+                    Invalid::new(FieldCode::NotInShop, "no such product in this shop"),
                 );
                 None
             }
@@ -251,36 +247,52 @@ impl OrderService {
         if new.price.get() <= 0 || new.price.get() > domain::Fen::MAX_PRICE {
             push(
                 "price",
-                "out_of_range",
-                "must be more than 0 and at most ¥1,000,000".into(),
+                Invalid::new(
+                    FieldCode::OutOfRange,
+                    "must be more than 0 and at most ¥1,000,000",
+                ),
             );
         }
         if new.quantity == 0 || new.quantity > domain::MAX_STOCK {
             push(
                 "quantity",
-                "out_of_range",
-                format!("must be 1 to {}", domain::MAX_STOCK),
+                Invalid::new(
+                    FieldCode::OutOfRange,
+                    format!("must be 1 to {}", domain::MAX_STOCK),
+                )
+                .with("min", 1)
+                .with("max", domain::MAX_STOCK.into()),
             );
         }
         if new.per_buyer_limit == 0 {
-            push("per_buyer_limit", "too_small", "must be at least 1".into());
+            push(
+                "per_buyer_limit",
+                Invalid::new(FieldCode::TooSmall, "must be at least 1").with("min", 1),
+            );
         }
         if hold < config.min_hold || hold > config.max_hold {
+            let (min, max) = (config.min_hold.as_secs(), config.max_hold.as_secs());
             push(
                 "hold_secs",
-                "out_of_range",
-                format!(
-                    "must be {} to {} seconds",
-                    config.min_hold.as_secs(),
-                    config.max_hold.as_secs()
-                ),
+                Invalid::new(
+                    FieldCode::OutOfRange,
+                    format!("must be {min} to {max} seconds"),
+                )
+                .with("min", min as i64)
+                .with("max", max as i64),
             );
         }
         if let Some(ends_at) = new.ends_at {
             if ends_at <= now {
-                push("ends_at", "in_the_past", "must be in the future".into());
+                push(
+                    "ends_at",
+                    Invalid::new(FieldCode::InThePast, "must be in the future"),
+                );
             } else if new.starts_at.is_some_and(|s| ends_at <= s) {
-                push("ends_at", "before_start", "must be after starts_at".into());
+                push(
+                    "ends_at",
+                    Invalid::new(FieldCode::BeforeStart, "must be after starts_at"),
+                );
             }
         }
         if let Some(p) = &product
@@ -288,8 +300,11 @@ impl OrderService {
         {
             push(
                 "quantity",
-                "exceeds_stock",
-                format!("only {} in stock", p.stock),
+                Invalid::new(
+                    FieldCode::ExceedsStock,
+                    format!("only {} in stock", p.stock),
+                )
+                .with("max", p.stock),
             );
         }
         let Some(product) = product.filter(|_| errors.is_empty()) else {
@@ -319,7 +334,7 @@ impl OrderService {
                 // Stock changed between the check and the transaction.
                 StoreError::Conflict("stock") => OrdersError::field(
                     "quantity",
-                    "exceeds_stock",
+                    FieldCode::ExceedsStock,
                     "not that many in stock any more",
                 ),
                 other => other.into(),
@@ -427,7 +442,7 @@ impl OrderService {
         if req.quantity == 0 {
             return Err(OrdersError::field(
                 "quantity",
-                "too_small",
+                FieldCode::TooSmall,
                 "must be at least 1",
             ));
         }

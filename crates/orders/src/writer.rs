@@ -716,7 +716,11 @@ pub(crate) fn refusal_error(refusal: Refusal) -> OrdersError {
         Refusal::NotStarted { starts_at } => OrdersError::NotStarted { starts_at },
         Refusal::Ended => OrdersError::Ended,
         Refusal::AccountRequired => OrdersError::AccountRequired,
-        Refusal::ZeroQuantity => OrdersError::field("quantity", "too_small", "must be at least 1"),
+        Refusal::ZeroQuantity => OrdersError::field(
+            "quantity",
+            domain::FieldCode::TooSmall,
+            "must be at least 1",
+        ),
         Refusal::Full(full) => {
             tracing::warn!(
                 ?full,

@@ -1336,7 +1336,10 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
     else {
         panic!("validation expected")
     };
-    let codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+    let codes: Vec<_> = errors
+        .iter()
+        .map(|e| (e.field.as_str(), e.code.as_str()))
+        .collect();
     assert_eq!(
         codes,
         vec![

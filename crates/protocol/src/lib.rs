@@ -710,10 +710,33 @@ pub struct ModerationEntry {
     pub broadcast: Option<BroadcastId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<ChatMessageId>,
-    /// Reason, duration, offer or setting, in words.
+    /// Reason, duration, offer or setting, in English, for developers and
+    /// logs; pages put the `facts` in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    #[serde(flatten)]
+    pub facts: ModerationFacts,
     pub at: Timestamp,
+}
+
+/// What a moderation action was about, as values for the pages' words.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationFacts {
+    /// The moderator's reason, in their own words (timeouts and bans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long a timeout or automatic mute lasts; slow mode's interval (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// How many words the blocked list holds now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The offer pinned or taken down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<OfferId>,
+    /// That offer's title when it was pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// What the order service tells one person through the hub.

@@ -56,8 +56,8 @@ impl ShopsError {
         }
     }
 
-    pub(crate) fn field(field: &str, code: &'static str, message: &str) -> ShopsError {
-        ShopsError::Validation(vec![domain::Invalid::new(code, message).at(field)])
+    pub(crate) fn field(field: &str, code: domain::FieldCode, message: &str) -> ShopsError {
+        ShopsError::Validation(vec![domain::FieldError::new(field, code, message)])
     }
 }
 

@@ -437,14 +437,14 @@ impl ShopService {
         let Some(user) = self.store.user_by_mobile(mobile).await? else {
             return Err(ShopsError::field(
                 "mobile",
-                "no_such_account",
+                domain::FieldCode::NoSuchAccount,
                 "no account uses this number; ask them to sign up first",
             ));
         };
         if user.id == shop.owner_id {
             return Err(ShopsError::field(
                 "mobile",
-                "is_owner",
+                domain::FieldCode::IsOwner,
                 "this is the owner's own number",
             ));
         }

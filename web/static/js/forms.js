@@ -4,23 +4,28 @@
 
 import { t, has } from './i18n.js';
 
+/** The code of a field error a page found itself, with its words as `message`. */
+const LOCAL = 'local';
+
 /**
- * The numbers for a problem's sentence: `params` when the server sends
- * them (`{max: 24}`), with `n` the one most sentences use. A server from
- * before `params` wrote the number only in its English text: take it from
- * there, the number alone.
+ * The numbers for a problem's sentence: its `params` (`{max: 24}`), with
+ * `n` the one most sentences use.
  */
 export function problemVars(problem) {
   const params = problem.params && typeof problem.params === 'object' ? problem.params : {};
   const first = ['n', 'max', 'min', 'limit', 'available', 'retry_after_s', 'seconds']
     .map((k) => params[k])
     .find((v) => v !== undefined && v !== null);
-  const old = /(\d+)/.exec(problem.message || problem.detail || '');
-  return { ...params, n: first ?? (old ? old[1] : '') };
+  return { ...params, n: first ?? '' };
 }
 
-/** A sentence for one problem (or one field error) in the current language. */
+/**
+ * A sentence for one problem (or one field error) in the current language:
+ * the words for its code, else a general sentence; never the server's own
+ * text. A page's own check (`fieldError`) brings its sentence already in words.
+ */
 export function describe(problem) {
+  if (problem.code === LOCAL) return problem.message;
   const key = `e.${problem.code || 'generic'}`;
   return has(key) ? t(key, problemVars(problem)) : t('e.generic');
 }
@@ -76,7 +81,7 @@ export function showProblem(form, problem) {
 
 /** A field error found before sending (e.g. a price that is not a number). */
 export function fieldError(form, field, message) {
-  showProblem(form, { code: 'validation_failed', errors: [{ field, code: 'local', message }] });
+  showProblem(form, { code: 'validation_failed', errors: [{ field, code: LOCAL, message }] });
 }
 
 /** Disables the submit button while `work` runs, so a double tap sends once. */

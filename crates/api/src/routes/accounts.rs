@@ -1,7 +1,7 @@
 //! Sign-up, sign-in, sign-out, guest nicknames and session management.
 
 use crate::auth::{self, Caller, SignedIn, clear_session_cookie, device_cookie, start_session};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::limits::{ClientAddr, too_many};
 use crate::state::AppState;
@@ -203,7 +203,7 @@ async fn sign_up(
         .await
         .map_err(|e| match e {
             store::StoreError::Conflict(_) => ApiError::Conflict {
-                code: "mobile_taken",
+                code: ProblemCode::MobileTaken,
                 detail: "an account with this mobile number exists; sign in instead".into(),
             },
             other => other.into(),
@@ -244,7 +244,7 @@ async fn sign_in(
 ) -> ApiResult<impl IntoResponse> {
     let wrong = || ApiError::Other {
         status: StatusCode::UNAUTHORIZED,
-        code: "wrong_credentials",
+        code: ProblemCode::WrongCredentials,
         detail: "mobile number or password is wrong".into(),
     };
     // A malformed number cannot have an account; same answer as a wrong
@@ -345,7 +345,7 @@ async fn become_guest(
 ) -> ApiResult<impl IntoResponse> {
     match caller.map(|c| c.identity) {
         Some(Identity::Account { .. }) => Err(ApiError::conflict(
-            "already_signed_in",
+            ProblemCode::AlreadySignedIn,
             "you are signed in; your account name is used in chat",
         )),
         Some(Identity::Guest { guest, .. }) => {

@@ -3,7 +3,7 @@
 use super::broadcasts::load_broadcast;
 use super::shops::moderating;
 use crate::auth::{Caller, SignedIn};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
@@ -64,7 +64,7 @@ async fn live_socket(
     let (broadcast, shop) = load_broadcast(&state, &broadcast_id).await?;
     let upgrade = upgrade.map_err(|e| ApiError::Other {
         status: StatusCode::UPGRADE_REQUIRED,
-        code: "websocket_required",
+        code: ProblemCode::WebsocketRequired,
         detail: format!("connect with a websocket: {}", e.body_text()),
     })?;
     let who = match caller {
@@ -111,7 +111,22 @@ pub struct ModerationEntryView {
     pub target_name: Option<String>,
     pub broadcast_id: Option<String>,
     pub message_id: Option<String>,
+    /// In English, for developers and logs; pages put the facts below in words.
     pub detail: Option<String>,
+    /// The moderator's reason, in their own words (timeouts and bans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A timeout's or automatic mute's length; slow mode's interval (0: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// How many words the blocked list holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The offer pinned or taken down, and its title when it was pinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub at: crate::views::Timestamp,
 }
 
@@ -163,6 +178,11 @@ async fn moderation_log(
                 broadcast_id: e.broadcast.map(|b| b.into_string()),
                 message_id: e.message.map(|m| m.into_string()),
                 detail: e.detail,
+                reason: e.facts.reason,
+                seconds: e.facts.seconds,
+                count: e.facts.count,
+                offer: e.facts.offer.map(|o| o.into_string()),
+                title: e.facts.title,
                 at: crate::views::Timestamp(e.at.0),
             })
             .collect(),

@@ -9,7 +9,7 @@
 
 use super::broadcasts::load_broadcast;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{Path, RawBody};
 use crate::limits::ClientAddr;
 use crate::state::AppState;
@@ -77,41 +77,67 @@ fn require_content_type(headers: &HeaderMap, expected: &'static str) -> ApiResul
 
 fn sdp_text(body: &Bytes) -> ApiResult<&str> {
     std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("bad_sdp", "the SDP is not UTF-8 text"))
+        .map_err(|_| ApiError::bad_request(ProblemCode::BadSdp, "the SDP is not UTF-8 text"))
 }
 
 /// How each SFU refusal reaches an HTTP client: status, stable problem code, and
 /// for refusals that pass, how long to wait (`Retry-After`). The one place this
 /// is decided (docs/media.md lists it for clients).
-fn sfu_problem(e: &SfuError) -> (StatusCode, &'static str, Option<Duration>) {
+fn sfu_problem(e: &SfuError) -> (StatusCode, ProblemCode, Option<Duration>) {
     // Another client's handshake finishing (or expiring) frees a pending place;
     // real handshakes take about a second.
     let handshake = Some(Duration::from_secs(2));
     let capacity = Some(Duration::from_secs(5));
     match e {
-        SfuError::BadSdp(_) => (StatusCode::BAD_REQUEST, "bad_sdp", None),
-        SfuError::SdpTooComplex(_) => (StatusCode::UNPROCESSABLE_ENTITY, "sdp_too_complex", None),
-        SfuError::UnsupportedCodecs(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_codecs", None),
-        SfuError::RoomFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "room_full", capacity),
-        SfuError::TooManyPending(_) => {
-            (StatusCode::TOO_MANY_REQUESTS, "too_many_pending", handshake)
-        }
-        SfuError::RoomBusy(_) => (StatusCode::SERVICE_UNAVAILABLE, "room_busy", handshake),
-        SfuError::NoPublisher => (StatusCode::NOT_FOUND, "no_publisher", None),
-        SfuError::UnknownSession => (StatusCode::NOT_FOUND, "unknown_session", None),
-        SfuError::TooManySessions(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            capacity,
-        ),
-        SfuError::BadTrickle(_) => (StatusCode::BAD_REQUEST, "bad_trickle", None),
-        SfuError::IceRestartUnsupported => (
+        SfuError::BadSdp(_) => (StatusCode::BAD_REQUEST, ProblemCode::BadSdp, None),
+        SfuError::SdpTooComplex(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "ice_restart_unsupported",
+            ProblemCode::SdpTooComplex,
             None,
         ),
-        SfuError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", capacity),
-        SfuError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        SfuError::UnsupportedCodecs(_) => (
+            StatusCode::NOT_ACCEPTABLE,
+            ProblemCode::UnsupportedCodecs,
+            None,
+        ),
+        SfuError::RoomFull(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::RoomFull,
+            capacity,
+        ),
+        SfuError::TooManyPending(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::TooManyPending,
+            handshake,
+        ),
+        SfuError::RoomBusy(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::RoomBusy,
+            handshake,
+        ),
+        SfuError::NoPublisher => (StatusCode::NOT_FOUND, ProblemCode::NoPublisher, None),
+        SfuError::UnknownSession => (StatusCode::NOT_FOUND, ProblemCode::UnknownSession, None),
+        SfuError::TooManySessions(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::TooManySessions,
+            capacity,
+        ),
+        SfuError::BadTrickle(_) => (StatusCode::BAD_REQUEST, ProblemCode::BadTrickle, None),
+        SfuError::IceRestartUnsupported => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemCode::IceRestartUnsupported,
+            None,
+        ),
+        SfuError::ShuttingDown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::ShuttingDown,
+            capacity,
+        ),
+        SfuError::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::Internal,
+            None,
+        ),
     }
 }
 
@@ -239,7 +265,7 @@ async fn whip_publish(
         return Err(if bearer(&headers).is_some() {
             ApiError::Other {
                 status: StatusCode::UNAUTHORIZED,
-                code: "wrong_stream_key",
+                code: ProblemCode::WrongStreamKey,
                 detail: "the stream key is wrong; copy it again from the studio (it may have been rotated)".into(),
             }
         } else {
@@ -248,7 +274,7 @@ async fn whip_publish(
     }
     if broadcast.state == BroadcastState::Ended {
         return Err(ApiError::conflict(
-            "broadcast_ended",
+            ProblemCode::BroadcastEnded,
             "this broadcast has ended; schedule a new one in the studio to go live again",
         ));
     }
@@ -290,7 +316,7 @@ async fn whep_play(
     let (broadcast, _) = load_broadcast(&state, &broadcast_id).await?;
     if broadcast.state == BroadcastState::Ended {
         return Err(ApiError::conflict(
-            "broadcast_ended",
+            ProblemCode::BroadcastEnded,
             "this broadcast has ended",
         ));
     }
@@ -360,14 +386,14 @@ async fn trickle(
             if !tags.contains(&etag) {
                 return Err(ApiError::Other {
                     status: StatusCode::PRECONDITION_FAILED,
-                    code: "etag_mismatch",
+                    code: ProblemCode::EtagMismatch,
                     detail: "If-Match does not name this session's ICE session; use the ETag from the answer".into(),
                 });
             }
         }
     }
     let frag = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("bad_trickle", "not UTF-8 text"))?;
+        .map_err(|_| ApiError::bad_request(ProblemCode::BadTrickle, "not UTF-8 text"))?;
     state
         .sfu
         .trickle(&broadcast_id, &session, frag)
@@ -563,7 +589,7 @@ mod tests {
         for e in &all {
             let (status, code, retry) = sfu_problem(e);
             let passes = status == StatusCode::TOO_MANY_REQUESTS
-                || (status == StatusCode::SERVICE_UNAVAILABLE && code != "internal");
+                || (status == StatusCode::SERVICE_UNAVAILABLE && code != ProblemCode::Internal);
             assert_eq!(retry.is_some(), passes, "{code}");
         }
         assert_eq!(sfu_problem(&SfuError::NoPublisher).0, StatusCode::NOT_FOUND);

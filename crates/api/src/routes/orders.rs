@@ -5,7 +5,7 @@
 use super::broadcasts::load_broadcast;
 use super::shops::owned_shop;
 use crate::auth::{Participant, SignedIn};
-use crate::error::{ApiError, ApiResult, Params};
+use crate::error::{ApiError, ApiResult, Params, ProblemCode};
 use crate::extract::{FromRaw, Json, Path, Valid, ValidQuery, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, optional_time, ts, ts_opt};
@@ -49,7 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// params a page needs for its words. Exhaustive, so a new error cannot
 /// slip through with a guessed status.
 pub(crate) fn orders_error(e: OrdersError) -> ApiError {
-    let code = e.code();
+    let code = ProblemCode::from(&e);
     let refused = |status: StatusCode, detail: String, params: Params| ApiError::Refused {
         status,
         code,
@@ -98,7 +98,7 @@ pub(crate) fn orders_error(e: OrdersError) -> ApiError {
             ApiError::Forbidden("only the shop's owner (or the buyer) may do this")
         }
         OrdersError::Unavailable => ApiError::Busy {
-            code: "unavailable",
+            code: ProblemCode::Unavailable,
             detail: "the order service is busy or restarting; please try again".into(),
             retry_after_secs: 1,
         },
@@ -729,7 +729,7 @@ impl TryFrom<SheetQuery> for orders::SheetOptions {
                     "zh-CN" | "zh" => Ok(orders::SheetLanguage::Chinese),
                     "en" => Ok(orders::SheetLanguage::English),
                     _ => Err(domain::Invalid::new(
-                        "invalid_choice",
+                        domain::FieldCode::InvalidChoice,
                         "must be zh-CN or en",
                     )),
                 }),
@@ -742,7 +742,10 @@ impl TryFrom<SheetQuery> for orders::SheetOptions {
                         .ok()
                         .filter(|m| (-720..=840).contains(m))
                         .ok_or_else(|| {
-                            domain::Invalid::new("out_of_range", "must be minutes from -720 to 840")
+                            domain::Invalid::new(
+                                domain::FieldCode::OutOfRange,
+                                "must be minutes from -720 to 840",
+                            )
                         })
                 }),
             ),

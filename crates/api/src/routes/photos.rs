@@ -15,7 +15,7 @@
 use super::products::owned_product;
 use super::shops::owned_shop;
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{Json, Path, RawBody};
 use crate::state::AppState;
 use axum::Router;
@@ -111,7 +111,7 @@ impl From<PhotoProblem> for ApiError {
         let (status, code, detail) = match p {
             PhotoProblem::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "photo_too_large",
+                ProblemCode::PhotoTooLarge,
                 format!(
                     "a photo may be at most {} MB",
                     MAX_PHOTO_BYTES / 1024 / 1024
@@ -119,17 +119,17 @@ impl From<PhotoProblem> for ApiError {
             ),
             PhotoProblem::UnsupportedType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_photo_type",
+                ProblemCode::UnsupportedPhotoType,
                 "send a JPEG, PNG or WebP picture".to_owned(),
             ),
             PhotoProblem::TooManyPixels => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "photo_too_many_pixels",
+                ProblemCode::PhotoTooManyPixels,
                 format!("a photo may have at most {MAX_PIXELS} pixels"),
             ),
             PhotoProblem::Unreadable => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "photo_unreadable",
+                ProblemCode::PhotoUnreadable,
                 "the picture could not be read; it may be damaged".to_owned(),
             ),
         };

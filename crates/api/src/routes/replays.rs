@@ -10,7 +10,7 @@
 use super::broadcasts::{BroadcastView, broadcast_view, load_broadcast};
 use super::products::ProductView;
 use super::shops::load_shop;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts_opt};
@@ -344,7 +344,7 @@ async fn get_replay(
 /// The cursor of a chat page: `<posted_at>.<message id>` of its last message.
 fn parse_cursor(raw: &str) -> ApiResult<(i64, ChatMessageId)> {
     let bad = || ApiError::BadRequest {
-        code: "bad_cursor",
+        code: ProblemCode::BadCursor,
         detail: "after must be the next value of the previous page".into(),
     };
     let (at, id) = raw.split_once('.').ok_or_else(bad)?;

@@ -1,7 +1,7 @@
 //! Shops and their moderators.
 
 use crate::auth::SignedIn;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::extract::{FromRaw, Json, Path, Valid, parse_id};
 use crate::state::AppState;
 use crate::views::{Timestamp, ts};
@@ -187,9 +187,10 @@ impl From<ShopsError> for ApiError {
                 ApiError::Forbidden("only the shop's owner and moderators may do this")
             }
             ShopsError::Validation(errors) => ApiError::Validation(errors),
-            ShopsError::AlreadyModerator => {
-                ApiError::conflict("already_moderator", "already a moderator of this shop")
-            }
+            ShopsError::AlreadyModerator => ApiError::conflict(
+                ProblemCode::AlreadyModerator,
+                "already a moderator of this shop",
+            ),
             ShopsError::Store(e) => e.into(),
         }
     }

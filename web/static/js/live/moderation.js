@@ -201,7 +201,6 @@ export class ModTools {
         actor: e.actor ? { subject: e.actor, name: e.actor_name } : null,
         target: e.target,
         target_name: e.target_name,
-        detail: e.detail,
         reason: e.reason,
         seconds: e.seconds,
         count: e.count,

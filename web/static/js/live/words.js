@@ -188,16 +188,6 @@ extend({
   'co.copy_link': '复制链接',
   'co.open_link': '打开看看',
   'co.back_live': '继续看直播',
-
-  'e.reservation_expired': '留货时间已过，商品已放回去了',
-  'e.reservation_cancelled': '这次抢购已经取消了',
-  'e.reservation_confirmed': '这个订单已经提交过了',
-  'e.invalid_choice': '请选一项',
-  'e.not_in_shop': '请选一个本店的商品',
-  'e.exceeds_stock': '库存不够：最多 {n}',
-  'e.out_of_range': '数不对',
-  'e.in_the_past': '时间已经过了',
-  'e.before_start': '要晚于开抢时间',
 }, {
   'chat.title': 'Chat',
   'chat.viewers': '{n} watching',
@@ -384,16 +374,6 @@ extend({
   'co.copy_link': 'Copy link',
   'co.open_link': 'Open',
   'co.back_live': 'Back to the broadcast',
-
-  'e.reservation_expired': 'The hold ran out and the units went back on sale',
-  'e.reservation_cancelled': 'This reservation was cancelled',
-  'e.reservation_confirmed': 'This order was already placed',
-  'e.invalid_choice': 'Please choose one',
-  'e.not_in_shop': 'Choose one of this shop’s products',
-  'e.exceeds_stock': 'Not enough stock: at most {n}',
-  'e.out_of_range': 'Out of range',
-  'e.in_the_past': 'That time has passed',
-  'e.before_start': 'Must be after the opening time',
 });
 
 /** "10秒", "10 min", "1小时" for a number of seconds. */

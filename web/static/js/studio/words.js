@@ -110,11 +110,6 @@ extend({
   'bans.lift_q': '解封 {name}？解封后对方可以再来看直播、聊天和下单。',
   'bans.lifted': '已解封',
   'bans.reason': '原因：{reason}',
-  'e.no_such_account': '这个手机号还没注册。请对方先注册，再来设置',
-  'e.is_owner': '这是您自己的手机号',
-  'e.already_moderator': '已经是管理员了',
-  'e.invalid_order_transition': '订单现在的状态不能这样改，请刷新看看',
-  'e.invalid_tracking_number': '单号只能是字母、数字或横线，最多 40 位',
 
   'modhome.title': '您是这些小店的管理员',
   'modhome.text': '打开直播间，点聊天里的消息就能删除、禁言或封禁。',
@@ -231,11 +226,6 @@ extend({
   'bans.lift_q': 'Unban {name}? They can watch, chat and buy again.',
   'bans.lifted': 'Unbanned',
   'bans.reason': 'Reason: {reason}',
-  'e.no_such_account': 'No account uses this number. Ask them to sign up first',
-  'e.is_owner': 'That is your own number',
-  'e.already_moderator': 'Already a moderator',
-  'e.invalid_order_transition': 'The order cannot change that way now; refresh to see where it stands',
-  'e.invalid_tracking_number': 'Letters, digits or dashes, at most 40',
 
   'modhome.title': 'You moderate these shops',
   'modhome.text': 'Open a broadcast and tap a chat message to delete it, mute or ban.',
