@@ -65,7 +65,7 @@ pub(crate) fn tools(test: &str) -> Option<Tools> {
     }
 }
 
-fn artifacts_dir() -> PathBuf {
+pub fn artifacts_dir() -> PathBuf {
     let dir = std::env::var_os("FIELDCAST_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts"));

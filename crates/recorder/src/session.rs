@@ -66,20 +66,44 @@ impl Stream {
         }
     }
 
-    /// The segment time (ms) of a packet with extended timestamp `ts` that
-    /// arrived `arrived` ms after the segment's start.
-    fn time(&mut self, ts: i64, clock_rate: u32, arrived: i64) -> i64 {
+    /// Where a packet with extended timestamp `ts` that arrived `arrived` ms
+    /// after the segment's start belongs on the segment's timeline.
+    fn place(&mut self, ts: i64, clock_rate: u32, arrived: i64) -> i64 {
         let first = *self.first_ts.get_or_insert(ts);
         let media = millis(ts - first, clock_rate);
         let offset = self
             .offset
             .map_or(arrived - media, |o| o.min(arrived - media));
         self.offset = Some(offset);
-        let time = (media + offset).max(self.last);
+        media + offset
+    }
+
+    /// A video frame's time: never before the track's last frame. (Frames
+    /// of a burst may share one: decoders take them in order, and spreading
+    /// them out would push every later frame late.)
+    fn video_time(&mut self, ts: i64, clock_rate: u32, arrived: i64) -> i64 {
+        let time = self.place(ts, clock_rate, arrived).max(self.last);
         self.last = time;
         time
     }
+
+    /// A sound packet's time, or `None` to leave it out: sound cannot be
+    /// squeezed like pictures (each packet lasts its 20 ms, and a decoder
+    /// given packets closer than half that stumbles), so a packet that would
+    /// land on its predecessor, such as queued sound arriving in a burst, is
+    /// dropped, and the sound that follows keeps the time it arrived.
+    fn audio_time(&mut self, ts: i64, clock_rate: u32, arrived: i64) -> Option<i64> {
+        let placed = self.place(ts, clock_rate, arrived);
+        if self.last != i64::MIN && placed < self.last + MIN_SOUND_STEP_MS {
+            return None;
+        }
+        self.last = placed;
+        Some(placed)
+    }
 }
+
+/// Closest two sound packets may sit (half an Opus packet's 20 ms).
+const MIN_SOUND_STEP_MS: i64 = 10;
 
 struct Generation {
     id: u64,
@@ -238,7 +262,7 @@ impl Session {
         let Some(zero) = generation.zero else {
             return;
         };
-        let time = stream.time(ts, packet.clock_rate, since(zero, arrival));
+        let time = stream.video_time(ts, packet.clock_rate, since(zero, arrival));
         let muxer = generation.muxer.as_mut().expect("started above");
         if let Some(cluster) = muxer.video(time, frame.keyframe, &frame.data) {
             ops.push(FileOp::Append(cluster));
@@ -255,7 +279,9 @@ impl Session {
             // Sound before the first picture is not kept: a segment starts with video.
             return;
         };
-        let time = stream.time(ts, packet.clock_rate, since(zero, packet.at));
+        let Some(time) = stream.audio_time(ts, packet.clock_rate, since(zero, packet.at)) else {
+            return;
+        };
         if time < 0 || packet.packet.payload.is_empty() {
             return;
         }
@@ -380,6 +406,41 @@ mod tests {
             matches!(ops[0], FileOp::Start { .. }),
             "nothing before the keyframe"
         );
+    }
+
+    #[test]
+    fn a_burst_of_queued_sound_is_left_out_and_pictures_are_kept() {
+        // 27 Opus packets (20 ms of sound each) queued by the publisher
+        // arrive together, 336 ms into the segment, then sound flows live.
+        let mut sound = Stream::new();
+        let mut times: Vec<Option<i64>> = (0..27)
+            .map(|i| sound.audio_time(i * 960, 48_000, 336))
+            .collect();
+        times.extend((27..60).map(|i| sound.audio_time(i * 960, 48_000, 336 + (i - 26) * 20)));
+        let kept: Vec<i64> = times.iter().flatten().copied().collect();
+        assert!(
+            kept.windows(2).all(|w| w[1] - w[0] >= MIN_SOUND_STEP_MS),
+            "sound packets too close: {kept:?}"
+        );
+        assert_eq!(kept[0], 336, "the burst's first packet is kept");
+        assert_eq!(
+            times[1..27],
+            [None; 26],
+            "the rest of the burst is left out"
+        );
+        assert_eq!(
+            times[27..],
+            (27..60)
+                .map(|i| Some(336 + (i - 26) * 20))
+                .collect::<Vec<_>>()[..],
+            "live sound keeps the time it arrived"
+        );
+        // Pictures are all kept, in order.
+        let mut video = Stream::new();
+        let frames: Vec<i64> = (0..9)
+            .map(|i| video.video_time(i * 3000, 90_000, 500))
+            .collect();
+        assert_eq!(frames, [500; 9]);
     }
 
     #[test]
