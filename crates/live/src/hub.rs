@@ -149,8 +149,12 @@ impl LiveHub {
     /// The HTTP route should call this before `on_upgrade`.
     pub fn configure_upgrade(&self, ws: WebSocketUpgrade) -> WebSocketUpgrade {
         let max = self.inner.config.max_ws_message_bytes();
+        // A viewer sends a few short frames a minute: tungstenite's default
+        // 128 KiB read buffer per connection was most of a connection's
+        // memory. A larger frame still arrives whole (the buffer grows to it).
         ws.max_message_size(max)
             .max_frame_size(max)
+            .read_buffer_size(4 * 1024)
             .write_buffer_size(16 * 1024)
     }
 
