@@ -52,7 +52,7 @@ pub async fn media_lifecycle(
             continue;
         };
         match store
-            .set_broadcast_state(&id, to, store::now_millis())
+            .set_broadcast_state(&id, to, domain::UnixMillis::wall_now())
             .await
         {
             Ok(Some(b)) => {

@@ -34,7 +34,7 @@ async fn main() {
             &Mobile::parse("13800138000").unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "x",
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -47,7 +47,7 @@ async fn main() {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -62,7 +62,7 @@ async fn main() {
                 stock: taps,
                 ships_on: None,
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -74,7 +74,7 @@ async fn main() {
                 scheduled_at: None,
                 stream_key: secret_token(),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -177,4 +177,9 @@ async fn main() {
     );
     svc.shutdown().await;
     store.close().await;
+}
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
 }

@@ -10,6 +10,7 @@ use crate::{OrdersError, ReservationView};
 use domain::{OfferId, UnixMillis};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 
 type Outcome = Option<Result<ReservationView, OrdersError>>;
@@ -69,7 +70,7 @@ struct Index {
 #[derive(Clone)]
 pub(crate) struct IdempotencyIndex {
     inner: Arc<Mutex<Index>>,
-    ttl_ms: i64,
+    ttl: Duration,
 }
 
 /// The right and duty to settle one pending key. Dropped unsettled (the
@@ -90,10 +91,10 @@ fn slot(buyer: &str, key: &str) -> String {
 }
 
 impl IdempotencyIndex {
-    pub(crate) fn new(ttl_ms: i64) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         IdempotencyIndex {
             inner: Arc::new(Mutex::new(Index::default())),
-            ttl_ms,
+            ttl,
         }
     }
 
@@ -113,7 +114,7 @@ impl IdempotencyIndex {
     ) -> Begin {
         let slot = slot(buyer, key);
         let mut index = self.lock();
-        Self::forget_old(&mut index, now - self.ttl_ms);
+        Self::forget_old(&mut index, now.saturating_sub(self.ttl));
         match index.map.get(&slot) {
             Some(entry) if !entry.same_request(offer, quantity) => Begin::Mismatch,
             Some(Entry::Done { view, .. }) => Begin::Replay(view.clone()),
@@ -218,6 +219,10 @@ mod tests {
     use super::*;
     use domain::{Fen, ReservationId};
 
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
     fn view(offer: &OfferId, quantity: u32, at: UnixMillis) -> ReservationView {
         ReservationView {
             id: ReservationId::generate(),
@@ -226,46 +231,51 @@ mod tests {
             unit_price: Fen::from_trusted(100),
             total: Fen::from_trusted(100 * i64::from(quantity)),
             created_at: at,
-            expires_at: at + 600_000,
+            expires_at: at.saturating_add(Duration::from_secs(600)),
         }
     }
 
     #[test]
     fn same_key_same_request_replays_and_different_request_mismatches() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k1", &offer, 1, 0) else {
+        let Begin::Fresh(ticket) = index.begin("usr_a", "k1", &offer, 1, ms(0)) else {
             panic!("fresh")
         };
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 1, 0),
+            index.begin("usr_a", "k1", &offer, 1, ms(0)),
             Begin::Wait(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 2, 0),
+            index.begin("usr_a", "k1", &offer, 2, ms(0)),
             Begin::Mismatch
         ));
-        let v = view(&offer, 1, 0);
+        let v = view(&offer, 1, ms(0));
         ticket.settle(&Ok(v.clone()));
-        assert!(matches!(index.begin("usr_a", "k1", &offer, 1, 10), Begin::Replay(r) if r == v));
+        assert!(
+            matches!(index.begin("usr_a", "k1", &offer, 1, ms(10)), Begin::Replay(r) if r == v)
+        );
         assert!(matches!(
-            index.begin("usr_a", "k1", &OfferId::generate(), 1, 10),
+            index.begin("usr_a", "k1", &OfferId::generate(), 1, ms(10)),
             Begin::Mismatch
         ));
         assert!(
-            matches!(index.begin("usr_b", "k1", &offer, 1, 10), Begin::Fresh(_)),
+            matches!(
+                index.begin("usr_b", "k1", &offer, 1, ms(10)),
+                Begin::Fresh(_)
+            ),
             "keys are per buyer"
         );
     }
 
     #[test]
     fn refusals_and_abandoned_requests_free_the_key() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 1, 0) else {
+        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 1, ms(0)) else {
             panic!()
         };
-        let Begin::Wait(mut waiter) = index.begin("usr_a", "k", &offer, 1, 0) else {
+        let Begin::Wait(mut waiter) = index.begin("usr_a", "k", &offer, 1, ms(0)) else {
             panic!()
         };
         ticket.settle(&Err(OrdersError::SoldOut { available: 0 }));
@@ -273,27 +283,27 @@ mod tests {
             &*waiter.borrow_and_update(),
             Some(Err(OrdersError::SoldOut { .. }))
         ));
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 2, 0) else {
+        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 2, ms(0)) else {
             panic!("freed")
         };
         drop(ticket);
         assert!(matches!(
-            index.begin("usr_a", "k", &offer, 3, 0),
+            index.begin("usr_a", "k", &offer, 3, ms(0)),
             Begin::Fresh(_)
         ));
     }
 
     #[test]
     fn keys_are_forgotten_after_their_time() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        index.restore("usr_a", "old", view(&offer, 1, 0));
+        index.restore("usr_a", "old", view(&offer, 1, ms(0)));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 1, 999),
+            index.begin("usr_a", "old", &offer, 1, ms(999)),
             Begin::Replay(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 5, 1_001),
+            index.begin("usr_a", "old", &offer, 5, ms(1_001)),
             Begin::Fresh(_)
         ));
     }

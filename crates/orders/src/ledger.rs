@@ -18,6 +18,7 @@ use domain::{
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The rules of one offer that the ledger applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct OfferTerms {
     /// Who may buy.
     pub buyers: Buyers,
     /// How long a tap holds its units.
-    pub hold_ms: i64,
+    pub hold: Duration,
 }
 
 /// One "buy now".
@@ -346,7 +347,7 @@ impl StockLedger {
         self.tallied_held += u64::from(tap.quantity);
         self.hold_units += u64::from(tap.quantity);
         let reservation = ReservationId::generate();
-        let expires_at = now.saturating_add(self.terms.hold_ms);
+        let expires_at = now.saturating_add(self.terms.hold);
         self.expiries
             .push(Reverse((expires_at, reservation.clone())));
         self.holds.insert(
@@ -695,6 +696,10 @@ impl StockLedger {
 mod tests {
     use super::*;
 
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
     const MIN: i64 = 60_000;
 
     fn terms(limit: u32) -> OfferTerms {
@@ -703,7 +708,7 @@ mod tests {
             ends_at: None,
             per_buyer_limit: limit,
             buyers: Buyers::Anyone,
-            hold_ms: 10 * MIN,
+            hold: Duration::from_millis(10 * MIN as u64),
         }
     }
 
@@ -721,18 +726,18 @@ mod tests {
     #[test]
     fn taps_are_decided_in_order_until_sold_out() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(3), None);
-        let a = held(l.decide(tap("usr_a", 2), 0));
-        assert_eq!(a.expires_at, 10 * MIN);
+        let a = held(l.decide(tap("usr_a", 2), ms(0)));
+        assert_eq!(a.expires_at, ms(10 * MIN));
         assert_eq!(
-            l.decide(tap("usr_b", 2), 1),
+            l.decide(tap("usr_b", 2), ms(1)),
             Decision::Refused(Refusal::SoldOut { available: 1 })
         );
-        held(l.decide(tap("usr_b", 1), 2));
+        held(l.decide(tap("usr_b", 1), ms(2)));
         assert_eq!(
-            l.decide(tap("usr_c", 1), 3),
+            l.decide(tap("usr_c", 1), ms(3)),
             Decision::Refused(Refusal::SoldOut { available: 0 })
         );
-        assert_eq!(l.state(3), OfferState::SoldOut);
+        assert_eq!(l.state(ms(3)), OfferState::SoldOut);
         assert_eq!(
             l.counts(),
             StockCounts {
@@ -748,11 +753,11 @@ mod tests {
     #[test]
     fn per_buyer_limit_counts_holds_and_purchases() {
         let mut l = StockLedger::new(terms(2), StockCounts::allot(100), None);
-        let first = held(l.decide(tap("gst_x", 1), 0));
-        l.confirm(&first.reservation, "gst_x", 1).unwrap();
-        held(l.decide(tap("gst_x", 1), 2));
+        let first = held(l.decide(tap("gst_x", 1), ms(0)));
+        l.confirm(&first.reservation, "gst_x", ms(1)).unwrap();
+        held(l.decide(tap("gst_x", 1), ms(2)));
         assert_eq!(
-            l.decide(tap("gst_x", 1), 3),
+            l.decide(tap("gst_x", 1), ms(3)),
             Decision::Refused(Refusal::OverLimit(OverLimit {
                 limit: 2,
                 already: 2
@@ -761,31 +766,31 @@ mod tests {
         assert_eq!(l.tally("gst_x"), BuyerTally { held: 1, bought: 1 });
         // Cancelling the order frees the limit again.
         l.order_cancelled("gst_x", 1).unwrap();
-        held(l.decide(tap("gst_x", 1), 4));
+        held(l.decide(tap("gst_x", 1), ms(4)));
         l.check().unwrap();
     }
 
     #[test]
     fn start_and_end_times_gate_taps() {
         let t = OfferTerms {
-            starts_at: Some(100),
-            ends_at: Some(200),
+            starts_at: Some(ms(100)),
+            ends_at: Some(ms(200)),
             ..terms(5)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
         assert_eq!(
-            l.decide(tap("usr_a", 1), 99),
-            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+            l.decide(tap("usr_a", 1), ms(99)),
+            Decision::Refused(Refusal::NotStarted { starts_at: ms(100) })
         );
-        assert_eq!(l.next_deadline(), Some(100));
-        assert!(l.handle_timeout(100).opened);
-        held(l.decide(tap("usr_a", 1), 100));
+        assert_eq!(l.next_deadline(), Some(ms(100)));
+        assert!(l.handle_timeout(ms(100)).opened);
+        held(l.decide(tap("usr_a", 1), ms(100)));
         assert_eq!(
-            l.decide(tap("usr_a", 1), 200),
+            l.decide(tap("usr_a", 1), ms(200)),
             Decision::Refused(Refusal::Ended)
         );
         assert_eq!(
-            l.decide(tap("usr_a", 0), 150),
+            l.decide(tap("usr_a", 0), ms(150)),
             Decision::Refused(Refusal::ZeroQuantity)
         );
     }
@@ -793,11 +798,15 @@ mod tests {
     #[test]
     fn holds_expire_in_time_and_units_come_back() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(1), None);
-        let h = held(l.decide(tap("usr_a", 1), 0));
+        let h = held(l.decide(tap("usr_a", 1), ms(0)));
         assert_eq!(l.next_deadline(), Some(h.expires_at));
-        assert!(l.handle_timeout(h.expires_at - 1).expired.is_empty());
+        assert!(
+            l.handle_timeout(h.expires_at.saturating_sub(Duration::from_millis(1)))
+                .expired
+                .is_empty()
+        );
         assert!(matches!(
-            l.decide(tap("usr_b", 1), 1),
+            l.decide(tap("usr_b", 1), ms(1)),
             Decision::Refused(Refusal::SoldOut { .. })
         ));
         // Not confirmable once its time has come, even before the timer ran.
@@ -809,31 +818,34 @@ mod tests {
         assert_eq!(fx.expired.len(), 1);
         assert_eq!(fx.expired[0].to, UnitsReturn::ToOffer);
         assert_eq!(l.counts().available, 1);
-        held(l.decide(tap("usr_b", 1), h.expires_at + 1));
+        held(l.decide(
+            tap("usr_b", 1),
+            h.expires_at.saturating_add(Duration::from_millis(1)),
+        ));
         l.check().unwrap();
     }
 
     #[test]
     fn confirmed_and_cancelled_holds_do_not_expire() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(5), None);
-        let a = held(l.decide(tap("usr_a", 1), 0));
-        let b = held(l.decide(tap("usr_b", 2), 0));
+        let a = held(l.decide(tap("usr_a", 1), ms(0)));
+        let b = held(l.decide(tap("usr_b", 2), ms(0)));
         assert_eq!(
-            l.confirm(&a.reservation, "usr_b", 1),
+            l.confirm(&a.reservation, "usr_b", ms(1)),
             Err(HoldError::NotYours)
         );
         assert_eq!(
-            l.cancel(&b.reservation, "usr_a", 1),
+            l.cancel(&b.reservation, "usr_a", ms(1)),
             Err(HoldError::NotYours)
         );
-        assert_eq!(l.confirm(&a.reservation, "usr_a", 1), Ok(1));
-        let released = l.cancel(&b.reservation, "usr_b", 1).unwrap();
+        assert_eq!(l.confirm(&a.reservation, "usr_a", ms(1)), Ok(1));
+        let released = l.cancel(&b.reservation, "usr_b", ms(1)).unwrap();
         assert_eq!(released.quantity, 2);
         assert_eq!(
-            l.cancel(&b.reservation, "usr_b", 2),
+            l.cancel(&b.reservation, "usr_b", ms(2)),
             Err(HoldError::NotHeld)
         );
-        assert!(l.handle_timeout(20 * MIN).expired.is_empty());
+        assert!(l.handle_timeout(ms(20 * MIN)).expired.is_empty());
         assert_eq!(
             l.counts(),
             StockCounts {
@@ -849,15 +861,15 @@ mod tests {
     #[test]
     fn ending_returns_available_units_and_later_releases_go_to_the_product() {
         let t = OfferTerms {
-            ends_at: Some(5 * MIN),
+            ends_at: Some(ms(5 * MIN)),
             ..terms(5)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
-        let a = held(l.decide(tap("usr_a", 3), 0));
-        let fx = l.handle_timeout(5 * MIN);
+        let a = held(l.decide(tap("usr_a", 3), ms(0)));
+        let fx = l.handle_timeout(ms(5 * MIN));
         assert_eq!(fx.ended, Some(7));
-        assert_eq!(l.state(5 * MIN), OfferState::Ended);
-        assert_eq!(l.end(6 * MIN), None, "ends once");
+        assert_eq!(l.state(ms(5 * MIN)), OfferState::Ended);
+        assert_eq!(l.end(ms(6 * MIN)), None, "ends once");
         // The buyer who tapped in time may still confirm or let it lapse.
         let fx = l.handle_timeout(a.expires_at);
         assert_eq!(fx.expired[0].to, UnitsReturn::ToProduct);
@@ -878,19 +890,19 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, 5 * MIN)
+        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, ms(5 * MIN))
             .unwrap();
         l.restore_bought("usr_b", 1).unwrap();
         l.check().unwrap();
         assert!(matches!(
-            l.decide(tap("usr_a", 1), 0),
+            l.decide(tap("usr_a", 1), ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
         assert!(matches!(
-            l.decide(tap("usr_b", 2), 0),
+            l.decide(tap("usr_b", 2), ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
-        assert_eq!(l.handle_timeout(5 * MIN).expired[0].reservation, id);
+        assert_eq!(l.handle_timeout(ms(5 * MIN)).expired[0].reservation, id);
         assert_eq!(l.counts().available, 9);
         l.check().unwrap();
     }
@@ -899,27 +911,27 @@ mod tests {
     fn an_accounts_only_offer_refuses_guests_before_anything_else_but_the_end() {
         let t = OfferTerms {
             buyers: Buyers::AccountsOnly,
-            starts_at: Some(100),
-            ends_at: Some(1_000),
+            starts_at: Some(ms(100)),
+            ends_at: Some(ms(1_000)),
             ..terms(2)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
         // Told during the countdown, so there is time to sign in.
         assert_eq!(
-            l.decide(tap("gst_a", 1), 50),
+            l.decide(tap("gst_a", 1), ms(50)),
             Decision::Refused(Refusal::AccountRequired)
         );
         assert_eq!(
-            l.decide(tap("usr_a", 1), 50),
-            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+            l.decide(tap("usr_a", 1), ms(50)),
+            Decision::Refused(Refusal::NotStarted { starts_at: ms(100) })
         );
         assert_eq!(
-            l.decide(tap("gst_a", 1), 500),
+            l.decide(tap("gst_a", 1), ms(500)),
             Decision::Refused(Refusal::AccountRequired)
         );
-        held(l.decide(tap("usr_a", 2), 500));
+        held(l.decide(tap("usr_a", 2), ms(500)));
         assert_eq!(
-            l.decide(tap("gst_a", 1), 1_000),
+            l.decide(tap("gst_a", 1), ms(1_000)),
             Decision::Refused(Refusal::Ended)
         );
         assert_eq!(l.counts().held, 2);
@@ -940,11 +952,11 @@ mod tests {
             person: "gst_one",
             ..first
         };
-        let a = held(l.decide(first, 0));
-        let b = held(l.decide(second, 0));
+        let a = held(l.decide(first, ms(0)));
+        let b = held(l.decide(second, ms(0)));
         assert_eq!(&*b.buyer, "gst_two", "held for the guest that tapped");
         assert_eq!(
-            l.decide(second, 1),
+            l.decide(second, ms(1)),
             Decision::Refused(Refusal::OverLimit(OverLimit {
                 limit: 2,
                 already: 2
@@ -954,18 +966,18 @@ mod tests {
         assert_eq!(l.tally("gst_two"), BuyerTally::default());
         // Only the guest that holds may confirm; the person's tally moves.
         assert_eq!(
-            l.confirm(&b.reservation, "gst_one", 2),
+            l.confirm(&b.reservation, "gst_one", ms(2)),
             Err(HoldError::NotYours)
         );
-        assert_eq!(l.confirm(&b.reservation, "gst_two", 2), Ok(1));
+        assert_eq!(l.confirm(&b.reservation, "gst_two", ms(2)), Ok(1));
         assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 1 });
-        l.cancel(&a.reservation, "gst_one", 3).unwrap();
-        held(l.decide(second, 4));
+        l.cancel(&a.reservation, "gst_one", ms(3)).unwrap();
+        held(l.decide(second, ms(4)));
         l.order_cancelled("gst_one", 1).unwrap();
         assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 0 });
         l.check().unwrap();
         // Expiry gives the person's units back too.
-        assert_eq!(l.handle_timeout(4 + 10 * MIN).expired.len(), 1);
+        assert_eq!(l.handle_timeout(ms(4 + 10 * MIN)).expired.len(), 1);
         assert_eq!(l.tally("gst_one"), BuyerTally::default());
         l.check().unwrap();
     }
@@ -983,7 +995,7 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, 5 * MIN)
+        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, ms(5 * MIN))
             .unwrap();
         l.restore_bought("gst_one", 1).unwrap();
         l.check().unwrap();
@@ -994,10 +1006,10 @@ mod tests {
             quantity: 1,
         };
         assert!(matches!(
-            l.decide(third, 0),
+            l.decide(third, ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
-        assert_eq!(l.confirm(&id, "gst_two", 1), Ok(1));
+        assert_eq!(l.confirm(&id, "gst_two", ms(1)), Ok(1));
         assert_eq!(l.tally("gst_one"), BuyerTally { held: 0, bought: 2 });
         l.check().unwrap();
     }
@@ -1025,24 +1037,24 @@ mod tests {
             max_timers: 3,
         };
         let mut l = StockLedger::with_limits(terms(5), StockCounts::allot(100), None, limits);
-        let a = held(l.decide(tap("usr_a", 1), 0));
-        held(l.decide(tap("usr_b", 1), 0));
+        let a = held(l.decide(tap("usr_a", 1), ms(0)));
+        held(l.decide(tap("usr_b", 1), ms(0)));
         assert_eq!(
-            l.decide(tap("usr_c", 1), 1),
+            l.decide(tap("usr_c", 1), ms(1)),
             Decision::Refused(Refusal::Full(LedgerFull::Holds))
         );
         assert_eq!(l.counts().held, 2, "a refusal changes nothing");
         // Bought units keep a person tallied: two persons fill the buyers.
-        l.confirm(&a.reservation, "usr_a", 1).unwrap();
+        l.confirm(&a.reservation, "usr_a", ms(1)).unwrap();
         assert_eq!(
-            l.decide(tap("usr_c", 1), 2),
+            l.decide(tap("usr_c", 1), ms(2)),
             Decision::Refused(Refusal::Full(LedgerFull::Buyers))
         );
         // A person already tallied still fits.
-        held(l.decide(tap("usr_a", 1), 2));
+        held(l.decide(tap("usr_a", 1), ms(2)));
         // Expiry frees holds, and a person left with nothing leaves.
-        assert_eq!(l.handle_timeout(10 * MIN + 2).expired.len(), 2);
-        held(l.decide(tap("usr_c", 1), 10 * MIN + 3));
+        assert_eq!(l.handle_timeout(ms(10 * MIN + 2)).expired.len(), 2);
+        held(l.decide(tap("usr_c", 1), ms(10 * MIN + 3)));
         l.check().unwrap();
     }
 
@@ -1056,14 +1068,14 @@ mod tests {
         let mut l = StockLedger::with_limits(terms(1_000), StockCounts::allot(1_000), None, limits);
         // Far more confirmed holds than timers: each leaves a stale timer.
         for i in 0..50 {
-            let h = held(l.decide(tap("usr_a", 1), i));
-            l.confirm(&h.reservation, "usr_a", i).unwrap();
+            let h = held(l.decide(tap("usr_a", 1), ms(i)));
+            l.confirm(&h.reservation, "usr_a", ms(i)).unwrap();
             assert!(l.expiries.len() <= 2, "timers stay bounded");
         }
-        held(l.decide(tap("usr_a", 1), 50));
-        held(l.decide(tap("usr_a", 1), 50));
+        held(l.decide(tap("usr_a", 1), ms(50)));
+        held(l.decide(tap("usr_a", 1), ms(50)));
         assert_eq!(
-            l.decide(tap("usr_a", 1), 50),
+            l.decide(tap("usr_a", 1), ms(50)),
             Decision::Refused(Refusal::Full(LedgerFull::Holds))
         );
         l.check().unwrap();
@@ -1133,7 +1145,7 @@ mod tests {
                         let buyer = format!("gst_{guest}");
                         let person = format!("gst_{}", guest / 3);
                         let tap = Tap { buyer: &buyer, person: &person, account, quantity };
-                        match l.decide(tap, now) {
+                        match l.decide(tap, ms(now)) {
                             Decision::Held(h) => live.push((h.reservation, buyer)),
                             Decision::Refused(_) => {
                                 proptest::prop_assert_eq!(before, (l.counts(), l.holds()));
@@ -1143,20 +1155,20 @@ mod tests {
                     Step::Confirm(pick) if !live.is_empty() => {
                         let (id, who) = live.swap_remove(pick % live.len());
                         let person = format!("gst_{}", who[4..].parse::<u8>().unwrap() / 3);
-                        if let Ok(quantity) = l.confirm(&id, &who, now) {
+                        if let Ok(quantity) = l.confirm(&id, &who, ms(now)) {
                             orders.push((person, quantity));
                         }
                     }
                     Step::Cancel(pick) if !live.is_empty() => {
                         let (id, who) = live.swap_remove(pick % live.len());
-                        let _ = l.cancel(&id, &who, now);
+                        let _ = l.cancel(&id, &who, ms(now));
                     }
-                    Step::Wait(ms) => {
-                        now += ms;
-                        l.handle_timeout(now);
+                    Step::Wait(wait) => {
+                        now += wait;
+                        l.handle_timeout(ms(now));
                     }
                     Step::End => {
-                        l.end(now);
+                        l.end(ms(now));
                     }
                     Step::CancelOrder(pick) if !orders.is_empty() => {
                         let (person, quantity) = orders.swap_remove(pick % orders.len());

@@ -2,6 +2,7 @@
 //! views and live-channel events.
 
 use crate::OrdersError;
+pub use domain::Clock;
 use domain::{
     Address, BroadcastId, Buyers, Carrier, Fen, Fields, Mobile, OfferId, OfferState, OrderId,
     OrderState, PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId,
@@ -10,41 +11,6 @@ use domain::{
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Wall-clock time for the service, driven by tokio's clock so tests can
-/// `tokio::time::pause()` and `advance()` through hold times: it reads
-/// `wall_at_start + (tokio now − tokio instant at start)`.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    wall_at_start: UnixMillis,
-    started: tokio::time::Instant,
-}
-
-impl Clock {
-    /// The real time now, advancing with tokio's clock from here on.
-    pub fn system() -> Clock {
-        Clock::starting_at(store::now_millis())
-    }
-
-    /// A clock that reads `wall` now (tests use this to continue a timeline
-    /// across a restart).
-    pub fn starting_at(wall: UnixMillis) -> Clock {
-        Clock {
-            wall_at_start: wall,
-            started: tokio::time::Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> UnixMillis {
-        self.wall_at_start + self.started.elapsed().as_millis() as i64
-    }
-
-    /// The tokio instant at which this clock will read `at`.
-    pub fn instant_at(&self, at: UnixMillis) -> tokio::time::Instant {
-        let ahead = at.saturating_sub(self.wall_at_start).max(0);
-        self.started + Duration::from_millis(ahead as u64)
-    }
-}
 
 /// How the order service runs. `Default` is right for production.
 #[derive(Clone, Debug)]

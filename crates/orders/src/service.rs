@@ -153,10 +153,10 @@ impl OrderService {
     /// idempotency keys of the last `idempotency_ttl`.
     pub async fn start(store: Store, config: OrdersConfig) -> Result<OrderService, OrdersError> {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
-        let ttl_ms = config.idempotency_ttl.as_millis() as i64;
+        let ttl = config.idempotency_ttl;
         let service = OrderService {
             inner: Arc::new(Inner {
-                keys: IdempotencyIndex::new(ttl_ms),
+                keys: IdempotencyIndex::new(ttl),
                 persons: Persons::default(),
                 store,
                 config,
@@ -169,7 +169,11 @@ impl OrderService {
         };
         let inner = &service.inner;
         let now = service.now();
-        for keyed in inner.store.keyed_reservations_since(now - ttl_ms).await? {
+        for keyed in inner
+            .store
+            .keyed_reservations_since(now.saturating_sub(ttl))
+            .await?
+        {
             let r = keyed.reservation;
             let Some(key) = r.idempotency_key.clone() else {
                 continue;

@@ -159,7 +159,7 @@ pub(crate) fn terms_of(record: &OfferRecord) -> OfferTerms {
         ends_at: record.ends_at,
         per_buyer_limit: record.per_buyer_limit,
         buyers: record.buyers,
-        hold_ms: record.hold_ms,
+        hold: Duration::from_millis(u64::try_from(record.hold_ms).unwrap_or(0)),
     }
 }
 

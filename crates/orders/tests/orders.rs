@@ -51,7 +51,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
             &Mobile::parse(&format!("139{n:08}")).unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "$argon2id$fake",
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -64,7 +64,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -79,7 +79,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 stock,
                 ships_on: Some(ShipDate::parse("2026-10-08").unwrap()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -91,12 +91,12 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 scheduled_at: None,
                 stream_key: domain::secret_token(),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
     store
-        .set_broadcast_state(&broadcast.id, BroadcastState::Live, 2)
+        .set_broadcast_state(&broadcast.id, BroadcastState::Live, ms(2))
         .await
         .unwrap();
     Farm {
@@ -483,7 +483,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
             subject: "gst_troll".into(),
             banned_by: farm.owner.id.as_str().into(),
             reason: "spam".into(),
-            created_at: 1,
+            created_at: ms(1),
         })])
         .await
         .unwrap();
@@ -530,7 +530,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
         ..OrdersConfig::default()
     };
 
-    let svc = OrderService::start(store.clone(), config(t0))
+    let svc = OrderService::start(store.clone(), config(ms(t0)))
         .await
         .unwrap();
     let offer = svc
@@ -555,7 +555,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
     // A minute later, a new process on the same database.
     tokio::time::advance(Duration::from_secs(60)).await;
     let store = Store::connect(&db.url).await.unwrap();
-    let svc = OrderService::start(store.clone(), config(t0 + MIN))
+    let svc = OrderService::start(store.clone(), config(ms(t0 + MIN)))
         .await
         .unwrap();
     assert_eq!(
@@ -760,7 +760,7 @@ async fn an_accounts_only_offer_refuses_guests(db: TestDb) {
         .unwrap();
     assert_eq!(offer.buyers, Buyers::AccountsOnly);
     let guest = store
-        .create_guest(&DisplayName::parse("路人").unwrap(), 1)
+        .create_guest(&DisplayName::parse("路人").unwrap(), ms(1))
         .await
         .unwrap();
     for key in [None, Some("g-1")] {
@@ -816,14 +816,14 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         .await
         .unwrap();
     let name = DisplayName::parse("路人").unwrap();
-    let first = store.create_guest(&name, 1).await.unwrap();
+    let first = store.create_guest(&name, ms(1)).await.unwrap();
     let person = store.person_of(first.as_str()).await.unwrap();
     assert_eq!(person, first.as_str(), "a fresh guest is its own person");
     let second = store
-        .create_guest_of(&name, Some(&person), 2)
+        .create_guest_of(&name, Some(&person), ms(2))
         .await
         .unwrap();
-    let stranger = store.create_guest(&name, 3).await.unwrap();
+    let stranger = store.create_guest(&name, ms(3)).await.unwrap();
 
     let a = svc
         .reserve(tap(&offer, first.as_str(), 1, None))
@@ -859,7 +859,7 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let svc = service(&store).await;
     let third = store
-        .create_guest_of(&name, Some(&person), 4)
+        .create_guest_of(&name, Some(&person), ms(4))
         .await
         .unwrap();
     assert!(matches!(
@@ -1286,7 +1286,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
     let stranger = self::farm(&store, 5).await;
     let t0 = 1_800_000_000_000;
     let config = OrdersConfig {
-        clock: Clock::starting_at(t0),
+        clock: Clock::starting_at(ms(t0)),
         ..OrdersConfig::default()
     };
     let svc = OrderService::start(store.clone(), config).await.unwrap();
@@ -1322,8 +1322,8 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
 
     // A countdown: starts in a minute, ends after five.
     let timed = NewOffer {
-        starts_at: Some(t0 + MIN),
-        ends_at: Some(t0 + 5 * MIN),
+        starts_at: Some(ms(t0 + MIN)),
+        ends_at: Some(ms(t0 + 5 * MIN)),
         ..new_offer(&farm, 5, 5)
     };
     let offer = svc.create_offer(owner, timed).await.unwrap();
@@ -1331,7 +1331,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
     assert_eq!(store.product(&farm.product.id).await.unwrap().stock, 0);
     assert!(matches!(
         svc.reserve(tap(&offer, "gst_a", 1, None)).await,
-        Err(OrdersError::NotStarted { starts_at }) if starts_at == t0 + MIN
+        Err(OrdersError::NotStarted { starts_at }) if starts_at == ms(t0 + MIN)
     ));
     tokio::time::advance(Duration::from_secs(60)).await;
     svc.reserve(tap(&offer, "gst_a", 2, None)).await.unwrap();
@@ -1367,7 +1367,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
 
     // No new offers in an ended broadcast.
     store
-        .set_broadcast_state(&farm.broadcast.id, BroadcastState::Ended, t0)
+        .set_broadcast_state(&farm.broadcast.id, BroadcastState::Ended, ms(t0))
         .await
         .unwrap();
     assert!(matches!(
@@ -1449,3 +1449,8 @@ both_engines!(
     failed_commit,
     a_failed_commit_acknowledges_nothing_and_rebuilds
 );
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}

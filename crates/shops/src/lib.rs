@@ -172,7 +172,7 @@ impl ShopService {
                     story: draft.story,
                     payment_note: draft.payment_note,
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?;
         tracing::info!(shop = %shop.id, "shop opened");
@@ -202,7 +202,7 @@ impl ShopService {
     ) -> Result<ShopRecord, ShopsError> {
         Ok(self
             .store
-            .update_shop(&shop.id, update, store::now_millis())
+            .update_shop(&shop.id, update, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -240,7 +240,7 @@ impl ShopService {
                     stock: draft.stock.get(),
                     ships_on: draft.ships_on,
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?)
     }
@@ -260,7 +260,7 @@ impl ShopService {
         };
         Ok(self
             .store
-            .update_product(&product.product.id, update, store::now_millis())
+            .update_product(&product.product.id, update, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -268,7 +268,7 @@ impl ShopService {
     pub async fn remove_product(&self, product: &OwnedProduct) -> Result<(), ShopsError> {
         Ok(self
             .store
-            .archive_product(&product.product.id, store::now_millis())
+            .archive_product(&product.product.id, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -316,7 +316,7 @@ impl ShopService {
                     scheduled_at: draft.scheduled_at,
                     stream_key: domain::secret_token(),
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?;
         tracing::info!(broadcast = %broadcast.id, shop = %shop.id, "broadcast scheduled");
@@ -330,7 +330,11 @@ impl ShopService {
     ) -> Result<BroadcastRecord, ShopsError> {
         Ok(self
             .store
-            .update_broadcast(&broadcast.broadcast.id, update, store::now_millis())
+            .update_broadcast(
+                &broadcast.broadcast.id,
+                update,
+                domain::UnixMillis::wall_now(),
+            )
             .await?)
     }
 
@@ -341,7 +345,11 @@ impl ShopService {
     ) -> Result<String, ShopsError> {
         let key = domain::secret_token();
         self.store
-            .set_stream_key(&broadcast.broadcast.id, &key, store::now_millis())
+            .set_stream_key(
+                &broadcast.broadcast.id,
+                &key,
+                domain::UnixMillis::wall_now(),
+            )
             .await?;
         tracing::info!(broadcast = %broadcast.broadcast.id, "stream key rotated");
         Ok(key)
@@ -360,7 +368,7 @@ impl ShopService {
             .set_broadcast_state(
                 &broadcast.broadcast.id,
                 BroadcastState::Ended,
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?
             .unwrap_or(broadcast.broadcast);
@@ -418,7 +426,7 @@ impl ShopService {
                 "this is the owner's own number",
             ));
         }
-        let now = store::now_millis();
+        let now = domain::UnixMillis::wall_now();
         self.store
             .add_moderator(&shop.id, &user.id, now)
             .await

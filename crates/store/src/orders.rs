@@ -6,6 +6,7 @@
 //! group instead of one per tap. Everything the service needs to rebuild its
 //! memory after a restart is read back by the `*_to_load` queries.
 
+use crate::millis;
 use crate::{Store, StoreError};
 use domain::{
     Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState,
@@ -122,12 +123,12 @@ impl TryFrom<OfferRow> for OfferRecord {
             unit: Unit::from_trusted(r.unit),
             price: Fen::from_trusted(r.price_fen),
             hold_ms: r.hold_ms,
-            starts_at: r.starts_at,
-            ends_at: r.ends_at,
+            starts_at: millis(r.starts_at),
+            ends_at: millis(r.ends_at),
             counts,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            ended_at: r.ended_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
+            ended_at: millis(r.ended_at),
         })
     }
 }
@@ -179,9 +180,9 @@ impl TryFrom<ReservationRow> for ReservationRecord {
             offer_id: OfferId::from_trusted(r.offer_id),
             buyer: r.buyer,
             state,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            closed_at: r.closed_at,
+            created_at: millis(r.created_at),
+            expires_at: millis(r.expires_at),
+            closed_at: millis(r.closed_at),
             idempotency_key: r.idempotency_key,
         })
     }
@@ -415,12 +416,12 @@ impl TryFrom<OrderRow> for OrderRecord {
             carrier: r.carrier.map(Carrier::from_trusted),
             tracking_number: r.tracking_number.map(TrackingNumber::from_trusted),
             cancel_reason: r.cancel_reason.map(Reason::from_trusted),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            paid_at: r.paid_at,
-            shipped_at: r.shipped_at,
-            delivered_at: r.delivered_at,
-            cancelled_at: r.cancelled_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
+            paid_at: millis(r.paid_at),
+            shipped_at: millis(r.shipped_at),
+            delivered_at: millis(r.delivered_at),
+            cancelled_at: millis(r.cancelled_at),
         })
     }
 }
@@ -471,7 +472,7 @@ impl OfferGroup {
         OfferGroup {
             offer_id,
             product_id,
-            now: 0,
+            now: UnixMillis::EPOCH,
             holds: Vec::new(),
             releases: Vec::new(),
             confirms: Vec::new(),
@@ -582,7 +583,7 @@ impl Store {
              WHERE id = $3 AND shop_id = $4 AND archived_at IS NULL AND stock >= $1",
         )
         .bind(i64::from(new.quantity))
-        .bind(now)
+        .bind(now.millis())
         .bind(new.product_id.as_str())
         .bind(new.shop_id.as_str())
         .execute(&mut *tx)
@@ -606,10 +607,10 @@ impl Store {
         .bind(new.price.get())
         .bind(i64::from(new.per_buyer_limit))
         .bind(new.hold_ms)
-        .bind(new.starts_at)
-        .bind(new.ends_at)
+        .bind(new.starts_at.map(UnixMillis::millis))
+        .bind(new.ends_at.map(UnixMillis::millis))
         .bind(units)
-        .bind(now)
+        .bind(now.millis())
         .bind(new.buyers.as_str())
         .execute(&mut *tx)
         .await?;
@@ -770,7 +771,7 @@ impl Store {
              FROM reservations r JOIN offers o ON o.id = r.offer_id \
              WHERE r.idempotency_key IS NOT NULL AND r.created_at >= $1 ORDER BY r.created_at, r.id",
         )
-        .bind(since)
+        .bind(since.millis())
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
@@ -849,8 +850,8 @@ impl Store {
                     .bind(h.id.as_str())
                     .bind(&*h.buyer)
                     .bind(i64::from(h.quantity))
-                    .bind(h.created_at)
-                    .bind(h.expires_at)
+                    .bind(h.created_at.millis())
+                    .bind(h.expires_at.millis())
                     .bind(h.idempotency_key.as_deref());
             }
             q.execute(&mut *tx).await?;
@@ -862,7 +863,7 @@ impl Store {
                 "UPDATE reservations SET state = $1, closed_at = $2 WHERE id = $3 AND offer_id = $4 AND state = 'held'",
             )
             .bind(r.state.as_str())
-            .bind(r.at)
+            .bind(r.at.millis())
             .bind(r.id.as_str())
             .bind(offer)
             .execute(&mut *tx)
@@ -879,7 +880,7 @@ impl Store {
             let done = sqlx::query(
                 "UPDATE reservations SET state = 'confirmed', closed_at = $1 WHERE id = $2 AND offer_id = $3 AND state = 'held'",
             )
-            .bind(o.created_at)
+            .bind(o.created_at.millis())
             .bind(o.reservation_id.as_str())
             .bind(offer)
             .execute(&mut *tx)
@@ -898,7 +899,7 @@ impl Store {
         for c in &group.order_cancels {
             let done = sqlx::query(UPDATE_ORDER_STATE)
                 .bind(OrderState::Cancelled.as_str())
-                .bind(c.at)
+                .bind(c.at.millis())
                 .bind(None::<&str>)
                 .bind(None::<&str>)
                 .bind(c.reason.as_str())
@@ -934,7 +935,7 @@ impl Store {
             .bind(delta.available)
             .bind(delta.held)
             .bind(delta.sold)
-            .bind(group.now)
+            .bind(group.now.millis())
             .bind(offer)
             .execute(&mut *tx)
             .await?;
@@ -945,7 +946,7 @@ impl Store {
         if delta.product_stock != 0 {
             sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
                 .bind(delta.product_stock)
-                .bind(group.now)
+                .bind(group.now.millis())
                 .bind(group.product_id.as_str())
                 .execute(&mut *tx)
                 .await?;
@@ -958,7 +959,7 @@ impl Store {
                  WHERE id = $3",
             )
             .bind(offer)
-            .bind(end_at)
+            .bind(end_at.millis())
             .bind(group.product_id.as_str())
             .execute(&mut *tx)
             .await?;
@@ -966,7 +967,7 @@ impl Store {
                 "UPDATE offers SET allotted = allotted - available, available = 0, ended_at = $1, updated_at = $1 \
                  WHERE id = $2 AND ended_at IS NULL",
             )
-            .bind(end_at)
+            .bind(end_at.millis())
             .bind(offer)
             .execute(&mut *tx)
             .await?;
@@ -1082,7 +1083,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(UPDATE_ORDER_STATE)
             .bind(progress.to.as_str())
-            .bind(progress.at)
+            .bind(progress.at.millis())
             .bind(progress.shipping.map(|(c, _)| c.as_str()))
             .bind(progress.shipping.map(|(_, t)| t.as_str()))
             .bind(progress.cancel_reason.map(Reason::as_str))
@@ -1123,7 +1124,7 @@ async fn insert_order(
     .bind(o.address.as_str())
     .bind(o.coarse_place.as_deref())
     .bind(o.payment_method.as_str())
-    .bind(o.created_at)
+    .bind(o.created_at.millis())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::unique("order"))?;

@@ -124,7 +124,7 @@ pub(crate) async fn owned_broadcast(
 /// A new broadcast, parsed.
 pub struct BroadcastDraft {
     title: BroadcastTitle,
-    scheduled_at: Option<i64>,
+    scheduled_at: Option<domain::UnixMillis>,
 }
 
 impl TryFrom<NewBroadcastBody> for BroadcastDraft {
@@ -222,7 +222,7 @@ async fn create_broadcast(
                 scheduled_at: draft.scheduled_at,
                 stream_key: domain::secret_token(),
             },
-            store::now_millis(),
+            domain::UnixMillis::wall_now(),
         )
         .await?;
     tracing::info!(broadcast = %broadcast.id, shop = %shop.id, "broadcast scheduled");
@@ -257,7 +257,7 @@ async fn update_broadcast(
     let (broadcast, shop) = owned_broadcast(&state, &broadcast_id, &me).await?;
     let updated = state
         .store
-        .update_broadcast(&broadcast.id, update, store::now_millis())
+        .update_broadcast(&broadcast.id, update, domain::UnixMillis::wall_now())
         .await?;
     Ok(Json(broadcast_view(&state, updated, &shop)))
 }
@@ -274,7 +274,11 @@ async fn end_broadcast(
     let (broadcast, shop) = owned_broadcast(&state, &broadcast_id, &me).await?;
     let ended = state
         .store
-        .set_broadcast_state(&broadcast.id, BroadcastState::Ended, store::now_millis())
+        .set_broadcast_state(
+            &broadcast.id,
+            BroadcastState::Ended,
+            domain::UnixMillis::wall_now(),
+        )
         .await?
         .unwrap_or(broadcast);
     // Drops the publisher and every viewer; the SFU's RoomEnded event then
@@ -325,7 +329,7 @@ async fn rotate_stream_key(
     let key = domain::secret_token();
     state
         .store
-        .set_stream_key(&broadcast.id, &key, store::now_millis())
+        .set_stream_key(&broadcast.id, &key, domain::UnixMillis::wall_now())
         .await?;
     tracing::info!(broadcast = %broadcast.id, "stream key rotated");
     Ok(Json(StreamKeyView {

@@ -82,7 +82,7 @@ pub(crate) fn orders_error(e: OrdersError) -> ApiError {
             refused(StatusCode::FORBIDDEN, e.to_string(), Params::new())
         }
         OrdersError::NotStarted { starts_at } => {
-            let at = Timestamp(starts_at).to_rfc3339();
+            let at = Timestamp(starts_at).to_rfc3339().unwrap_or_default();
             refused(
                 StatusCode::CONFLICT,
                 format!("the offer starts at {at}"),
@@ -332,8 +332,8 @@ pub struct OfferDraft {
     product: ProductId,
     price: Fen,
     buyers: domain::Buyers,
-    starts_at: Option<i64>,
-    ends_at: Option<i64>,
+    starts_at: Option<domain::UnixMillis>,
+    ends_at: Option<domain::UnixMillis>,
     quantity: u32,
     per_buyer_limit: u32,
     hold: Option<Duration>,
@@ -517,7 +517,7 @@ async fn reserve(
         .orders
         .reserve(ReserveRequest {
             offer,
-            buyer: buyer.identity.subject().to_owned(),
+            buyer: buyer.identity.subject().as_str().to_owned(),
             quantity: body.quantity,
             idempotency_key,
         })
@@ -541,7 +541,7 @@ async fn get_reservation(
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     let reservation = state
         .orders
-        .reservation_of_buyer(buyer.identity.subject(), &id)
+        .reservation_of_buyer(buyer.identity.subject().as_str(), &id)
         .await
         .map_err(orders_error)?;
     Ok(Json(reservation.into()))
@@ -558,7 +558,7 @@ async fn my_reservations(
 ) -> ApiResult<Json<Vec<MyReservationBody>>> {
     let reservations = state
         .orders
-        .reservations_of_buyer(buyer.identity.subject())
+        .reservations_of_buyer(buyer.identity.subject().as_str())
         .await
         .map_err(orders_error)?;
     Ok(Json(reservations.into_iter().map(Into::into).collect()))
@@ -576,7 +576,7 @@ async fn cancel_reservation(
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     state
         .orders
-        .cancel_reservation(buyer.identity.subject(), &id)
+        .cancel_reservation(buyer.identity.subject().as_str(), &id)
         .await
         .map_err(orders_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -605,14 +605,14 @@ async fn checkout(
     .map_err(orders_error)?;
     let order = state
         .orders
-        .confirm(buyer.identity.subject(), &id, checkout)
+        .confirm(buyer.identity.subject().as_str(), &id, checkout)
         .await
         .map_err(orders_error)?;
     tracing::info!(order = %order.id, "order placed");
     // The buyer's other tabs and phones in the room learn it too.
     state.live.private(
         &order.broadcast_id,
-        buyer.identity.subject(),
+        buyer.identity.subject().as_str(),
         protocol::PrivateMessage::OrderPlaced {
             reservation: order.reservation_id.clone(),
             order: order.id.clone(),
@@ -630,7 +630,7 @@ async fn my_orders(
 ) -> ApiResult<Json<Vec<OrderBody>>> {
     let orders = state
         .orders
-        .orders_of_buyer(buyer.identity.subject())
+        .orders_of_buyer(buyer.identity.subject().as_str())
         .await
         .map_err(orders_error)?;
     Ok(Json(

@@ -219,7 +219,7 @@ async fn create_product(
                 stock: draft.stock.get(),
                 ships_on: draft.ships_on,
             },
-            store::now_millis(),
+            domain::UnixMillis::wall_now(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(product.into())))
@@ -262,7 +262,7 @@ async fn update_product(
     owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
     let product = state
         .store
-        .update_product(&product.id, update, store::now_millis())
+        .update_product(&product.id, update, domain::UnixMillis::wall_now())
         .await?;
     Ok(Json(product.into()))
 }
@@ -279,7 +279,7 @@ async fn remove_product(
     owned_shop(&state, product.shop_id.as_str(), &me.user).await?;
     state
         .store
-        .archive_product(&product.id, store::now_millis())
+        .archive_product(&product.id, domain::UnixMillis::wall_now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -209,7 +209,7 @@ async fn create_shop(
                 story: draft.story,
                 payment_note: draft.payment_note,
             },
-            store::now_millis(),
+            domain::UnixMillis::wall_now(),
         )
         .await?;
     tracing::info!(shop = %shop.id, "shop opened");
@@ -241,7 +241,7 @@ async fn update_shop(
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let shop = state
         .store
-        .update_shop(&shop.id, update, store::now_millis())
+        .update_shop(&shop.id, update, domain::UnixMillis::wall_now())
         .await?;
     Ok(Json(shop_view(&state, shop).await?))
 }
@@ -322,7 +322,7 @@ async fn appoint_moderator(
             "this is the owner's own number",
         ));
     }
-    let now = store::now_millis();
+    let now = domain::UnixMillis::wall_now();
     state
         .store
         .add_moderator(&shop.id, &user.id, now)
