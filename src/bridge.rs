@@ -148,7 +148,7 @@ pub async fn orders_to_live(orders: OrderService, live: LiveHub) {
                 reservation_id,
             } => live.private(
                 &broadcast_id,
-                &buyer,
+                buyer.as_str(),
                 PrivateMessage::ReservationExpired {
                     reservation: reservation_id,
                     offer: offer_id,

@@ -187,7 +187,12 @@ impl LiveHub {
         }
         // Bans reach the database in batches: make any pending one visible.
         self.inner.persist.flush().await;
-        if !self.inner.store.is_chat_banned(shop, subject).await? {
+        if !self
+            .inner
+            .store
+            .is_chat_banned(shop, &domain::Subject::from_trusted(subject))
+            .await?
+        {
             return Ok(false);
         }
         let now = self.inner.clock.now();

@@ -979,7 +979,10 @@ async fn a_ban_disconnects_hides_and_keeps_out() {
     assert_eq!(ban.detail.as_deref(), Some("spam"));
     assert!(
         app.store
-            .is_chat_banned(&app.shop, &app.subject("troll"))
+            .is_chat_banned(
+                &app.shop,
+                &domain::Subject::from_trusted(app.subject("troll")),
+            )
             .await
             .unwrap()
     );

@@ -120,7 +120,7 @@ async fn main() {
                     let begin = Instant::now();
                     svc.reserve(ReserveRequest {
                         offer,
-                        buyer: format!("gst_open{i}"),
+                        buyer: sub(&format!("gst_open{i}")),
                         quantity: 1,
                         idempotency_key: Some(format!("n{i}")),
                     })
@@ -140,7 +140,7 @@ async fn main() {
                 let begin = Instant::now();
                 svc.reserve(ReserveRequest {
                     offer: offer.clone(),
-                    buyer: format!("gst_{t}x{i}"),
+                    buyer: sub(&format!("gst_{t}x{i}")),
                     quantity: 1,
                     idempotency_key: Some(format!("n{i}")),
                 })
@@ -182,4 +182,8 @@ async fn main() {
 /// A test time: Unix milliseconds.
 fn ms(millis: i64) -> domain::UnixMillis {
     domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
 }

@@ -7,6 +7,7 @@
 //! decided afresh (units may have come back meanwhile).
 
 use crate::{OrdersError, ReservationView};
+use domain::Subject;
 use domain::{OfferId, UnixMillis};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -81,7 +82,8 @@ pub(crate) struct Ticket {
     slot: Option<String>,
 }
 
-fn slot(buyer: &str, key: &str) -> String {
+fn slot(buyer: &Subject, key: &str) -> String {
+    let buyer = buyer.as_str();
     // Subjects never contain '\n' and keys are printable ASCII.
     let mut s = String::with_capacity(buyer.len() + key.len() + 1);
     s.push_str(buyer);
@@ -106,7 +108,7 @@ impl IdempotencyIndex {
 
     pub(crate) fn begin(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         key: &str,
         offer: &OfferId,
         quantity: u32,
@@ -138,7 +140,7 @@ impl IdempotencyIndex {
     }
 
     /// Remembers a keyed reservation read back from the database on start.
-    pub(crate) fn restore(&self, buyer: &str, key: &str, view: ReservationView) {
+    pub(crate) fn restore(&self, buyer: &Subject, key: &str, view: ReservationView) {
         let slot = slot(buyer, key);
         let mut index = self.lock();
         let at = view.created_at;
@@ -219,6 +221,10 @@ mod tests {
     use super::*;
     use domain::{Fen, ReservationId};
 
+    fn sub(raw: &str) -> Subject {
+        Subject::from_trusted(raw)
+    }
+
     fn ms(millis: i64) -> UnixMillis {
         UnixMillis::from_millis(millis)
     }
@@ -239,29 +245,29 @@ mod tests {
     fn same_key_same_request_replays_and_different_request_mismatches() {
         let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k1", &offer, 1, ms(0)) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k1", &offer, 1, ms(0)) else {
             panic!("fresh")
         };
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 1, ms(0)),
+            index.begin(&sub("usr_a"), "k1", &offer, 1, ms(0)),
             Begin::Wait(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 2, ms(0)),
+            index.begin(&sub("usr_a"), "k1", &offer, 2, ms(0)),
             Begin::Mismatch
         ));
         let v = view(&offer, 1, ms(0));
         ticket.settle(&Ok(v.clone()));
         assert!(
-            matches!(index.begin("usr_a", "k1", &offer, 1, ms(10)), Begin::Replay(r) if r == v)
+            matches!(index.begin(&sub("usr_a"), "k1", &offer, 1, ms(10)), Begin::Replay(r) if r == v)
         );
         assert!(matches!(
-            index.begin("usr_a", "k1", &OfferId::generate(), 1, ms(10)),
+            index.begin(&sub("usr_a"), "k1", &OfferId::generate(), 1, ms(10)),
             Begin::Mismatch
         ));
         assert!(
             matches!(
-                index.begin("usr_b", "k1", &offer, 1, ms(10)),
+                index.begin(&sub("usr_b"), "k1", &offer, 1, ms(10)),
                 Begin::Fresh(_)
             ),
             "keys are per buyer"
@@ -272,10 +278,10 @@ mod tests {
     fn refusals_and_abandoned_requests_free_the_key() {
         let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 1, ms(0)) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k", &offer, 1, ms(0)) else {
             panic!()
         };
-        let Begin::Wait(mut waiter) = index.begin("usr_a", "k", &offer, 1, ms(0)) else {
+        let Begin::Wait(mut waiter) = index.begin(&sub("usr_a"), "k", &offer, 1, ms(0)) else {
             panic!()
         };
         ticket.settle(&Err(OrdersError::SoldOut { available: 0 }));
@@ -283,12 +289,12 @@ mod tests {
             &*waiter.borrow_and_update(),
             Some(Err(OrdersError::SoldOut { .. }))
         ));
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 2, ms(0)) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k", &offer, 2, ms(0)) else {
             panic!("freed")
         };
         drop(ticket);
         assert!(matches!(
-            index.begin("usr_a", "k", &offer, 3, ms(0)),
+            index.begin(&sub("usr_a"), "k", &offer, 3, ms(0)),
             Begin::Fresh(_)
         ));
     }
@@ -297,13 +303,13 @@ mod tests {
     fn keys_are_forgotten_after_their_time() {
         let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        index.restore("usr_a", "old", view(&offer, 1, ms(0)));
+        index.restore(&sub("usr_a"), "old", view(&offer, 1, ms(0)));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 1, ms(999)),
+            index.begin(&sub("usr_a"), "old", &offer, 1, ms(999)),
             Begin::Replay(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 5, ms(1_001)),
+            index.begin(&sub("usr_a"), "old", &offer, 5, ms(1_001)),
             Begin::Fresh(_)
         ));
     }

@@ -6,7 +6,7 @@ pub use domain::Clock;
 use domain::{
     Address, BroadcastId, Buyers, Carrier, Fen, Fields, Mobile, OfferId, OfferState, OrderId,
     OrderState, PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId,
-    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis, field,
+    ShipDate, ShopId, StockCounts, Subject, TrackingNumber, Unit, UnixMillis, field,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -102,8 +102,7 @@ pub struct OfferSnapshot {
 #[derive(Clone, Debug)]
 pub struct ReserveRequest {
     pub offer: OfferId,
-    /// The subject: `usr_…` for accounts, `gst_…` for guests.
-    pub buyer: String,
+    pub buyer: Subject,
     pub quantity: u32,
     /// The `Idempotency-Key` header, or the live channel's nonce. Scoped
     /// per buyer; 1 to [`crate::MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII
@@ -180,7 +179,7 @@ pub struct OrderView {
     pub broadcast_id: BroadcastId,
     pub shop_id: ShopId,
     pub product_id: ProductId,
-    pub buyer: String,
+    pub buyer: Subject,
     pub title: ProductTitle,
     pub unit: Unit,
     pub ships_on: Option<ShipDate>,
@@ -258,13 +257,13 @@ pub enum OfferEvent {
     },
     /// Private: the buyer's tap is held until `reservation.expires_at`.
     ReservationHeld {
-        buyer: String,
+        buyer: Subject,
         broadcast_id: BroadcastId,
         reservation: ReservationView,
     },
     /// Private: the buyer did not confirm in time; the units are back.
     ReservationExpired {
-        buyer: String,
+        buyer: Subject,
         broadcast_id: BroadcastId,
         offer_id: OfferId,
         reservation_id: ReservationId,
@@ -283,7 +282,7 @@ impl OfferEvent {
     }
 
     /// `Some(subject)` for events only that buyer may see.
-    pub fn private_to(&self) -> Option<&str> {
+    pub fn private_to(&self) -> Option<&Subject> {
         match self {
             OfferEvent::ReservationHeld { buyer, .. }
             | OfferEvent::ReservationExpired { buyer, .. } => Some(buyer),

@@ -8,8 +8,8 @@ use crate::{
     ReservationView, ReserveRequest, StateConflict, csv,
 };
 use domain::{
-    BroadcastId, BroadcastState, Carrier, Fen, GuestId, OfferId, OrderAction, OrderId,
-    ReservationId, ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
+    BroadcastId, BroadcastState, Carrier, Fen, OfferId, OrderAction, OrderId, ReservationId,
+    ReservationState, ShopId, Subject, TrackingNumber, UnixMillis, UserId,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,13 +50,13 @@ const PERSONS_REMEMBERED: usize = 100_000;
 /// asks the database once per guest, not once per tap.
 #[derive(Default)]
 struct Persons {
-    known: RwLock<HashMap<Arc<str>, Arc<str>>>,
+    known: RwLock<HashMap<Subject, Subject>>,
 }
 
 impl Persons {
-    async fn of(&self, store: &Store, buyer: &str) -> Result<Arc<str>, OrdersError> {
-        if !buyer.starts_with(GuestId::PREFIX) {
-            return Ok(Arc::from(buyer));
+    async fn of(&self, store: &Store, buyer: &Subject) -> Result<Subject, OrdersError> {
+        if buyer.is_account() {
+            return Ok(buyer.clone());
         }
         if let Some(person) = self
             .known
@@ -66,33 +66,13 @@ impl Persons {
         {
             return Ok(person.clone());
         }
-        let person: Arc<str> = Arc::from(store.person_of(buyer).await?);
+        let person = store.person_of(buyer).await?;
         let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
         if known.len() >= PERSONS_REMEMBERED {
             known.clear();
         }
-        known.insert(Arc::from(buyer), person.clone());
+        known.insert(buyer.clone(), person.clone());
         Ok(person)
-    }
-}
-
-/// A buyer subject as the auth layer gives it: `usr_…` or `gst_…` (the
-/// shape of [`UserId`]/[`GuestId`], checked without allocating: this runs
-/// on every tap).
-fn check_subject(buyer: &str) -> Result<(), OrdersError> {
-    let rest = buyer
-        .strip_prefix(UserId::PREFIX)
-        .or_else(|| buyer.strip_prefix(GuestId::PREFIX))
-        .and_then(|r| r.strip_prefix('_'));
-    match rest {
-        Some(r)
-            if buyer.len() <= 64
-                && !r.is_empty()
-                && r.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            Ok(())
-        }
-        _ => Err(OrdersError::Forbidden),
     }
 }
 
@@ -427,7 +407,6 @@ impl OrderService {
         room: Option<&BroadcastId>,
     ) -> Result<ReservationView, OrdersError> {
         self.check_running()?;
-        check_subject(&req.buyer)?;
         if req.quantity == 0 {
             return Err(OrdersError::field(
                 "quantity",
@@ -472,7 +451,7 @@ impl OrderService {
             }
         };
         let person = self.inner.persons.of(&self.inner.store, &req.buyer).await?;
-        let account = req.buyer.starts_with(UserId::PREFIX);
+        let account = req.buyer.is_account();
         let (reply, answer) = oneshot::channel();
         send(
             &handle,
@@ -495,11 +474,10 @@ impl OrderService {
     /// fine; one that became an order is not (cancel the order instead).
     pub async fn cancel_reservation(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<(), OrdersError> {
         self.check_running()?;
-        check_subject(buyer)?;
         let record = self.own_reservation(buyer, reservation).await?;
         if record.state != ReservationState::Held {
             return settled_cancel(record.state);
@@ -509,7 +487,7 @@ impl OrderService {
         send(
             &handle,
             Command::CancelReservation {
-                buyer: buyer.to_owned(),
+                buyer: buyer.clone(),
                 reservation: reservation.clone(),
                 reply,
             },
@@ -532,12 +510,11 @@ impl OrderService {
     /// order, so a double-tapped "submit" is harmless.
     pub async fn confirm(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
         checkout: Checkout,
     ) -> Result<OrderView, OrdersError> {
         self.check_running()?;
-        check_subject(buyer)?;
         let record = self.own_reservation(buyer, reservation).await?;
         if record.state != ReservationState::Held {
             return self.settled_confirm(&record).await;
@@ -547,7 +524,7 @@ impl OrderService {
         send(
             &handle,
             Command::Confirm {
-                buyer: buyer.to_owned(),
+                buyer: buyer.clone(),
                 reservation: reservation.clone(),
                 checkout,
                 reply,
@@ -570,11 +547,11 @@ impl OrderService {
 
     async fn own_reservation(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<store::ReservationRecord, OrdersError> {
         let record = self.inner.store.reservation(reservation).await?;
-        if record.buyer != buyer {
+        if record.buyer != *buyer {
             return Err(OrdersError::Forbidden);
         }
         Ok(record)
@@ -604,10 +581,9 @@ impl OrderService {
     /// learn.
     pub async fn reservation_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<BuyerReservation, OrdersError> {
-        check_subject(buyer)?;
         let record = match self.own_reservation(buyer, reservation).await {
             Err(OrdersError::Forbidden) => return Err(OrdersError::NotFound),
             other => other?,
@@ -620,9 +596,8 @@ impl OrderService {
     /// [`MAX_LISTED_RESERVATIONS`]).
     pub async fn reservations_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
     ) -> Result<Vec<BuyerReservation>, OrdersError> {
-        check_subject(buyer)?;
         let records = self
             .inner
             .store
@@ -684,8 +659,7 @@ impl OrderService {
     }
 
     /// A signed-in buyer's own orders, newest first.
-    pub async fn orders_of_buyer(&self, buyer: &str) -> Result<Vec<OrderView>, OrdersError> {
-        check_subject(buyer)?;
+    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderView>, OrdersError> {
         let records = self.inner.store.orders_of_buyer(buyer).await?;
         Ok(records.into_iter().map(OrderView::from).collect())
     }

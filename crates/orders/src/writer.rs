@@ -17,7 +17,7 @@ use crate::idempotency::Ticket;
 use crate::ledger::{Decision, HoldError, OfferTerms, Refusal, Released, StockLedger, Tap};
 use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrderView, OrdersError, ReservationView};
 use domain::{
-    OrderId, OrderState, Reason, ReservationId, ReservationState, UnitsReturn, UnixMillis,
+    OrderId, OrderState, Reason, ReservationId, ReservationState, Subject, UnitsReturn, UnixMillis,
     coarse_place, secret_token,
 };
 use std::sync::Arc;
@@ -47,9 +47,9 @@ pub(crate) enum HoldOutcome {
 
 pub(crate) enum Command {
     Reserve {
-        buyer: String,
+        buyer: Subject,
         /// The person the buyer stands for (the key of the limit).
-        person: Arc<str>,
+        person: Subject,
         account: bool,
         quantity: u32,
         key: Option<String>,
@@ -57,13 +57,13 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<ReservationView, OrdersError>>,
     },
     Confirm {
-        buyer: String,
+        buyer: Subject,
         reservation: ReservationId,
         checkout: Checkout,
         reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
     },
     CancelReservation {
-        buyer: String,
+        buyer: Subject,
         reservation: ReservationId,
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
     },
@@ -71,7 +71,7 @@ pub(crate) enum Command {
     CancelOrder {
         order: OrderId,
         /// The person the order's buyer stands for.
-        person: Arc<str>,
+        person: Subject,
         quantity: u32,
         from: OrderState,
         reason: Reason,
@@ -98,7 +98,7 @@ enum Ack {
         reply: oneshot::Sender<Result<ReservationView, OrdersError>>,
         ticket: Option<Ticket>,
         view: ReservationView,
-        buyer: Arc<str>,
+        buyer: Subject,
     },
     Confirmed {
         reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
@@ -114,12 +114,12 @@ enum Ack {
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
     },
     Expired {
-        buyer: Arc<str>,
+        buyer: Subject,
         reservation: ReservationId,
     },
     OrderCancel {
         reply: oneshot::Sender<Result<bool, OrdersError>>,
-        person: Arc<str>,
+        person: Subject,
         quantity: u32,
         index: usize,
     },
@@ -346,8 +346,8 @@ impl Writer {
                 reply,
             } => match self.ledger.decide(
                 Tap {
-                    buyer: &buyer,
-                    person: &person,
+                    buyer: buyer.clone(),
+                    person,
                     account,
                     quantity,
                 },
@@ -637,7 +637,7 @@ impl Writer {
                     }
                     if let Ok(view) = &result {
                         let _ = self.events.send(OfferEvent::ReservationHeld {
-                            buyer: buyer.to_string(),
+                            buyer,
                             broadcast_id: self.info.broadcast_id.clone(),
                             reservation: view.clone(),
                         });
@@ -664,7 +664,7 @@ impl Writer {
                 }
                 Ack::Expired { buyer, reservation } => {
                     let _ = self.events.send(OfferEvent::ReservationExpired {
-                        buyer: buyer.to_string(),
+                        buyer,
                         broadcast_id: self.info.broadcast_id.clone(),
                         offer_id: self.info.id.clone(),
                         reservation_id: reservation,

@@ -131,7 +131,7 @@ fn new_offer(farm: &Farm, quantity: u32, limit: u32) -> NewOffer {
 fn tap(offer: &OfferSnapshot, buyer: &str, quantity: u32, key: Option<&str>) -> ReserveRequest {
     ReserveRequest {
         offer: offer.offer_id.clone(),
-        buyer: buyer.to_owned(),
+        buyer: sub(buyer),
         quantity,
         idempotency_key: key.map(str::to_owned),
     }
@@ -224,7 +224,7 @@ async fn concurrent_taps_never_oversell(db: TestDb) {
             (req.buyer.clone(), svc.reserve(req).await)
         }));
     }
-    let mut by_buyer: HashMap<String, HashSet<ReservationId>> = HashMap::new();
+    let mut by_buyer: HashMap<domain::Subject, HashSet<ReservationId>> = HashMap::new();
     let (mut ok, mut sold_out) = (0, 0);
     for call in calls {
         let (buyer, result) = call.await.unwrap();
@@ -278,7 +278,7 @@ async fn concurrent_taps_never_oversell(db: TestDb) {
             }));
         }
     }
-    let mut held: HashMap<String, u32> = HashMap::new();
+    let mut held: HashMap<domain::Subject, u32> = HashMap::new();
     for call in calls {
         let (buyer, result) = call.await.unwrap();
         match result {
@@ -362,12 +362,9 @@ async fn held_units_return_when_reservations_expire(db: TestDb) {
             expired_for = Some((buyer, reservation_id));
         }
     }
-    assert_eq!(
-        expired_for,
-        Some(("gst_first".to_owned(), first.id.clone()))
-    );
+    assert_eq!(expired_for, Some((sub("gst_first"), first.id.clone())));
     assert!(matches!(
-        svc.confirm("gst_first", &first.id, checkout()).await,
+        svc.confirm(&sub("gst_first"), &first.id, checkout()).await,
         Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
     ));
     assert_eq!(
@@ -407,23 +404,24 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         .reserve(tap(&offer, "gst_buyer", 1, Some("tap-2")))
         .await
         .unwrap();
-    svc.cancel_reservation("gst_buyer", &cancelled.id)
+    svc.cancel_reservation(&sub("gst_buyer"), &cancelled.id)
         .await
         .unwrap();
 
     let mine = svc
-        .reservation_of_buyer("gst_buyer", &held.id)
+        .reservation_of_buyer(&sub("gst_buyer"), &held.id)
         .await
         .unwrap();
     assert_eq!((mine.state, &mine.view), (ReservationState::Held, &held));
     assert!(
         matches!(
-            svc.reservation_of_buyer("gst_stranger", &held.id).await,
+            svc.reservation_of_buyer(&sub("gst_stranger"), &held.id)
+                .await,
             Err(OrdersError::NotFound)
         ),
         "someone else's reservation is not theirs to see"
     );
-    let listed = svc.reservations_of_buyer("gst_buyer").await.unwrap();
+    let listed = svc.reservations_of_buyer(&sub("gst_buyer")).await.unwrap();
     let states: Vec<_> = listed
         .iter()
         .map(|r| (r.view.id.clone(), r.state))
@@ -459,7 +457,7 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
     ));
     let mine = svc
-        .reservation_of_buyer("gst_buyer", &held.id)
+        .reservation_of_buyer(&sub("gst_buyer"), &held.id)
         .await
         .unwrap();
     assert_eq!(mine.state, ReservationState::Expired);
@@ -507,7 +505,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
     svc.reserve(tap(&offer, "gst_other", 1, None))
         .await
         .unwrap();
-    svc.cancel_reservation("gst_troll", &before.id)
+    svc.cancel_reservation(&sub("gst_troll"), &before.id)
         .await
         .unwrap();
     svc.shutdown().await;
@@ -543,7 +541,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
         .unwrap();
     let b = svc.reserve(tap(&offer, "usr_b", 1, None)).await.unwrap();
     let c = svc.reserve(tap(&offer, "gst_c", 2, None)).await.unwrap();
-    svc.confirm("gst_c", &c.id, checkout()).await.unwrap();
+    svc.confirm(&sub("gst_c"), &c.id, checkout()).await.unwrap();
     let before = svc.offer_snapshot(&offer.offer_id).await.unwrap().counts;
     svc.shutdown().await;
     assert!(matches!(
@@ -689,7 +687,7 @@ async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
         svc.reserve(tap(&offer, "gst_d", 1, Some("late"))).await,
         Err(OrdersError::SoldOut { .. })
     ));
-    svc.cancel_reservation("gst_b", &b.id).await.unwrap();
+    svc.cancel_reservation(&sub("gst_b"), &b.id).await.unwrap();
     let late = svc
         .reserve(tap(&offer, "gst_d", 1, Some("late")))
         .await
@@ -717,7 +715,9 @@ async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
         }
         other => panic!("a 101-character key must be refused: {other:?}"),
     }
-    svc.cancel_reservation("gst_d", &late.id).await.unwrap();
+    svc.cancel_reservation(&sub("gst_d"), &late.id)
+        .await
+        .unwrap();
     svc.reserve(tap(&offer, "gst_e", 1, Some(&longest)))
         .await
         .unwrap();
@@ -817,10 +817,14 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         .unwrap();
     let name = DisplayName::parse("路人").unwrap();
     let first = store.create_guest(&name, ms(1)).await.unwrap();
-    let person = store.person_of(first.as_str()).await.unwrap();
-    assert_eq!(person, first.as_str(), "a fresh guest is its own person");
+    let person = store.person_of(&sub(first.as_str())).await.unwrap();
+    assert_eq!(
+        person,
+        sub(first.as_str()),
+        "a fresh guest is its own person"
+    );
     let second = store
-        .create_guest_of(&name, Some(&person), ms(2))
+        .create_guest_of(&name, Some(person.as_str()), ms(2))
         .await
         .unwrap();
     let stranger = store.create_guest(&name, ms(3)).await.unwrap();
@@ -845,11 +849,11 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         .await
         .unwrap();
     assert!(matches!(
-        svc.confirm(first.as_str(), &b.id, checkout()).await,
+        svc.confirm(&sub(first.as_str()), &b.id, checkout()).await,
         Err(OrdersError::Forbidden)
     ));
     let order = svc
-        .confirm(first.as_str(), &a.id, checkout())
+        .confirm(&sub(first.as_str()), &a.id, checkout())
         .await
         .unwrap();
 
@@ -859,7 +863,7 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let svc = service(&store).await;
     let third = store
-        .create_guest_of(&name, Some(&person), ms(4))
+        .create_guest_of(&name, Some(person.as_str()), ms(4))
         .await
         .unwrap();
     assert!(matches!(
@@ -870,7 +874,7 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         })
     ));
     // Giving units back frees the person's limit, whichever guest gives.
-    svc.cancel_reservation(second.as_str(), &b.id)
+    svc.cancel_reservation(&sub(second.as_str()), &b.id)
         .await
         .unwrap();
     svc.reserve(tap(&offer, third.as_str(), 1, None))
@@ -920,15 +924,15 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
         .await
         .unwrap();
     assert!(matches!(
-        svc.confirm("gst_other", &held.id, checkout()).await,
+        svc.confirm(&sub("gst_other"), &held.id, checkout()).await,
         Err(OrdersError::Forbidden)
     ));
     assert!(matches!(
-        svc.cancel_reservation("gst_other", &held.id).await,
+        svc.cancel_reservation(&sub("gst_other"), &held.id).await,
         Err(OrdersError::Forbidden)
     ));
     let order = svc
-        .confirm("gst_buyer", &held.id, checkout())
+        .confirm(&sub("gst_buyer"), &held.id, checkout())
         .await
         .unwrap();
     assert_eq!(
@@ -937,7 +941,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     );
     assert_eq!(order.mobile.as_str(), "13800138000");
     let again = svc
-        .confirm("gst_buyer", &held.id, checkout())
+        .confirm(&sub("gst_buyer"), &held.id, checkout())
         .await
         .unwrap();
     assert_eq!(
@@ -945,7 +949,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
         "a double-submitted confirm places one order"
     );
     assert!(matches!(
-        svc.cancel_reservation("gst_buyer", &held.id).await,
+        svc.cancel_reservation(&sub("gst_buyer"), &held.id).await,
         Err(OrdersError::InvalidState(
             StateConflict::ReservationConfirmed
         ))
@@ -1043,7 +1047,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     let cod = svc.reserve(tap(&offer, "usr_cod", 1, None)).await.unwrap();
     let cod = svc
         .confirm(
-            "usr_cod",
+            &sub("usr_cod"),
             &cod.id,
             Checkout::parse(
                 "=王五",
@@ -1097,7 +1101,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(svc.orders_of_buyer("usr_cod").await.unwrap().len(), 1);
+    assert_eq!(svc.orders_of_buyer(&sub("usr_cod")).await.unwrap().len(), 1);
 
     let csv = svc
         .export_csv(
@@ -1159,7 +1163,7 @@ async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb)
     let mut orders = Vec::new();
     for buyer in ["gst_a", "gst_b", "gst_c", "gst_d"] {
         let r = svc.reserve(tap(&offer, buyer, 2, None)).await.unwrap();
-        orders.push(svc.confirm(buyer, &r.id, checkout()).await.unwrap());
+        orders.push(svc.confirm(&sub(buyer), &r.id, checkout()).await.unwrap());
     }
     let held = svc.reserve(tap(&offer, "gst_e", 1, None)).await.unwrap();
     assert_eq!(
@@ -1209,7 +1213,9 @@ async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb)
         svc.reserve(tap(&offer, "gst_z", 1, None)).await,
         Err(OrdersError::Ended)
     ));
-    svc.confirm("gst_e", &held.id, checkout()).await.unwrap();
+    svc.confirm(&sub("gst_e"), &held.id, checkout())
+        .await
+        .unwrap();
 
     // After the end: cancelled unshipped orders go back to the product;
     // a shipped order's units do not come back by themselves.
@@ -1453,4 +1459,8 @@ both_engines!(
 /// A test time: Unix milliseconds.
 fn ms(millis: i64) -> domain::UnixMillis {
     domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
 }

@@ -3,7 +3,7 @@
 use crate::millis;
 use crate::{Store, StoreError};
 use domain::UnixMillis;
-use domain::{DisplayName, GuestId, Identity, Mobile, SessionId, UserId};
+use domain::{DisplayName, GuestId, Identity, Mobile, SessionId, Subject, UserId};
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {
@@ -219,16 +219,19 @@ impl Store {
     /// limits count by: an account is its own person; a guest is the person
     /// it was linked to when it was made, or itself. A subject with no row
     /// is its own person. Never changes for a subject, so callers may cache it.
-    pub async fn person_of(&self, subject: &str) -> Result<String, StoreError> {
-        if !subject.starts_with(GuestId::PREFIX) {
-            return Ok(subject.to_owned());
-        }
+    pub async fn person_of(&self, subject: &Subject) -> Result<Subject, StoreError> {
+        let Some(guest) = subject.guest() else {
+            return Ok(subject.clone());
+        };
         let row: Option<(String,)> =
             sqlx::query_as("SELECT COALESCE(person, id) FROM guests WHERE id = $1")
-                .bind(subject)
+                .bind(guest.as_str())
                 .fetch_optional(self.pool())
                 .await?;
-        Ok(row.map_or_else(|| subject.to_owned(), |(person,)| person))
+        Ok(row.map_or_else(
+            || subject.clone(),
+            |(person,)| Subject::from_trusted(person),
+        ))
     }
 
     /// The person whose session a cookie's token hash belongs to, live,

@@ -9,7 +9,7 @@
 use crate::millis;
 use crate::{Store, StoreError};
 use domain::UnixMillis;
-use domain::{BroadcastId, ChatMessageId, ChatText, DisplayName, OfferId, Role, ShopId};
+use domain::{BroadcastId, ChatMessageId, ChatText, DisplayName, OfferId, Role, ShopId, Subject};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -441,7 +441,12 @@ impl Store {
     /// Whether `subject` is banned from `shop`'s broadcasts. Every buy over
     /// HTTP asks, so the shop's ban list is cached for a few seconds (see
     /// `cache.rs`); bans written through this store take effect at once.
-    pub async fn is_chat_banned(&self, shop: &ShopId, subject: &str) -> Result<bool, StoreError> {
+    pub async fn is_chat_banned(
+        &self,
+        shop: &ShopId,
+        subject: &Subject,
+    ) -> Result<bool, StoreError> {
+        let subject = subject.as_str();
         let read_under = match self.cache().bans(shop.as_str()) {
             Ok(banned) => return Ok(banned.contains(subject)),
             Err(generation) => generation,

@@ -11,7 +11,7 @@ use crate::{Store, StoreError};
 use domain::{
     Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState,
     PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ReservationState,
-    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis,
+    ShipDate, ShopId, StockCounts, Subject, TrackingNumber, Unit, UnixMillis,
 };
 use sqlx::{AssertSqlSafe, Row};
 use std::sync::{Arc, OnceLock};
@@ -139,8 +139,7 @@ impl TryFrom<OfferRow> for OfferRecord {
 pub struct ReservationRecord {
     pub id: ReservationId,
     pub offer_id: OfferId,
-    /// `usr_…` or `gst_…`.
-    pub buyer: String,
+    pub buyer: Subject,
     pub quantity: u32,
     pub state: ReservationState,
     pub created_at: UnixMillis,
@@ -178,7 +177,7 @@ impl TryFrom<ReservationRow> for ReservationRecord {
             quantity: quantity("quantity", &r.id, r.quantity)?,
             id: ReservationId::from_trusted(r.id),
             offer_id: OfferId::from_trusted(r.offer_id),
-            buyer: r.buyer,
+            buyer: Subject::from_trusted(r.buyer),
             state,
             created_at: millis(r.created_at),
             expires_at: millis(r.expires_at),
@@ -200,7 +199,7 @@ pub struct KeyedReservationRecord {
 #[derive(Clone, Debug)]
 pub struct NewReservationRow {
     pub id: ReservationId,
-    pub buyer: Arc<str>,
+    pub buyer: Subject,
     pub quantity: u32,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
@@ -229,7 +228,7 @@ pub struct OrderRecord {
     pub broadcast_id: BroadcastId,
     pub shop_id: ShopId,
     pub product_id: ProductId,
-    pub buyer: String,
+    pub buyer: Subject,
     pub title: ProductTitle,
     pub unit: Unit,
     pub ships_on: Option<ShipDate>,
@@ -263,7 +262,7 @@ pub struct NewOrderRecord {
     pub broadcast_id: BroadcastId,
     pub shop_id: ShopId,
     pub product_id: ProductId,
-    pub buyer: String,
+    pub buyer: Subject,
     pub title: ProductTitle,
     pub unit: Unit,
     pub ships_on: Option<ShipDate>,
@@ -402,7 +401,7 @@ impl TryFrom<OrderRow> for OrderRecord {
             broadcast_id: BroadcastId::from_trusted(r.broadcast_id),
             shop_id: ShopId::from_trusted(r.shop_id),
             product_id: ProductId::from_trusted(r.product_id),
-            buyer: r.buyer,
+            buyer: Subject::from_trusted(r.buyer),
             title: ProductTitle::from_trusted(r.title),
             unit: Unit::from_trusted(r.unit),
             unit_price: Fen::from_trusted(r.unit_price_fen),
@@ -681,7 +680,7 @@ impl Store {
     pub async fn bought_per_buyer(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
+    ) -> Result<Vec<(Subject, u32)>, StoreError> {
         let rows = sqlx::query(
             "SELECT buyer, CAST(SUM(quantity) AS BIGINT) AS bought FROM orders \
              WHERE offer_id = $1 AND (state <> 'cancelled' OR shipped_at IS NOT NULL) GROUP BY buyer",
@@ -695,7 +694,9 @@ impl Store {
                 let bought: i64 = row.try_get("bought")?;
                 Ok((quantity("bought", &buyer, bought)?, buyer))
             })
-            .map(|r: Result<(u32, String), StoreError>| r.map(|(q, b)| (b, q)))
+            .map(|r: Result<(u32, String), StoreError>| {
+                r.map(|(q, b)| (Subject::from_trusted(b), q))
+            })
             .collect()
     }
 
@@ -705,7 +706,7 @@ impl Store {
     pub async fn held_reservations_by_person(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(ReservationRecord, String)>, StoreError> {
+    ) -> Result<Vec<(ReservationRecord, Subject)>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.id, r.offer_id, r.buyer, r.quantity, r.state, r.created_at, r.expires_at, r.closed_at, \
              r.idempotency_key, COALESCE(g.person, r.buyer) AS person \
@@ -729,7 +730,7 @@ impl Store {
                     closed_at: row.try_get("closed_at")?,
                     idempotency_key: row.try_get("idempotency_key")?,
                 };
-                Ok((r.try_into()?, person))
+                Ok((r.try_into()?, Subject::from_trusted(person)))
             })
             .collect()
     }
@@ -739,7 +740,7 @@ impl Store {
     pub async fn bought_per_person(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
+    ) -> Result<Vec<(Subject, u32)>, StoreError> {
         let rows = sqlx::query(
             "SELECT COALESCE(g.person, o.buyer) AS person, CAST(SUM(o.quantity) AS BIGINT) AS bought \
              FROM orders o LEFT JOIN guests g ON g.id = o.buyer \
@@ -755,7 +756,9 @@ impl Store {
                 let bought: i64 = row.try_get("bought")?;
                 Ok((quantity("bought", &person, bought)?, person))
             })
-            .map(|r: Result<(u32, String), StoreError>| r.map(|(q, p)| (p, q)))
+            .map(|r: Result<(u32, String), StoreError>| {
+                r.map(|(q, p)| (Subject::from_trusted(p), q))
+            })
             .collect()
     }
 
@@ -799,7 +802,7 @@ impl Store {
     /// A buyer's reservations in any state, newest first.
     pub async fn reservations_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
         let rows: Vec<ReservationRow> = sqlx::query_as(concat!(
@@ -807,7 +810,7 @@ impl Store {
             reservation_columns!(),
             " FROM reservations WHERE buyer = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
-        .bind(buyer)
+        .bind(buyer.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -848,7 +851,7 @@ impl Store {
             for h in chunk {
                 q = q
                     .bind(h.id.as_str())
-                    .bind(&*h.buyer)
+                    .bind(h.buyer.as_str())
                     .bind(i64::from(h.quantity))
                     .bind(h.created_at.millis())
                     .bind(h.expires_at.millis())
@@ -1062,13 +1065,13 @@ impl Store {
     }
 
     /// A buyer's orders (`usr_…`/`gst_…`), newest first.
-    pub async fn orders_of_buyer(&self, buyer: &str) -> Result<Vec<OrderRecord>, StoreError> {
+    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderRecord>, StoreError> {
         let rows: Vec<OrderRow> = sqlx::query_as(concat!(
             "SELECT ",
             order_columns!(),
             " FROM orders WHERE buyer = $1 ORDER BY created_at DESC, id"
         ))
-        .bind(buyer)
+        .bind(buyer.as_str())
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(OrderRecord::try_from).collect()

@@ -1,6 +1,7 @@
 //! Live-channel storage on both engines: each test body runs once on a fresh
 //! SQLite file and once on a fresh PostgreSQL database.
 
+use domain::Subject;
 use domain::*;
 use store::on_both_engines;
 use store::*;
@@ -141,7 +142,12 @@ on_both_engines!(
         let troll2 = message(&f, &f.other_broadcast, "gst_troll", "spam", "1", 1);
         // Asked before the ban (a buy over HTTP asks every time): the answer
         // must not outlive the ban.
-        assert!(!store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            !store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
         store
             .apply_chat_writes(&[
                 ChatWrite::Post(a1.clone()),
@@ -189,7 +195,12 @@ on_both_engines!(
         assert_eq!(deleted.deleted_at, Some(ms(20_000)));
         assert!(!deleted.is_visible());
 
-        assert!(store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
         assert_eq!(store.chat_bans(&f.shop).await.unwrap()[0].reason, "spam");
         store
             .apply_chat_writes(&[ChatWrite::Unban {
@@ -198,7 +209,12 @@ on_both_engines!(
             }])
             .await
             .unwrap();
-        assert!(!store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            !store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
 
         store
             .apply_chat_writes(&[ChatWrite::Clear {

@@ -3,7 +3,6 @@
 //! database.
 
 use domain::*;
-use std::sync::Arc;
 use store::on_both_engines;
 use store::*;
 
@@ -103,7 +102,7 @@ fn hold(g: &mut OfferGroup, buyer: &str, quantity: u32, key: Option<&str>) -> Re
     let id = ReservationId::generate();
     g.holds.push(NewReservationRow {
         id: id.clone(),
-        buyer: Arc::from(buyer),
+        buyer: sub(buyer),
         quantity,
         created_at: ms(100),
         expires_at: ms(600_100),
@@ -128,7 +127,7 @@ fn order_of(
         broadcast_id: o.broadcast_id.clone(),
         shop_id: o.shop_id.clone(),
         product_id: o.product_id.clone(),
-        buyer: buyer.to_owned(),
+        buyer: sub(buyer),
         title: o.title.clone(),
         unit: o.unit.clone(),
         ships_on: None,
@@ -246,7 +245,7 @@ on_both_engines!(
         );
         assert_eq!(
             store.bought_per_buyer(&o.id).await.unwrap(),
-            vec![("gst_a".to_owned(), 2)]
+            vec![(sub("gst_a"), 2)]
         );
 
         let stored = store.order_by_token(&order.token).await.unwrap();
@@ -255,7 +254,7 @@ on_both_engines!(
             (order.id.clone(), 19_800, OrderState::Placed)
         );
         assert_eq!(store.order_of_reservation(&a).await.unwrap().id, order.id);
-        assert_eq!(store.orders_of_buyer("gst_a").await.unwrap().len(), 1);
+        assert_eq!(store.orders_of_buyer(&sub("gst_a")).await.unwrap().len(), 1);
 
         let paid = OrderProgress {
             from: OrderState::Placed,
@@ -546,11 +545,17 @@ on_both_engines!(
             "the chain keeps its first person"
         );
         assert_eq!(
-            store.person_of(second.as_str()).await.unwrap(),
-            first.as_str()
+            store.person_of(&sub(second.as_str())).await.unwrap(),
+            sub(first.as_str())
         );
-        assert_eq!(store.person_of("usr_abc").await.unwrap(), "usr_abc");
-        assert_eq!(store.person_of("gst_unknown").await.unwrap(), "gst_unknown");
+        assert_eq!(
+            store.person_of(&sub("usr_abc")).await.unwrap(),
+            sub("usr_abc")
+        );
+        assert_eq!(
+            store.person_of(&sub("gst_unknown")).await.unwrap(),
+            sub("gst_unknown")
+        );
         let user = store
             .create_user(
                 &Mobile::parse("13900139111").unwrap(),
@@ -597,7 +602,7 @@ on_both_engines!(
             .await
             .unwrap()
             .into_iter()
-            .map(|(r, person)| (r.buyer, person, r.quantity))
+            .map(|(r, person)| (r.buyer.to_string(), person.to_string(), r.quantity))
             .collect();
         held.sort();
         let mut expected = vec![
@@ -608,7 +613,7 @@ on_both_engines!(
         assert_eq!(held, expected);
         assert_eq!(
             store.bought_per_person(&open.id).await.unwrap(),
-            vec![(first.to_string(), 1)]
+            vec![(sub(first.as_str()), 1)]
         );
     }
 );
@@ -616,4 +621,8 @@ on_both_engines!(
 /// A test time: Unix milliseconds.
 fn ms(millis: i64) -> domain::UnixMillis {
     domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
 }

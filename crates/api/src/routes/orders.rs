@@ -517,7 +517,7 @@ async fn reserve(
         .orders
         .reserve(ReserveRequest {
             offer,
-            buyer: buyer.identity.subject().as_str().to_owned(),
+            buyer: buyer.identity.subject(),
             quantity: body.quantity,
             idempotency_key,
         })
@@ -541,7 +541,7 @@ async fn get_reservation(
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     let reservation = state
         .orders
-        .reservation_of_buyer(buyer.identity.subject().as_str(), &id)
+        .reservation_of_buyer(&buyer.identity.subject(), &id)
         .await
         .map_err(orders_error)?;
     Ok(Json(reservation.into()))
@@ -558,7 +558,7 @@ async fn my_reservations(
 ) -> ApiResult<Json<Vec<MyReservationBody>>> {
     let reservations = state
         .orders
-        .reservations_of_buyer(buyer.identity.subject().as_str())
+        .reservations_of_buyer(&buyer.identity.subject())
         .await
         .map_err(orders_error)?;
     Ok(Json(reservations.into_iter().map(Into::into).collect()))
@@ -576,7 +576,7 @@ async fn cancel_reservation(
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     state
         .orders
-        .cancel_reservation(buyer.identity.subject().as_str(), &id)
+        .cancel_reservation(&buyer.identity.subject(), &id)
         .await
         .map_err(orders_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -605,7 +605,7 @@ async fn checkout(
     .map_err(orders_error)?;
     let order = state
         .orders
-        .confirm(buyer.identity.subject().as_str(), &id, checkout)
+        .confirm(&buyer.identity.subject(), &id, checkout)
         .await
         .map_err(orders_error)?;
     tracing::info!(order = %order.id, "order placed");
@@ -630,7 +630,7 @@ async fn my_orders(
 ) -> ApiResult<Json<Vec<OrderBody>>> {
     let orders = state
         .orders
-        .orders_of_buyer(buyer.identity.subject().as_str())
+        .orders_of_buyer(&buyer.identity.subject())
         .await
         .map_err(orders_error)?;
     Ok(Json(
