@@ -1,7 +1,7 @@
 //! The shipping sheet a farmer opens in Excel or WPS, or imports into a
 //! courier's bulk-shipping tool.
 
-use crate::OrderView;
+use crate::OrderRecord;
 use domain::{OrderState, PaymentMethod, UnixMillis};
 use time::macros::format_description;
 
@@ -68,7 +68,7 @@ const HEADER_EN: [&str; 16] = [
 /// `+`, `-`, `@`) get a leading `'`, so a crafted address cannot execute.
 /// The order number is the short one buyers quote (`OrderId::number`).
 pub fn shipping_sheet(
-    orders: &[OrderView],
+    orders: &[OrderRecord],
     utc_offset_minutes: i16,
     lang: SheetLanguage,
 ) -> String {

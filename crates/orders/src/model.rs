@@ -4,9 +4,9 @@
 use crate::OrdersError;
 pub use domain::Clock;
 use domain::{
-    Address, BroadcastId, Buyers, Carrier, Fen, Fields, Mobile, OfferId, OfferState, OrderId,
-    OrderState, PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId,
-    ShipDate, ShopId, StockCounts, Subject, TrackingNumber, Unit, UnixMillis, field,
+    Address, BroadcastId, Buyers, Fen, Fields, Mobile, OfferId, OfferState, PaymentMethod,
+    PersonName, ProductId, ProductTitle, ReservationId, ShipDate, ShopId, StockCounts, Subject,
+    Unit, UnixMillis, field,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -166,76 +166,9 @@ impl Checkout {
     }
 }
 
-/// An order with everything the farmer ships by and the buyer checks.
-/// Contains personal data: show it to the shop's owner and to the holder of
-/// the private token only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct OrderView {
-    pub id: OrderId,
-    /// The private link secret (`/o/{token}`), separate from the id.
-    pub token: String,
-    pub reservation_id: ReservationId,
-    pub offer_id: OfferId,
-    pub broadcast_id: BroadcastId,
-    pub shop_id: ShopId,
-    pub product_id: ProductId,
-    pub buyer: Subject,
-    pub title: ProductTitle,
-    pub unit: Unit,
-    pub ships_on: Option<ShipDate>,
-    pub quantity: u32,
-    pub unit_price: Fen,
-    pub total: Fen,
-    pub recipient_name: PersonName,
-    pub mobile: Mobile,
-    pub address: Address,
-    pub payment_method: PaymentMethod,
-    pub state: OrderState,
-    pub carrier: Option<Carrier>,
-    pub tracking_number: Option<TrackingNumber>,
-    pub cancel_reason: Option<Reason>,
-    pub created_at: UnixMillis,
-    pub updated_at: UnixMillis,
-    pub paid_at: Option<UnixMillis>,
-    pub shipped_at: Option<UnixMillis>,
-    pub delivered_at: Option<UnixMillis>,
-    pub cancelled_at: Option<UnixMillis>,
-}
-
-impl From<store::OrderRecord> for OrderView {
-    fn from(r: store::OrderRecord) -> Self {
-        OrderView {
-            id: r.id,
-            token: r.token,
-            reservation_id: r.reservation_id,
-            offer_id: r.offer_id,
-            broadcast_id: r.broadcast_id,
-            shop_id: r.shop_id,
-            product_id: r.product_id,
-            buyer: r.buyer,
-            title: r.title,
-            unit: r.unit,
-            ships_on: r.ships_on,
-            quantity: r.quantity,
-            unit_price: r.unit_price,
-            total: r.total,
-            recipient_name: r.recipient_name,
-            mobile: r.mobile,
-            address: r.address,
-            payment_method: r.payment_method,
-            state: r.state,
-            carrier: r.carrier,
-            tracking_number: r.tracking_number,
-            cancel_reason: r.cancel_reason,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            paid_at: r.paid_at,
-            shipped_at: r.shipped_at,
-            delivered_at: r.delivered_at,
-            cancelled_at: r.cancelled_at,
-        }
-    }
-}
+/// An order: the store's record is the one shape, from the database to the
+/// JSON body and the CSV sheet.
+pub use store::OrderRecord;
 
 /// What the live channel hears from the order service. Emitted only after
 /// the change is committed. Events with a `buyer` are private: deliver them

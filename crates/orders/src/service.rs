@@ -4,7 +4,7 @@
 use crate::idempotency::{Begin, IdempotencyIndex};
 use crate::writer::{self, Command, HoldOutcome, OfferHandle, WriterSetup};
 use crate::{
-    BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, OrdersError,
+    BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrdersConfig, OrdersError,
     ReservationView, ReserveRequest, StateConflict, csv,
 };
 use domain::{
@@ -513,7 +513,7 @@ impl OrderService {
         buyer: &Subject,
         reservation: &ReservationId,
         checkout: Checkout,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.check_running()?;
         let record = self.own_reservation(buyer, reservation).await?;
         if record.state != ReservationState::Held {
@@ -624,7 +624,7 @@ impl OrderService {
     async fn settled_confirm(
         &self,
         record: &store::ReservationRecord,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         match record.state {
             ReservationState::Confirmed => Ok(self
                 .inner
@@ -649,7 +649,7 @@ impl OrderService {
     // ----------------------------------------------------------- orders --
 
     /// The buyer's order page, by the private token from the link.
-    pub async fn order_by_token(&self, token: &str) -> Result<OrderView, OrdersError> {
+    pub async fn order_by_token(&self, token: &str) -> Result<OrderRecord, OrdersError> {
         // Tokens are 32 characters of our alphabet; anything else cannot
         // match and costs no query.
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -659,9 +659,9 @@ impl OrderService {
     }
 
     /// A signed-in buyer's own orders, newest first.
-    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderView>, OrdersError> {
+    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderRecord>, OrdersError> {
         let records = self.inner.store.orders_of_buyer(buyer).await?;
-        Ok(records.into_iter().map(OrderView::from).collect())
+        Ok(records)
     }
 
     /// A shop's orders for its owner, newest first, filtered.
@@ -670,10 +670,10 @@ impl OrderService {
         owner: &UserId,
         shop: &ShopId,
         filter: OrderFilter,
-    ) -> Result<Vec<OrderView>, OrdersError> {
+    ) -> Result<Vec<OrderRecord>, OrdersError> {
         self.require_owner(owner, shop).await?;
         let records = self.inner.store.orders_of_shop(shop, &filter).await?;
-        Ok(records.into_iter().map(OrderView::from).collect())
+        Ok(records)
     }
 
     /// One order, for the shop's owner.
@@ -681,7 +681,7 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         Ok(self.owned_order(owner, order).await?.into())
     }
 
@@ -690,7 +690,7 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::MarkPaid, None, None)
             .await
     }
@@ -703,7 +703,7 @@ impl OrderService {
         order: &OrderId,
         carrier: Carrier,
         tracking_number: TrackingNumber,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(
             owner,
             order,
@@ -718,7 +718,7 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::Deliver, None, None)
             .await
     }
@@ -733,7 +733,7 @@ impl OrderService {
         owner: &UserId,
         order: &OrderId,
         reason: domain::Reason,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::Cancel, None, Some(reason))
             .await
     }
@@ -755,7 +755,7 @@ impl OrderService {
         action: OrderAction,
         shipping: Option<(&Carrier, &TrackingNumber)>,
         reason: Option<domain::Reason>,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.check_running()?;
         let record = self.owned_order(owner, order).await?;
         let span = tracing::info_span!("order_progress", order = %order, action = action.as_str());

@@ -15,7 +15,7 @@
 
 use crate::idempotency::Ticket;
 use crate::ledger::{Decision, HoldError, OfferTerms, Refusal, Released, StockLedger, Tap};
-use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrderView, OrdersError, ReservationView};
+use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrdersError, ReservationView};
 use domain::{
     OrderId, OrderState, Reason, ReservationId, ReservationState, Subject, UnitsReturn, UnixMillis,
     coarse_place, secret_token,
@@ -60,7 +60,7 @@ pub(crate) enum Command {
         buyer: Subject,
         reservation: ReservationId,
         checkout: Checkout,
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
     },
     CancelReservation {
         buyer: Subject,
@@ -101,11 +101,11 @@ enum Ack {
         buyer: Subject,
     },
     Confirmed {
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
         order: Box<OrderRecord>,
     },
     ConfirmNotHeld {
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
     },
     Cancelled {
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
@@ -651,7 +651,7 @@ impl Writer {
                         quantity: order.quantity,
                         place: order.coarse_place.clone(),
                     });
-                    let _ = reply.send(Ok(OrderView::from(*order)));
+                    let _ = reply.send(Ok(*order));
                 }
                 Ack::ConfirmNotHeld { reply } => {
                     let _ = reply.send(Err(HoldOutcome::NotHeld));

@@ -217,38 +217,83 @@ pub struct ReleaseRow {
 
 // ---------------------------------------------------------------- orders --
 
-/// An order as the farmer and the buyer see it.
-#[derive(Clone, Debug)]
+/// An order as the farmer and the buyer see it: the one record from the
+/// database to the JSON body (this `Serialize`, wrapped by the API with the
+/// private link) and the CSV sheet (`orders::csv`). Contains personal data:
+/// only the shop's owner and the holder of the private link receive it.
+/// Serialized without the link token, the buyer, the reservation and the
+/// coarse place; money as `…_fen` integers, times as RFC 3339.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ord_ykmgunnz9g794vvk"))]
     pub id: OrderId,
     /// The buyer's private link secret.
+    #[serde(skip)]
     pub token: String,
+    #[serde(skip)]
     pub reservation_id: ReservationId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub offer_id: OfferId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub broadcast_id: BroadcastId,
+    /// The shop to pay (its `payment_note` says how, for transfers).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shop_id: ShopId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub product_id: ProductId,
+    #[serde(skip)]
     pub buyer: Subject,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub title: ProductTitle,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub unit: Unit,
+    /// Presale: expected ship date (`YYYY-MM-DD`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub ships_on: Option<ShipDate>,
     pub quantity: u32,
+    #[serde(rename = "unit_price_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub unit_price: Fen,
+    #[serde(rename = "total_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub total: Fen,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub recipient_name: PersonName,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub mobile: Mobile,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: Address,
+    #[serde(skip)]
     pub coarse_place: Option<String>,
+    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub payment_method: PaymentMethod,
+    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub state: OrderState,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub carrier: Option<Carrier>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tracking_number: Option<TrackingNumber>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub cancel_reason: Option<Reason>,
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub created_at: UnixMillis,
+    #[serde(skip)]
     pub updated_at: UnixMillis,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub paid_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub shipped_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub delivered_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub cancelled_at: Option<UnixMillis>,
 }
 

@@ -17,7 +17,7 @@ use domain::{
     ReservationId, TrackingNumber, field, optional,
 };
 use orders::{
-    BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError,
+    BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderRecord, OrdersError,
     ReservationView, ReserveRequest,
 };
 use serde::{Deserialize, Serialize};
@@ -260,69 +260,21 @@ pub struct CheckoutBody {
     pub payment_method: String,
 }
 
-/// An order. Contains the buyer's contact details: only the shop's owner
-/// and the holder of the private link ever receive it.
+/// An order: the store's record as it serializes, plus the buyer's private
+/// link. Contains the buyer's contact details: only the shop's owner and the
+/// holder of the private link ever receive it.
 #[derive(Serialize, ToSchema)]
 pub struct OrderBody {
-    pub id: String,
+    #[serde(flatten)]
+    pub order: OrderRecord,
     /// The buyer's private page for this order.
     pub private_url: String,
-    pub offer_id: String,
-    pub broadcast_id: String,
-    /// The shop to pay (its `payment_note` says how, for transfers).
-    pub shop_id: String,
-    pub product_id: String,
-    pub title: String,
-    pub unit: String,
-    #[schema(value_type = Option<String>)]
-    pub ships_on: Option<domain::ShipDate>,
-    pub quantity: u32,
-    pub unit_price_fen: i64,
-    pub total_fen: i64,
-    pub recipient_name: String,
-    pub mobile: String,
-    pub address: String,
-    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
-    pub payment_method: String,
-    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
-    pub state: String,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
-    pub cancel_reason: Option<String>,
-    pub created_at: Timestamp,
-    pub paid_at: Option<Timestamp>,
-    pub shipped_at: Option<Timestamp>,
-    pub delivered_at: Option<Timestamp>,
-    pub cancelled_at: Option<Timestamp>,
 }
 
-fn order_body(state: &AppState, o: OrderView) -> OrderBody {
+fn order_body(state: &AppState, order: OrderRecord) -> OrderBody {
     OrderBody {
-        private_url: state.settings.url(&format!("/o/{}", o.token)),
-        id: o.id.into_string(),
-        offer_id: o.offer_id.into_string(),
-        broadcast_id: o.broadcast_id.into_string(),
-        shop_id: o.shop_id.into_string(),
-        product_id: o.product_id.into_string(),
-        title: o.title.into_string(),
-        unit: o.unit.into_string(),
-        ships_on: o.ships_on,
-        quantity: o.quantity,
-        unit_price_fen: o.unit_price.get(),
-        total_fen: o.total.get(),
-        recipient_name: o.recipient_name.into_string(),
-        mobile: o.mobile.as_str().to_owned(),
-        address: o.address.into_string(),
-        payment_method: o.payment_method.as_str().to_owned(),
-        state: o.state.as_str().to_owned(),
-        carrier: o.carrier.map(|c| c.as_str().to_owned()),
-        tracking_number: o.tracking_number.map(|t| t.as_str().to_owned()),
-        cancel_reason: o.cancel_reason.map(|r| r.into_string()),
-        created_at: ts(o.created_at),
-        paid_at: ts_opt(o.paid_at),
-        shipped_at: ts_opt(o.shipped_at),
-        delivered_at: ts_opt(o.delivered_at),
-        cancelled_at: ts_opt(o.cancelled_at),
+        private_url: state.settings.url(&format!("/o/{}", order.token)),
+        order,
     }
 }
 
