@@ -73,6 +73,18 @@ pub async fn buy(
         .unwrap()
 }
 
+/// A JSON object's field names, sorted.
+fn field_names(body: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 fn checkout_body() -> Value {
     json!({"name": "李华", "mobile": "13912345678", "address": "北京市海淀区学院路 1 号, 3 单元 \"东门\"", "payment_method": "bank_transfer"})
 }
@@ -99,15 +111,8 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         "a retried tap is not a second reservation"
     );
     assert_eq!(first["total_fen"], 2 * 12800);
-    let mut keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        field_names(&first),
         [
             "created_at",
             "expires_at",
@@ -190,15 +195,8 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
     assert_eq!(order["state"], "placed");
     // The order body's wire shape, pinned: pages and the OpenAPI document
     // read exactly these fields (and never the token, buyer or reservation).
-    let mut keys: Vec<&str> = order
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        field_names(&order),
         [
             "address",
             "broadcast_id",

@@ -110,24 +110,41 @@ pub struct ReserveRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// A held reservation, as the buyer sees it.
+/// A held reservation, as the buyer sees it; its `Serialize` is the API's
+/// reservation body (money as `…_fen`, times as RFC 3339).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReservationView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ReservationId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub offer_id: OfferId,
     pub quantity: u32,
+    #[serde(rename = "unit_price_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub unit_price: Fen,
+    #[serde(rename = "total_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub total: Fen,
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub created_at: UnixMillis,
-    /// Confirm before this, or the units go back on sale.
+    /// Confirm (check out) before this, or the units go back on sale.
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub expires_at: UnixMillis,
 }
 
 /// A reservation as its buyer reads it back: what was held and where it
 /// stands now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuyerReservation {
+    #[serde(flatten)]
     pub view: ReservationView,
+    /// `held` (check out before `expires_at`), `confirmed` (an order was
+    /// placed), `cancelled` or `expired`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "held"))]
     pub state: domain::ReservationState,
 }
 

@@ -195,52 +195,6 @@ pub struct NewOfferBody {
     pub hold_minutes: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ReservationBody {
-    pub id: String,
-    pub offer_id: String,
-    pub quantity: u32,
-    pub unit_price_fen: i64,
-    pub total_fen: i64,
-    pub created_at: Timestamp,
-    /// Confirm (check out) before this, or the units go back on sale.
-    pub expires_at: Timestamp,
-}
-
-impl From<ReservationView> for ReservationBody {
-    fn from(r: ReservationView) -> Self {
-        ReservationBody {
-            id: r.id.into_string(),
-            offer_id: r.offer_id.into_string(),
-            quantity: r.quantity,
-            unit_price_fen: r.unit_price.get(),
-            total_fen: r.total.get(),
-            created_at: ts(r.created_at),
-            expires_at: ts(r.expires_at),
-        }
-    }
-}
-
-/// A reservation as its buyer reads it back.
-#[derive(Serialize, ToSchema)]
-pub struct MyReservationBody {
-    #[serde(flatten)]
-    pub reservation: ReservationBody,
-    /// `held` (check out before `expires_at`), `confirmed` (an order was
-    /// placed), `cancelled` or `expired`.
-    #[schema(example = "held")]
-    pub state: String,
-}
-
-impl From<BuyerReservation> for MyReservationBody {
-    fn from(r: BuyerReservation) -> Self {
-        MyReservationBody {
-            reservation: r.view.into(),
-            state: r.state.as_str().to_owned(),
-        }
-    }
-}
-
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveBody {
     #[schema(example = 1)]
@@ -439,7 +393,7 @@ fn idempotency_key_description() -> String {
     params(("offer_id" = String, Path),
            ("Idempotency-Key" = Option<String>, Header, description = idempotency_key_description())),
     request_body = ReserveBody,
-    responses((status = 201, body = ReservationBody),
+    responses((status = 201, body = ReservationView),
               (status = 401, body = crate::error::Problem,
                description = "`nickname_required`: a guest nickname is enough to buy, no account needed"),
               (status = 403, body = crate::error::Problem,
@@ -458,7 +412,7 @@ async fn reserve(
     Path(offer_id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<ReserveBody>,
-) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
+) -> ApiResult<(StatusCode, Json<ReservationView>)> {
     let offer = parse_id("offer", &offer_id, OfferId::parse)?;
     // Not visible ASCII: the order service refuses it the same way as a key
     // that is too long or empty.
@@ -475,45 +429,45 @@ async fn reserve(
         })
         .await
         .map_err(orders_error)?;
-    Ok((StatusCode::CREATED, Json(reservation.into())))
+    Ok((StatusCode::CREATED, Json(reservation)))
 }
 
 /// One of the caller's own reservations and where it stands (someone
 /// else's is not found).
 #[utoipa::path(get, path = "/reservations/{reservation_id}", tag = "orders",
     params(("reservation_id" = String, Path)),
-    responses((status = 200, body = MyReservationBody),
+    responses((status = 200, body = BuyerReservation),
               (status = 401, body = crate::error::Problem, description = "`nickname_required`"),
               (status = 404, body = crate::error::Problem)))]
 async fn get_reservation(
     State(state): State<AppState>,
     Participant(buyer): Participant,
     Path(reservation_id): Path<String>,
-) -> ApiResult<Json<MyReservationBody>> {
+) -> ApiResult<Json<BuyerReservation>> {
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     let reservation = state
         .orders
         .reservation_of_buyer(&buyer.identity.subject(), &id)
         .await
         .map_err(orders_error)?;
-    Ok(Json(reservation.into()))
+    Ok(Json(reservation))
 }
 
 /// The caller's reservations in any state, newest first (the last 100;
 /// guests too, on the phone they tapped with).
 #[utoipa::path(get, path = "/reservations/mine", tag = "orders",
-    responses((status = 200, body = Vec<MyReservationBody>),
+    responses((status = 200, body = Vec<BuyerReservation>),
               (status = 401, body = crate::error::Problem, description = "`nickname_required`")))]
 async fn my_reservations(
     State(state): State<AppState>,
     Participant(buyer): Participant,
-) -> ApiResult<Json<Vec<MyReservationBody>>> {
+) -> ApiResult<Json<Vec<BuyerReservation>>> {
     let reservations = state
         .orders
         .reservations_of_buyer(&buyer.identity.subject())
         .await
         .map_err(orders_error)?;
-    Ok(Json(reservations.into_iter().map(Into::into).collect()))
+    Ok(Json(reservations))
 }
 
 /// Give the units back (the buyer changed their mind).
