@@ -626,12 +626,9 @@ impl OrderService {
         record: &store::ReservationRecord,
     ) -> Result<OrderRecord, OrdersError> {
         match record.state {
-            ReservationState::Confirmed => Ok(self
-                .inner
-                .store
-                .order_of_reservation(&record.id)
-                .await?
-                .into()),
+            ReservationState::Confirmed => {
+                Ok(self.inner.store.order_of_reservation(&record.id).await?)
+            }
             ReservationState::Expired => {
                 Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
             }
@@ -655,7 +652,7 @@ impl OrderService {
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(OrdersError::NotFound);
         }
-        Ok(self.inner.store.order_by_token(token).await?.into())
+        Ok(self.inner.store.order_by_token(token).await?)
     }
 
     /// A signed-in buyer's own orders, newest first.
@@ -682,7 +679,7 @@ impl OrderService {
         owner: &UserId,
         order: &OrderId,
     ) -> Result<OrderRecord, OrdersError> {
-        Ok(self.owned_order(owner, order).await?.into())
+        self.owned_order(owner, order).await
     }
 
     /// The farmer saw the transfer (or took the cash ahead).
@@ -816,7 +813,7 @@ impl OrderService {
                 return Err(OrdersError::InvalidState(e.into()));
             }
             tracing::info!(from = from.as_str(), to = to.as_str(), "order moved");
-            Ok(now.into())
+            Ok(now)
         }
         .instrument(span)
         .await
