@@ -189,7 +189,7 @@ impl Bridge {
                 order_id,
             }) => s.live.private(
                 &broadcast_id,
-                &buyer,
+                buyer.as_str(),
                 PrivateMessage::OrderPlaced {
                     reservation: reservation_id,
                     order: order_id,
@@ -202,14 +202,18 @@ impl Bridge {
                 reservation_id,
             }) => s.live.private(
                 &broadcast_id,
-                &buyer,
+                buyer.as_str(),
                 PrivateMessage::ReservationExpired {
                     reservation: reservation_id,
                     offer: offer_id,
                 },
             ),
             Happening::Live(LiveEvent::Banned { shop, subject }) => {
-                if let Err(e) = s.orders.release_holds_of_banned(&shop, &subject).await {
+                // Only buyers (accounts, guests) hold units.
+                let Ok(buyer) = domain::Subject::parse(&subject) else {
+                    return;
+                };
+                if let Err(e) = s.orders.release_holds_of_banned(&shop, &buyer).await {
                     tracing::error!(shop = %shop, error = %e, "could not release a banned buyer's holds");
                 }
             }
@@ -225,7 +229,7 @@ impl Bridge {
         let s = &self.inner;
         match s
             .store
-            .set_broadcast_state(&id, to, store::now_millis())
+            .set_broadcast_state(&id, to, domain::UnixMillis::wall_now())
             .await
         {
             Ok(Some(b)) => {

@@ -101,7 +101,8 @@ impl Commerce for OrderCommerce {
                 room,
                 ReserveRequest {
                     offer: offer.clone(),
-                    buyer: buyer.subject.clone(),
+                    // The room's participant came from a parsed identity.
+                    buyer: domain::Subject::from_trusted(buyer.subject.as_str()),
                     quantity,
                     // Namespaced so a nonce can never collide with an HTTP
                     // Idempotency-Key of the same buyer.

@@ -18,7 +18,7 @@ const DEMO_MOBILE: &str = "13800000000";
 const DEMO_PASSWORD: &str = "millet-demo";
 
 pub async fn seed_demo(store: &Store) -> anyhow::Result<DemoAccount> {
-    let now = store::now_millis();
+    let now = domain::UnixMillis::wall_now();
     let mobile = Mobile::parse(DEMO_MOBILE)?;
     let user = match store.user_by_mobile(&mobile).await? {
         Some(user) => user,
@@ -108,7 +108,7 @@ pub async fn seed_demo(store: &Store) -> anyhow::Result<DemoAccount> {
                 store::NewBroadcast {
                     shop_id: shop.id.clone(),
                     title: BroadcastTitle::parse("谷子地直播：看看今年的小米")?,
-                    scheduled_at: Some(now + 3_600_000),
+                    scheduled_at: Some(now.saturating_add(std::time::Duration::from_secs(3600))),
                     stream_key: secret_token(),
                 },
                 now,

@@ -36,7 +36,7 @@ impl Membership {
                 .map(|(_, advertised)| advertised.to_string())
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at_ms: store::now_millis(),
+            started_at_ms: domain::UnixMillis::wall_now().millis(),
             heartbeat_at_ms: 0,
             load: NodeLoad::default(),
         };

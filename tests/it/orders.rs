@@ -73,6 +73,18 @@ pub async fn buy(
         .unwrap()
 }
 
+/// A JSON object's field names, sorted.
+fn field_names(body: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 fn checkout_body() -> Value {
     json!({"name": "李华", "mobile": "13912345678", "address": "北京市海淀区学院路 1 号, 3 单元 \"东门\"", "payment_method": "bank_transfer"})
 }
@@ -99,6 +111,19 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         "a retried tap is not a second reservation"
     );
     assert_eq!(first["total_fen"], 2 * 12800);
+    assert_eq!(
+        field_names(&first),
+        [
+            "created_at",
+            "expires_at",
+            "id",
+            "offer_id",
+            "quantity",
+            "total_fen",
+            "unit_price_fen"
+        ],
+        "the reservation body's wire shape"
+    );
     expect_problem(
         buy(&app, &buyer, &s.offer, 1, "tap-1").await,
         StatusCode::CONFLICT,
@@ -168,6 +193,56 @@ async fn a_buyer_reserves_checks_out_and_the_farmer_ships() {
         .await;
     let order = expect(order, StatusCode::CREATED).await;
     assert_eq!(order["state"], "placed");
+    // The order body's wire shape, pinned: pages and the OpenAPI document
+    // read exactly these fields (and never the token, buyer or reservation).
+    assert_eq!(
+        field_names(&order),
+        [
+            "address",
+            "broadcast_id",
+            "cancel_reason",
+            "cancelled_at",
+            "carrier",
+            "created_at",
+            "delivered_at",
+            "id",
+            "mobile",
+            "offer_id",
+            "paid_at",
+            "payment_method",
+            "private_url",
+            "product_id",
+            "quantity",
+            "recipient_name",
+            "shipped_at",
+            "ships_on",
+            "shop_id",
+            "state",
+            "title",
+            "total_fen",
+            "tracking_number",
+            "unit",
+            "unit_price_fen",
+        ]
+    );
+    assert_eq!(
+        (
+            &order["unit_price_fen"],
+            &order["total_fen"],
+            &order["quantity"]
+        ),
+        (&json!(12800), &json!(2 * 12800), &json!(2))
+    );
+    assert_eq!(order["payment_method"], checkout_body()["payment_method"]);
+    assert!(order["paid_at"].is_null() && order["carrier"].is_null());
+    assert!(
+        order["offer_id"] == s.offer.as_str() && order["id"].as_str().unwrap().starts_with("ord_")
+    );
+    assert!(
+        order["created_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 UTC: {}",
+        order["created_at"]
+    );
     assert_eq!(order["shop_id"], s.shop.as_str());
     // A transfer buyer learns how to pay from the shop.
     let shop = expect(

@@ -282,13 +282,13 @@ async fn resolve(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiErr
     let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return Ok(Caller(None));
     };
-    let now = store::now_millis();
+    let now = domain::UnixMillis::wall_now();
     let Some(session) = state.store.active_session(&token_hash(&token), now).await? else {
         return Ok(Caller(None));
     };
     // Slide the expiry forward, but write at most once an hour per session.
-    if now - session.last_seen_at > 3_600_000 {
-        let expires = now + state.settings.session_ttl.as_millis() as i64;
+    if now.since(session.last_seen_at) > std::time::Duration::from_secs(3600) {
+        let expires = now.saturating_add(state.settings.session_ttl);
         state.store.touch_session(&session.id, now, expires).await?;
     }
     Ok(Caller(Some(CallerSession {
@@ -385,7 +385,7 @@ pub async fn start_session(
     headers: &HeaderMap,
 ) -> Result<(SessionId, Cookie<'static>), ApiError> {
     let token = domain::secret_token();
-    let now = store::now_millis();
+    let now = domain::UnixMillis::wall_now();
     let user_agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -402,7 +402,7 @@ pub async fn start_session(
             subject,
             user_agent: &user_agent,
             now,
-            expires_at: now + state.settings.session_ttl.as_millis() as i64,
+            expires_at: now.saturating_add(state.settings.session_ttl),
         })
         .await?;
     Ok((id, session_cookie(token, state)))

@@ -2,9 +2,11 @@
 //!
 //! Values here are *parsed, not validated*: once you hold a [`Mobile`] or a
 //! [`Fen`], it is known to be well formed, so no layer checks it twice. Nothing
-//! in this crate does I/O or knows about tokio, axum or sqlx.
+//! in this crate does I/O or knows about axum or sqlx; of tokio it uses only
+//! the clock (see [`Clock`]).
 
 mod broadcast;
+mod clock;
 mod date;
 pub mod fuzzing;
 mod ids;
@@ -16,17 +18,14 @@ mod text;
 mod validation;
 
 pub use broadcast::{BroadcastState, BroadcastTransitionError};
+pub use clock::{Clock, Timestamp, UnixMillis, rfc3339};
 pub use date::ShipDate;
 pub use ids::*;
 pub use money::Fen;
 #[allow(unused_imports)] // filled by the order-service work
 pub use order::*;
-pub use role::{Identity, Role};
+pub use role::{Identity, Role, Subject};
 #[allow(unused_imports)] // filled by the order-service work
 pub use stock::*;
 pub use text::*;
 pub use validation::{FieldCode, FieldError, FieldParams, Fields, Invalid, field, optional};
-
-/// Milliseconds since the Unix epoch, UTC. The one clock type shared by the
-/// storage layer (portable across SQLite and PostgreSQL) and the pure rules.
-pub type UnixMillis = i64;

@@ -371,6 +371,7 @@ mod tests {
 
     #[test]
     fn offer_state_follows_time_and_counts() {
+        let ms = UnixMillis::from_millis;
         let open = StockCounts::allot(5);
         let empty = StockCounts {
             allotted: 5,
@@ -379,23 +380,23 @@ mod tests {
             sold: 0,
         };
         assert_eq!(
-            OfferState::at(10, Some(20), None, None, &open),
+            OfferState::at(ms(10), Some(ms(20)), None, None, &open),
             OfferState::Upcoming
         );
         assert_eq!(
-            OfferState::at(20, Some(20), None, None, &open),
+            OfferState::at(ms(20), Some(ms(20)), None, None, &open),
             OfferState::Open
         );
         assert_eq!(
-            OfferState::at(20, None, None, None, &empty),
+            OfferState::at(ms(20), None, None, None, &empty),
             OfferState::SoldOut
         );
         assert_eq!(
-            OfferState::at(30, None, Some(30), None, &open),
+            OfferState::at(ms(30), None, Some(ms(30)), None, &open),
             OfferState::Ended
         );
         assert_eq!(
-            OfferState::at(10, Some(20), None, Some(5), &open),
+            OfferState::at(ms(10), Some(ms(20)), None, Some(ms(5)), &open),
             OfferState::Ended
         );
     }

@@ -34,7 +34,7 @@ fn chat_frame(seq: u64) -> Frame {
             role: Role::Viewer,
         },
         text: ChatText::parse("今年的小米真黄！什么时候发货？").unwrap(),
-        at: Timestamp(1_780_300_800_000),
+        at: Timestamp(ms(1_780_300_800_000)),
     });
     Frame::encode(seq, FrameKind::Chat, &event)
 }
@@ -56,7 +56,7 @@ fn deliver(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let start = Instant::now();
-                    let d = fanout.deliver(&frame, 0);
+                    let d = fanout.deliver(&frame, ms(0));
                     total += start.elapsed();
                     assert_eq!(d.delivered, n);
                     for rx in &mut receivers {
@@ -111,7 +111,7 @@ fn load(viewers: usize, rate: u64, seconds: u64) {
             next += interval;
             tokio::time::sleep_until(next).await;
             let frame = Frame { seq: epoch.elapsed().as_micros() as u64, ..template.clone() };
-            lagging += fanout.deliver(&frame, 0).newly_lagging;
+            lagging += fanout.deliver(&frame, ms(0)).newly_lagging;
         }
         let elapsed = start.elapsed();
         fanout.close_all(protocol::CloseReason::GOING_AWAY);
@@ -181,7 +181,7 @@ fn socket_load(clients: usize, rate: u64, seconds: u64) {
                 &domain::Mobile::parse("13800138000").unwrap(),
                 &DisplayName::parse("老王").unwrap(),
                 "x",
-                1,
+                ms(1),
             )
             .await
             .unwrap();
@@ -194,7 +194,7 @@ fn socket_load(clients: usize, rate: u64, seconds: u64) {
                     story: domain::Story::parse("").unwrap(),
                     payment_note: domain::PaymentNote::from_trusted(String::new()),
                 },
-                1,
+                ms(1),
             )
             .await
             .unwrap();
@@ -206,7 +206,7 @@ fn socket_load(clients: usize, rate: u64, seconds: u64) {
                     scheduled_at: None,
                     stream_key: domain::secret_token(),
                 },
-                1,
+                ms(1),
             )
             .await
             .unwrap();
@@ -299,4 +299,9 @@ fn main() {
     load(10_000, 40, 5);
     socket_load(2_000, 20, 10);
     socket_load(5_000, 20, 10);
+}
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
 }

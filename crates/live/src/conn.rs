@@ -94,10 +94,7 @@ async fn run(
         who,
         room: room.clone(),
         tx: tx.clone(),
-        strikes: StrikeCounter::new(
-            config.max_bad_frames,
-            config.bad_frame_window.as_millis() as i64,
-        ),
+        strikes: StrikeCounter::new(config.max_bad_frames, config.bad_frame_window),
         buys: Arc::new(Semaphore::new(config.buys_in_flight)),
     };
     reader.read_loop(stream).await;

@@ -17,6 +17,7 @@ use protocol::{CloseReason, ServerEvent, ServerFrame};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// A connection's id within this process.
@@ -394,8 +395,8 @@ impl Fanout {
     }
 
     /// Housekeeping for lagging connections: resync the drained ones, close
-    /// the ones stuck for longer than `stall_ms`.
-    pub fn poll_lagging(&mut self, now: UnixMillis, stall_ms: i64) -> Vec<LagOutcome> {
+    /// the ones stuck for longer than `stall`.
+    pub fn poll_lagging(&mut self, now: UnixMillis, stall: Duration) -> Vec<LagOutcome> {
         let mut out = Vec::new();
         for slot in &mut self.slots {
             let Some(lag) = slot.lag else { continue };
@@ -405,7 +406,7 @@ impl Fanout {
                     id: slot.id,
                     missed: lag.missed,
                 });
-            } else if now - lag.since >= stall_ms {
+            } else if now.since(lag.since) >= stall {
                 slot.tx.close(CloseReason::TOO_SLOW);
                 out.push(LagOutcome::Stalled { id: slot.id });
             }
@@ -441,6 +442,12 @@ mod tests {
     use super::*;
     use domain::{DisplayName, Role};
 
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
+    const STALL: Duration = Duration::from_secs(10);
+
     fn who(subject: &str, role: Role) -> Arc<Participant> {
         Arc::new(Participant {
             subject: subject.into(),
@@ -464,7 +471,7 @@ mod tests {
         f.attach(ConnId(2), who("gst_slow", Role::Viewer), slow_tx);
 
         for seq in 1..=5 {
-            f.deliver(&chat(seq), 1_000);
+            f.deliver(&chat(seq), ms(1_000));
         }
         assert_eq!(f.lagging(), 1);
         let mut got = Vec::new();
@@ -474,17 +481,21 @@ mod tests {
         assert_eq!(got, vec![1, 2, 3, 4, 5], "the fast one got everything");
 
         // Still full: nothing to do until the stall timeout.
-        assert_eq!(f.poll_lagging(2_000, 10_000), vec![]);
+        assert_eq!(f.poll_lagging(ms(2_000), STALL), vec![]);
         while slow_rx.queue.try_recv().is_ok() {}
         assert_eq!(
-            f.poll_lagging(2_100, 10_000),
+            f.poll_lagging(ms(2_100), STALL),
             vec![LagOutcome::Resync {
                 id: ConnId(2),
                 missed: 3
             }]
         );
         assert_eq!(f.lagging(), 0);
-        assert_eq!(f.deliver(&chat(6), 2_200).delivered, 2, "back in the flow");
+        assert_eq!(
+            f.deliver(&chat(6), ms(2_200)).delivered,
+            2,
+            "back in the flow"
+        );
     }
 
     #[test]
@@ -492,11 +503,11 @@ mod tests {
         let mut f = Fanout::new();
         let (tx, rx) = outbox(1);
         f.attach(ConnId(1), who("gst_stuck", Role::Viewer), tx);
-        f.deliver(&chat(1), 0);
-        f.deliver(&chat(2), 0);
-        assert_eq!(f.poll_lagging(9_999, 10_000), vec![]);
+        f.deliver(&chat(1), ms(0));
+        f.deliver(&chat(2), ms(0));
+        assert_eq!(f.poll_lagging(ms(9_999), STALL), vec![]);
         assert_eq!(
-            f.poll_lagging(10_000, 10_000),
+            f.poll_lagging(ms(10_000), STALL),
             vec![LagOutcome::Stalled { id: ConnId(1) }]
         );
         assert!(f.is_empty());
@@ -534,8 +545,8 @@ mod tests {
         f.attach(ConnId(2), who("gst_a", Role::Viewer), a2);
         f.attach(ConnId(3), who("usr_m", Role::Moderator), m);
         let ev = ServerEvent::Pong { id: Some(1) };
-        assert_eq!(f.send_to_subject("gst_a", &ev, 0), 2);
-        assert_eq!(f.send_to_moderators(&ev, 0), 1);
+        assert_eq!(f.send_to_subject("gst_a", &ev, ms(0)), 2);
+        assert_eq!(f.send_to_moderators(&ev, ms(0)), 1);
         assert!(
             a1_rx.queue.try_recv().is_ok()
                 && a2_rx.queue.try_recv().is_ok()

@@ -2,7 +2,6 @@
 //! rest of the server uses (websocket connections, order and media events,
 //! the moderation log).
 
-use crate::clock::Clock;
 use crate::config::LiveConfig;
 use crate::fanout::{ConnId, Fanout, LagOutcome, OutboxSender, Outgoing};
 use crate::persist::Persister;
@@ -10,6 +9,7 @@ use crate::room::{Command, Effect, Loaded, RoomCore, ShopEvent};
 use crate::{Commerce, LiveError, Participant, RoomInfo};
 use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::WebSocket;
+use domain::Clock;
 use domain::{BroadcastId, BroadcastState, ShopId, UnixMillis};
 use protocol::{
     Author, CloseReason, ModerationAction, ModerationEntry, OfferCard, PrivateMessage, SaleTicker,
@@ -122,7 +122,7 @@ impl LiveHub {
                 commerce,
                 config,
                 // Moderation-log order across restarts: starts from the clock.
-                ordinal: Arc::new(AtomicI64::new(clock.now().saturating_mul(1000))),
+                ordinal: Arc::new(AtomicI64::new(clock.now().millis().saturating_mul(1000))),
                 clock,
                 rooms: Mutex::new(HashMap::new()),
                 persist,
@@ -224,7 +224,12 @@ impl LiveHub {
         }
         // Bans reach the database in batches: make any pending one visible.
         self.inner.persist.flush().await;
-        if !self.inner.store.is_chat_banned(shop, subject).await? {
+        if !self
+            .inner
+            .store
+            .is_chat_banned(shop, &domain::Subject::from_trusted(subject))
+            .await?
+        {
             return Ok(false);
         }
         let now = self.inner.clock.now();
@@ -472,7 +477,9 @@ async fn run_room(
         }
     };
     let now = inner.clock.now();
-    let start_seq = (now.max(0) as u64).saturating_mul(1000);
+    let start_seq = u64::try_from(now.millis())
+        .unwrap_or(0)
+        .saturating_mul(1000);
     let core = RoomCore::new(
         info.clone(),
         inner.config.clone(),
@@ -491,8 +498,8 @@ async fn run_room(
 
     let mut tick = tokio::time::interval(inner.config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stall_ms = inner.config.stall_timeout.as_millis() as i64;
-    let idle_ms = inner.config.room_idle_close.as_millis() as i64;
+    let stall = inner.config.stall_timeout;
+    let idle = inner.config.room_idle_close;
     let mut empty_since: Option<UnixMillis> = Some(now);
 
     loop {
@@ -514,7 +521,7 @@ async fn run_room(
             _ = tick.tick() => {
                 let now = inner.clock.now();
                 task.core.poll(now);
-                for outcome in task.fanout.poll_lagging(now, stall_ms) {
+                for outcome in task.fanout.poll_lagging(now, stall) {
                     match outcome {
                         LagOutcome::Resync { id, missed } => {
                             let frame = task.core.snapshot_frame(SnapshotReason::Lagged, missed);
@@ -526,7 +533,7 @@ async fn run_room(
                 task.apply_effects();
                 if task.fanout.is_empty() {
                     let since = *empty_since.get_or_insert(now);
-                    if now - since >= idle_ms && task.try_close(&info.broadcast, room_id, &mut cmds) {
+                    if now.since(since) >= idle && task.try_close(&info.broadcast, room_id, &mut cmds) {
                         break;
                     }
                 } else {

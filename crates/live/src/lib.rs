@@ -17,7 +17,6 @@
 //! reports stock and sales back through [`LiveHub::update_offer`] and
 //! [`LiveHub::sale`].
 
-mod clock;
 mod coalesce;
 mod config;
 mod conn;
@@ -30,9 +29,9 @@ mod persist;
 mod replay;
 mod room;
 
-pub use clock::Clock;
 pub use coalesce::LatestSlot;
 pub use config::LiveConfig;
+pub use domain::Clock;
 pub use fanout::{
     ConnId, Delivery, Fanout, Frame, FrameKind, OutboxReceiver, OutboxSender, Outgoing, outbox,
 };
@@ -71,7 +70,7 @@ impl Participant {
     /// A signed-in account or a guest with a nickname.
     pub fn from_identity(identity: &Identity, role: Role) -> Participant {
         Participant {
-            subject: identity.subject().to_owned(),
+            subject: identity.subject().as_str().to_owned(),
             name: identity.name().clone(),
             role,
             signed_in: identity.user().is_some(),

@@ -4,6 +4,7 @@
 use crate::config::LiveConfig;
 use domain::UnixMillis;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Why a message may not be posted now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +24,8 @@ pub struct GateRules {
     pub burst: u32,
     pub per_minute: u32,
     pub flood_strikes: u32,
-    pub flood_window_ms: i64,
-    pub flood_mute_ms: i64,
+    pub flood_window: Duration,
+    pub flood_mute: Duration,
 }
 
 impl GateRules {
@@ -33,13 +34,13 @@ impl GateRules {
             burst: c.chat_burst.max(1),
             per_minute: c.chat_per_minute.max(1),
             flood_strikes: c.flood_strikes.max(1),
-            flood_window_ms: c.flood_window.as_millis() as i64,
-            flood_mute_ms: c.flood_mute.as_millis() as i64,
+            flood_window: c.flood_window,
+            flood_mute: c.flood_mute,
         }
     }
 
-    fn interval_ms(&self) -> i64 {
-        (60_000 / i64::from(self.per_minute)).max(1)
+    fn interval(&self) -> Duration {
+        Duration::from_millis((60_000 / u64::from(self.per_minute)).max(1))
     }
 }
 
@@ -60,12 +61,12 @@ pub struct ChatGate {
 
 impl ChatGate {
     /// Decides whether a message may go out at `now`; when it may, the
-    /// message is counted. `slow_mode_ms` is 0 when slow mode is off or the
+    /// message is counted. `slow_mode` is zero when slow mode is off or the
     /// sender is exempt.
     pub fn check(
         &mut self,
         rules: &GateRules,
-        slow_mode_ms: i64,
+        slow_mode: Duration,
         now: UnixMillis,
     ) -> Result<(), GateRefusal> {
         if let Some(until) = self.muted_until {
@@ -79,20 +80,21 @@ impl ChatGate {
             self.strikes.clear();
         }
 
-        let interval = rules.interval_ms();
-        let tolerance = interval * (i64::from(rules.burst) - 1);
+        let interval = rules.interval();
+        let tolerance = interval.saturating_mul(rules.burst - 1);
         let tat = self.tat.max(now);
-        if tat - tolerance > now {
+        let earliest = tat.saturating_sub(tolerance);
+        if earliest > now {
             while self
                 .strikes
                 .front()
-                .is_some_and(|t| *t <= now - rules.flood_window_ms)
+                .is_some_and(|t| *t <= now.saturating_sub(rules.flood_window))
             {
                 self.strikes.pop_front();
             }
             self.strikes.push_back(now);
             if self.strikes.len() >= rules.flood_strikes as usize {
-                let until = now + rules.flood_mute_ms;
+                let until = now.saturating_add(rules.flood_mute);
                 self.muted_until = Some(until);
                 return Err(GateRefusal::Flooding {
                     until,
@@ -100,20 +102,20 @@ impl ChatGate {
                 });
             }
             return Err(GateRefusal::RateLimited {
-                retry_after_ms: (tat - tolerance - now) as u64,
+                retry_after_ms: millis(earliest.since(now)),
             });
         }
 
-        if slow_mode_ms > 0
+        if !slow_mode.is_zero()
             && let Some(last) = self.last_post
-            && now < last + slow_mode_ms
+            && now < last.saturating_add(slow_mode)
         {
             return Err(GateRefusal::SlowMode {
-                retry_after_ms: (last + slow_mode_ms - now) as u64,
+                retry_after_ms: millis(last.saturating_add(slow_mode).since(now)),
             });
         }
 
-        self.tat = tat + interval;
+        self.tat = tat.saturating_add(interval);
         self.last_post = Some(now);
         Ok(())
     }
@@ -123,14 +125,16 @@ impl ChatGate {
     }
 
     /// Nothing here affects a decision any more: the entry can be dropped.
-    pub fn is_idle(&self, rules: &GateRules, slow_mode_ms: i64, now: UnixMillis) -> bool {
+    pub fn is_idle(&self, rules: &GateRules, slow_mode: Duration, now: UnixMillis) -> bool {
         self.muted_until(now).is_none()
             && self.tat <= now
             && self
                 .strikes
                 .back()
-                .is_none_or(|t| *t <= now - rules.flood_window_ms)
-            && self.last_post.is_none_or(|t| t + slow_mode_ms <= now)
+                .is_none_or(|t| *t <= now.saturating_sub(rules.flood_window))
+            && self
+                .last_post
+                .is_none_or(|t| t.saturating_add(slow_mode) <= now)
     }
 }
 
@@ -139,15 +143,15 @@ impl ChatGate {
 #[derive(Clone, Debug)]
 pub struct StrikeCounter {
     limit: usize,
-    window_ms: i64,
+    window: Duration,
     hits: VecDeque<UnixMillis>,
 }
 
 impl StrikeCounter {
-    pub fn new(limit: u32, window_ms: i64) -> StrikeCounter {
+    pub fn new(limit: u32, window: Duration) -> StrikeCounter {
         StrikeCounter {
             limit: limit.max(1) as usize,
-            window_ms,
+            window,
             hits: VecDeque::new(),
         }
     }
@@ -156,7 +160,7 @@ impl StrikeCounter {
         while self
             .hits
             .front()
-            .is_some_and(|t| *t <= now - self.window_ms)
+            .is_some_and(|t| *t <= now.saturating_sub(self.window))
         {
             self.hits.pop_front();
         }
@@ -165,17 +169,27 @@ impl StrikeCounter {
     }
 }
 
+fn millis(span: Duration) -> u64 {
+    u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
+    const SLOW: Duration = Duration::from_secs(10);
 
     fn rules() -> GateRules {
         GateRules {
             burst: 3,
             per_minute: 20,
             flood_strikes: 3,
-            flood_window_ms: 30_000,
-            flood_mute_ms: 60_000,
+            flood_window: Duration::from_secs(30),
+            flood_mute: Duration::from_secs(60),
         }
     }
 
@@ -184,26 +198,26 @@ mod tests {
         let r = rules(); // one every 3 s after a burst of 3
         let mut g = ChatGate::default();
         for _ in 0..3 {
-            assert_eq!(g.check(&r, 0, 1_000), Ok(()));
+            assert_eq!(g.check(&r, Duration::ZERO, ms(1_000)), Ok(()));
         }
         assert_eq!(
-            g.check(&r, 0, 1_000),
+            g.check(&r, Duration::ZERO, ms(1_000)),
             Err(GateRefusal::RateLimited {
                 retry_after_ms: 3_000
             })
         );
         assert_eq!(
-            g.check(&r, 0, 3_999),
+            g.check(&r, Duration::ZERO, ms(3_999)),
             Err(GateRefusal::RateLimited { retry_after_ms: 1 })
         );
-        assert_eq!(g.check(&r, 0, 4_000), Ok(()));
-        assert!(g.check(&r, 0, 4_000).is_err());
+        assert_eq!(g.check(&r, Duration::ZERO, ms(4_000)), Ok(()));
+        assert!(g.check(&r, Duration::ZERO, ms(4_000)).is_err());
         // A long pause refills the whole burst, not more.
         let later = 100_000;
         for _ in 0..3 {
-            assert_eq!(g.check(&r, 0, later), Ok(()));
+            assert_eq!(g.check(&r, Duration::ZERO, ms(later)), Ok(()));
         }
-        assert!(g.check(&r, 0, later).is_err());
+        assert!(g.check(&r, Duration::ZERO, ms(later)).is_err());
     }
 
     #[test]
@@ -211,34 +225,34 @@ mod tests {
         let r = rules();
         let mut g = ChatGate::default();
         for _ in 0..3 {
-            g.check(&r, 0, 0).unwrap();
+            g.check(&r, Duration::ZERO, ms(0)).unwrap();
         }
         assert!(matches!(
-            g.check(&r, 0, 10),
+            g.check(&r, Duration::ZERO, ms(10)),
             Err(GateRefusal::RateLimited { .. })
         ));
         assert!(matches!(
-            g.check(&r, 0, 20),
+            g.check(&r, Duration::ZERO, ms(20)),
             Err(GateRefusal::RateLimited { .. })
         ));
         assert_eq!(
-            g.check(&r, 0, 30),
+            g.check(&r, Duration::ZERO, ms(30)),
             Err(GateRefusal::Flooding {
-                until: 60_030,
+                until: ms(60_030),
                 just_muted: true
             })
         );
         // Even with tokens back, the mute holds until it ends.
         assert_eq!(
-            g.check(&r, 0, 50_000),
+            g.check(&r, Duration::ZERO, ms(50_000)),
             Err(GateRefusal::Flooding {
-                until: 60_030,
+                until: ms(60_030),
                 just_muted: false
             })
         );
-        assert_eq!(g.muted_until(50_000), Some(60_030));
-        assert_eq!(g.check(&r, 0, 60_030), Ok(()));
-        assert_eq!(g.muted_until(60_030), None);
+        assert_eq!(g.muted_until(ms(50_000)), Some(ms(60_030)));
+        assert_eq!(g.check(&r, Duration::ZERO, ms(60_030)), Ok(()));
+        assert_eq!(g.muted_until(ms(60_030)), None);
     }
 
     #[test]
@@ -246,17 +260,20 @@ mod tests {
         let r = rules();
         let mut g = ChatGate::default();
         for _ in 0..3 {
-            g.check(&r, 0, 0).unwrap();
+            g.check(&r, Duration::ZERO, ms(0)).unwrap();
         }
-        assert!(g.check(&r, 0, 1).is_err()); // strike at 1
-        g.check(&r, 0, 3_000).unwrap();
-        assert!(g.check(&r, 0, 3_001).is_err()); // strike at 3001
+        assert!(g.check(&r, Duration::ZERO, ms(1)).is_err()); // strike at 1
+        g.check(&r, Duration::ZERO, ms(3_000)).unwrap();
+        assert!(g.check(&r, Duration::ZERO, ms(3_001)).is_err()); // strike at 3001
         // The first strike has left the 30 s window by now.
         for t in [40_000, 40_000, 40_000] {
-            let _ = g.check(&r, 0, t);
+            let _ = g.check(&r, Duration::ZERO, ms(t));
         }
         assert!(
-            matches!(g.check(&r, 0, 40_001), Err(GateRefusal::RateLimited { .. })),
+            matches!(
+                g.check(&r, Duration::ZERO, ms(40_001)),
+                Err(GateRefusal::RateLimited { .. })
+            ),
             "two strikes in window"
         );
     }
@@ -265,36 +282,36 @@ mod tests {
     fn slow_mode_spaces_one_persons_messages() {
         let r = rules();
         let mut g = ChatGate::default();
-        assert_eq!(g.check(&r, 10_000, 0), Ok(()));
+        assert_eq!(g.check(&r, SLOW, ms(0)), Ok(()));
         assert_eq!(
-            g.check(&r, 10_000, 4_000),
+            g.check(&r, SLOW, ms(4_000)),
             Err(GateRefusal::SlowMode {
                 retry_after_ms: 6_000
             })
         );
-        assert_eq!(g.check(&r, 10_000, 10_000), Ok(()));
+        assert_eq!(g.check(&r, SLOW, ms(10_000)), Ok(()));
         // A slow-mode refusal is not a flooding strike.
         for t in 10_001..10_010 {
             assert!(matches!(
-                g.check(&r, 10_000, t),
+                g.check(&r, SLOW, ms(t)),
                 Err(GateRefusal::SlowMode { .. })
             ));
         }
-        assert_eq!(g.muted_until(10_010), None);
-        assert!(!g.is_idle(&r, 10_000, 15_000));
-        assert!(g.is_idle(&r, 10_000, 30_000));
+        assert_eq!(g.muted_until(ms(10_010)), None);
+        assert!(!g.is_idle(&r, SLOW, ms(15_000)));
+        assert!(g.is_idle(&r, SLOW, ms(30_000)));
     }
 
     #[test]
     fn strike_counter_limits_within_window() {
-        let mut s = StrikeCounter::new(3, 1_000);
-        assert!(!s.hit(0));
-        assert!(!s.hit(1));
-        assert!(!s.hit(2));
-        assert!(s.hit(3), "fourth within the window");
-        let mut s = StrikeCounter::new(3, 1_000);
+        let mut s = StrikeCounter::new(3, Duration::from_secs(1));
+        assert!(!s.hit(ms(0)));
+        assert!(!s.hit(ms(1)));
+        assert!(!s.hit(ms(2)));
+        assert!(s.hit(ms(3)), "fourth within the window");
+        let mut s = StrikeCounter::new(3, Duration::from_secs(1));
         for t in [0, 500, 1_000, 1_500, 2_000] {
-            assert!(!s.hit(t), "spread out at {t}");
+            assert!(!s.hit(ms(t)), "spread out at {t}");
         }
     }
 }

@@ -23,6 +23,7 @@ use protocol::{
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 use store::{
     BanRecord, ChatMessageRecord, ChatWrite, ModerationActor, ModerationRecord, NewChatMessage,
     TimeoutRecord,
@@ -33,8 +34,8 @@ pub const MAX_TIMEOUT_SECONDS: u32 = 24 * 60 * 60;
 pub const MAX_SLOW_MODE_SECONDS: u32 = 60 * 60;
 /// Nonces remembered per person, and for how long, to recognise retries.
 const NONCES_PER_PERSON: usize = 64;
-const NONCE_MEMORY_MS: i64 = 10 * 60 * 1000;
-const HOUSEKEEPING_EVERY_MS: i64 = 10_000;
+const NONCE_MEMORY: Duration = Duration::from_secs(10 * 60);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
 /// A parsed client command that needs the room.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,7 +246,7 @@ impl RoomCore {
             .pinned_message
             .as_ref()
             .filter(|m| m.deleted_at.is_none() && m.hidden_at.is_none());
-        let offer_interval = config.offer_interval.as_millis() as i64;
+        let offer_interval = config.offer_interval;
         RoomCore {
             broadcast_state: info.state,
             info,
@@ -270,8 +271,8 @@ impl RoomCore {
                 count: 0,
                 connected: 0,
             },
-            viewers_slot: LatestSlot::new(config.viewers_interval.as_millis() as i64),
-            sale_slot: LatestSlot::new(config.sale_interval.as_millis() as i64),
+            viewers_slot: LatestSlot::new(config.viewers_interval),
+            sale_slot: LatestSlot::new(config.sale_interval),
             replay: ReplayBuffer::new(start_seq, config.replay_capacity, config.replay_max_bytes),
             gates: HashMap::new(),
             bans: loaded.bans.into_iter().map(|b| b.subject).collect(),
@@ -601,7 +602,7 @@ impl RoomCore {
                 self,
                 RefusalCode::Muted,
                 message,
-                Some((until - now) as u64),
+                Some(millis(until.since(now))),
             );
         }
         if self.blocked.blocks(text.as_str()) {
@@ -610,21 +611,21 @@ impl RoomCore {
         }
         // Slow mode is for the crowd: the owner and moderators are exempt
         // (the rate limit still applies to them).
-        let slow_ms = if who.role.can_moderate() {
-            0
+        let slow_mode = if who.role.can_moderate() {
+            Duration::ZERO
         } else {
-            i64::from(self.slow_mode_seconds) * 1000
+            Duration::from_secs(u64::from(self.slow_mode_seconds))
         };
         let gate = self.gates.entry(who.subject.clone()).or_default();
-        match gate.check(&self.rules, slow_ms, now) {
+        match gate.check(&self.rules, slow_mode, now) {
             Ok(()) => {}
             Err(GateRefusal::Flooding { until, just_muted }) => {
-                let retry = Some((until - now) as u64);
+                let retry = Some(millis(until.since(now)));
                 let message =
                     "You sent too many messages too fast; you are muted for a while.".to_owned();
                 refuse(self, RefusalCode::Muted, message.clone(), retry);
                 if just_muted {
-                    let seconds = ((until - now) / 1000) as u32;
+                    let seconds = whole_seconds(until.since(now));
                     self.effects.push(Effect::ToSubject(
                         who.subject.clone(),
                         ServerEvent::Muted(Muted {
@@ -788,7 +789,7 @@ impl RoomCore {
                 "A timeout lasts from 10 seconds to 24 hours.".into(),
             ));
         }
-        let until = now + i64::from(seconds) * 1000;
+        let until = now.saturating_add(Duration::from_secs(u64::from(seconds)));
         self.apply_timeout(&subject, until, now);
         self.effects
             .push(Effect::Persist(ChatWrite::Timeout(TimeoutRecord {
@@ -819,7 +820,7 @@ impl RoomCore {
 
     fn apply_timeout(&mut self, subject: &str, until: UnixMillis, now: UnixMillis) {
         self.timeouts.insert(subject.to_owned(), until);
-        let seconds = ((until - now).max(0) / 1000) as u32;
+        let seconds = whole_seconds(until.since(now));
         self.effects.push(Effect::ToSubject(
             subject.to_owned(),
             ServerEvent::Muted(Muted {
@@ -1110,7 +1111,7 @@ impl RoomCore {
             );
             return Err((RefusalCode::TooManyPinned, message));
         }
-        let mut slot = LatestSlot::new(self.config.offer_interval.as_millis() as i64);
+        let mut slot = LatestSlot::new(self.config.offer_interval);
         slot.offer(card.clone(), now, true);
         self.offers.push(PinnedOffer {
             card: card.clone(),
@@ -1285,14 +1286,14 @@ impl RoomCore {
         if let Some(t) = self.sale_slot.poll(now) {
             self.broadcast(ServerEvent::Sale(t));
         }
-        if now - self.last_housekeeping >= HOUSEKEEPING_EVERY_MS {
+        if now.since(self.last_housekeeping) >= HOUSEKEEPING_EVERY {
             self.last_housekeeping = now;
             self.timeouts.retain(|_, until| *until > now);
-            let slow_ms = i64::from(self.slow_mode_seconds) * 1000;
+            let slow_mode = Duration::from_secs(u64::from(self.slow_mode_seconds));
             let rules = self.rules;
-            self.gates.retain(|_, g| !g.is_idle(&rules, slow_ms, now));
+            self.gates.retain(|_, g| !g.is_idle(&rules, slow_mode, now));
             self.nonces.retain(|_, q| {
-                q.retain(|(_, _, at)| now - at < NONCE_MEMORY_MS);
+                q.retain(|(_, _, at)| now.since(*at) < NONCE_MEMORY);
                 !q.is_empty()
             });
         }
@@ -1328,11 +1329,23 @@ fn refusal_text(code: RefusalCode) -> (RefusalCode, String) {
     (code, message.to_owned())
 }
 
+fn millis(span: Duration) -> u64 {
+    u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn whole_seconds(span: Duration) -> u32 {
+    u32::try_from(span.as_secs()).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use domain::{BroadcastId, DisplayName, Fen, ProductTitle, ShopId, Unit};
     use protocol::{OfferState, ServerFrame};
+
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
 
     fn config() -> LiveConfig {
         LiveConfig {
@@ -1356,7 +1369,7 @@ mod tests {
             loaded,
             1_000,
             Arc::new(AtomicI64::new(1)),
-            0,
+            ms(0),
         )
     }
 
@@ -1444,7 +1457,7 @@ mod tests {
     fn chat_is_broadcast_persisted_acknowledged_and_deduplicated() {
         let mut c = core();
         let v = person("gst_a", Role::Viewer);
-        let effects = chat(&mut c, &v, "  好小米 ", "n1", 10);
+        let effects = chat(&mut c, &v, "  好小米 ", "n1", ms(10));
         let frames = broadcasts(&effects);
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].seq, 1_001);
@@ -1459,7 +1472,7 @@ mod tests {
         );
         let id = posted_id(&effects);
 
-        let again = chat(&mut c, &v, "好小米", "n1", 20);
+        let again = chat(&mut c, &v, "好小米", "n1", ms(20));
         assert!(broadcasts(&again).is_empty(), "a retry is not posted twice");
         assert!(again.iter().any(|e| matches!(e,
             Effect::ToConn(_, ServerEvent::Accepted { message, duplicate: true, .. }) if *message == id)));
@@ -1468,7 +1481,7 @@ mod tests {
     #[test]
     fn anonymous_people_are_told_to_pick_a_nickname() {
         let mut c = core();
-        let effects = chat(&mut c, &Participant::anonymous(), "hi", "n", 0);
+        let effects = chat(&mut c, &Participant::anonymous(), "hi", "n", ms(0));
         assert_eq!(
             refusal(&effects).unwrap().code,
             RefusalCode::NicknameRequired
@@ -1482,23 +1495,28 @@ mod tests {
         let owner = person("usr_owner", Role::Owner);
         let mod_ = person("usr_mod", Role::Moderator);
         let v = person("gst_a", Role::Viewer);
-        c.handle_command(ConnId(9), &owner, Command::SetSlowMode { seconds: 30 }, 0);
+        c.handle_command(
+            ConnId(9),
+            &owner,
+            Command::SetSlowMode { seconds: 30 },
+            ms(0),
+        );
         let effects = c.take_effects();
         let ServerEvent::Settings(s) = &broadcasts(&effects)[0].event else {
             panic!()
         };
         assert_eq!(s.slow_mode_seconds, 30);
 
-        assert!(refusal(&chat(&mut c, &v, "one", "1", 1_000)).is_none());
-        let r = refusal(&chat(&mut c, &v, "two", "2", 11_000)).unwrap();
+        assert!(refusal(&chat(&mut c, &v, "one", "1", ms(1_000))).is_none());
+        let r = refusal(&chat(&mut c, &v, "two", "2", ms(11_000))).unwrap();
         assert_eq!(
             (r.code, r.retry_after_ms),
             (RefusalCode::SlowMode, Some(20_000))
         );
-        assert!(refusal(&chat(&mut c, &v, "three", "3", 31_000)).is_none());
-        assert!(refusal(&chat(&mut c, &mod_, "a", "1", 31_000)).is_none());
+        assert!(refusal(&chat(&mut c, &v, "three", "3", ms(31_000))).is_none());
+        assert!(refusal(&chat(&mut c, &mod_, "a", "1", ms(31_000))).is_none());
         assert!(
-            refusal(&chat(&mut c, &mod_, "b", "2", 31_001)).is_none(),
+            refusal(&chat(&mut c, &mod_, "b", "2", ms(31_001))).is_none(),
             "moderators are exempt"
         );
     }
@@ -1508,13 +1526,13 @@ mod tests {
         let mut c = core(); // burst 3, flood after 2 rate refusals
         let v = person("gst_a", Role::Viewer);
         for i in 0..3 {
-            assert!(refusal(&chat(&mut c, &v, "x", &i.to_string(), 0)).is_none());
+            assert!(refusal(&chat(&mut c, &v, "x", &i.to_string(), ms(0))).is_none());
         }
         assert_eq!(
-            refusal(&chat(&mut c, &v, "x", "3", 1)).unwrap().code,
+            refusal(&chat(&mut c, &v, "x", "3", ms(1))).unwrap().code,
             RefusalCode::RateLimited
         );
-        let effects = chat(&mut c, &v, "x", "4", 2);
+        let effects = chat(&mut c, &v, "x", "4", ms(2));
         assert_eq!(refusal(&effects).unwrap().code, RefusalCode::Muted);
         assert!(effects.iter().any(|e| matches!(e,
             Effect::ToSubject(s, ServerEvent::Muted(m)) if s == "gst_a" && m.reason == MuteReason::Flood)));
@@ -1532,7 +1550,7 @@ mod tests {
             Command::SetBlockedWords {
                 words: vec!["加微信".into()],
             },
-            0,
+            ms(0),
         );
         let effects = c.take_effects();
         assert!(
@@ -1554,7 +1572,7 @@ mod tests {
             &person("gst_a", Role::Viewer),
             "快 加 微信? no: 加微信",
             "1",
-            10,
+            ms(10),
         );
         assert_eq!(refusal(&effects).unwrap().code, RefusalCode::BlockedWord);
         assert!(broadcasts(&effects).is_empty());
@@ -1565,15 +1583,20 @@ mod tests {
         let mut c = core();
         let owner = person("usr_owner", Role::Owner);
         let troll = person("gst_troll", Role::Viewer);
-        let id = posted_id(&chat(&mut c, &troll, "spam", "1", 0));
-        c.handle_command(ConnId(9), &owner, Command::PinMessage { message: id }, 1);
+        let id = posted_id(&chat(&mut c, &troll, "spam", "1", ms(0)));
+        c.handle_command(
+            ConnId(9),
+            &owner,
+            Command::PinMessage { message: id },
+            ms(1),
+        );
         c.take_effects();
         let ban = Command::Ban {
             subject: "gst_troll".into(),
             target_role: Role::Viewer,
             reason: Reason::parse("spam").unwrap(),
         };
-        c.handle_command(ConnId(9), &owner, ban, 2);
+        c.handle_command(ConnId(9), &owner, ban, ms(2));
         let effects = c.take_effects();
         let events: Vec<_> = broadcasts(&effects).into_iter().map(|f| f.event).collect();
         assert!(events.contains(&ServerEvent::MessagesHidden {
@@ -1597,7 +1620,7 @@ mod tests {
                 .contains("\"history\":[]")
         );
         assert_eq!(
-            c.handle_join(ConnId(3), &troll, None, 3),
+            c.handle_join(ConnId(3), &troll, None, ms(3)),
             Err(CloseReason::BANNED)
         );
     }
@@ -1613,7 +1636,7 @@ mod tests {
                 seconds: 60,
                 reason: Reason::parse("").unwrap(),
             };
-            c.handle_command(ConnId(1), &m, cmd, 0);
+            c.handle_command(ConnId(1), &m, cmd, ms(0));
             assert_eq!(
                 refusal(&c.take_effects()).unwrap().code,
                 RefusalCode::TargetProtected
@@ -1625,7 +1648,7 @@ mod tests {
             seconds: 5,
             reason: Reason::parse("").unwrap(),
         };
-        c.handle_command(ConnId(1), &m, cmd, 0);
+        c.handle_command(ConnId(1), &m, cmd, ms(0));
         assert_eq!(
             refusal(&c.take_effects()).unwrap().code,
             RefusalCode::InvalidRequest,
@@ -1644,16 +1667,16 @@ mod tests {
             seconds: 60,
             reason: Reason::parse("rude").unwrap(),
         };
-        c.handle_command(ConnId(1), &m, cmd, 1_000);
+        c.handle_command(ConnId(1), &m, cmd, ms(1_000));
         let effects = c.take_effects();
         assert!(effects.iter().any(|e| matches!(e,
             Effect::ToSubject(s, ServerEvent::Muted(x)) if s == "gst_a" && x.seconds == 60)));
-        let r = refusal(&chat(&mut c, &v, "hi", "1", 2_000)).unwrap();
+        let r = refusal(&chat(&mut c, &v, "hi", "1", ms(2_000))).unwrap();
         assert_eq!(
             (r.code, r.retry_after_ms),
             (RefusalCode::Muted, Some(59_000))
         );
-        assert!(refusal(&chat(&mut c, &v, "hi", "2", 61_000)).is_none());
+        assert!(refusal(&chat(&mut c, &v, "hi", "2", ms(61_000))).is_none());
     }
 
     #[test]
@@ -1668,22 +1691,22 @@ mod tests {
                 offer: offer.clone(),
                 card: Some(card(&offer, 10, OfferState::Open)),
             },
-            0,
+            ms(0),
         );
         assert!(matches!(
             broadcasts(&c.take_effects())[0].event,
             ServerEvent::OfferPinned { .. }
         ));
 
-        c.handle_offer_update(card(&offer, 9, OfferState::Open), 100);
-        c.handle_offer_update(card(&offer, 8, OfferState::Open), 200);
+        c.handle_offer_update(card(&offer, 9, OfferState::Open), ms(100));
+        c.handle_offer_update(card(&offer, 8, OfferState::Open), ms(200));
         assert!(
             broadcasts(&c.take_effects()).is_empty(),
             "within the interval"
         );
-        c.poll(999);
+        c.poll(ms(999));
         assert!(broadcasts(&c.take_effects()).is_empty());
-        c.poll(1_000);
+        c.poll(ms(1_000));
         let frames = broadcasts(&c.take_effects());
         assert_eq!(frames.len(), 1);
         let ServerEvent::OfferUpdated { offer: got } = &frames[0].event else {
@@ -1691,25 +1714,25 @@ mod tests {
         };
         assert_eq!(got.available, 8, "the newest value");
 
-        c.handle_offer_update(card(&offer, 0, OfferState::SoldOut), 1_100);
+        c.handle_offer_update(card(&offer, 0, OfferState::SoldOut), ms(1_100));
         let frames = broadcasts(&c.take_effects());
         assert_eq!(frames.len(), 1, "sold out goes out at once");
         // Updates for offers that are not pinned are ignored.
-        c.handle_offer_update(card(&OfferId::generate(), 1, OfferState::Open), 5_000);
+        c.handle_offer_update(card(&OfferId::generate(), 1, OfferState::Open), ms(5_000));
         assert!(c.take_effects().is_empty());
     }
 
     #[test]
     fn viewer_counts_are_coalesced_to_one_per_interval() {
         let mut c = core();
-        c.set_connected(1, 1, 0);
+        c.set_connected(1, 1, ms(0));
         assert_eq!(broadcasts(&c.take_effects()).len(), 1);
         for n in 2..50 {
-            c.set_connected(n, n - 1, 10 * n as i64);
+            c.set_connected(n, n - 1, ms(10 * n as i64));
         }
-        c.set_media_viewers(120, 600);
+        c.set_media_viewers(120, ms(600));
         assert!(broadcasts(&c.take_effects()).is_empty());
-        c.poll(1_000);
+        c.poll(ms(1_000));
         let frames = broadcasts(&c.take_effects());
         assert_eq!(frames.len(), 1);
         assert_eq!(
@@ -1726,15 +1749,22 @@ mod tests {
         let mut c = core();
         let v = person("gst_a", Role::Viewer);
         let owner = person("usr_owner", Role::Owner);
-        let frames = c.handle_join(ConnId(1), &v, None, 0).unwrap();
+        let frames = c.handle_join(ConnId(1), &v, None, ms(0)).unwrap();
         assert_eq!(frames.len(), 2, "hello + snapshot");
         let last_seen = c.seq();
-        chat(&mut c, &owner, "one", "1", 10);
-        c.handle_command(ConnId(1), &owner, Command::SetSlowMode { seconds: 5 }, 11);
-        chat(&mut c, &owner, "two", "2", 12);
+        chat(&mut c, &owner, "one", "1", ms(10));
+        c.handle_command(
+            ConnId(1),
+            &owner,
+            Command::SetSlowMode { seconds: 5 },
+            ms(11),
+        );
+        chat(&mut c, &owner, "two", "2", ms(12));
         c.take_effects();
 
-        let frames = c.handle_join(ConnId(2), &v, Some(last_seen), 20).unwrap();
+        let frames = c
+            .handle_join(ConnId(2), &v, Some(last_seen), ms(20))
+            .unwrap();
         let got: Vec<_> = frames.iter().map(decoded).collect();
         let ServerEvent::Hello(h) = &got[0].event else {
             panic!()
@@ -1760,7 +1790,7 @@ mod tests {
         );
         assert_eq!(got.last().unwrap().seq, c.seq());
 
-        let frames = c.handle_join(ConnId(3), &v, Some(5), 30).unwrap();
+        let frames = c.handle_join(ConnId(3), &v, Some(5), ms(30)).unwrap();
         let ServerEvent::Snapshot(s) = &decoded(&frames[1]).event else {
             panic!()
         };
@@ -1780,7 +1810,7 @@ mod tests {
         );
         let owner = person("usr_owner", Role::Owner);
         for i in 0..5 {
-            chat(&mut c, &owner, &format!("m{i}"), &i.to_string(), i);
+            chat(&mut c, &owner, &format!("m{i}"), &i.to_string(), ms(i));
         }
         let snap = decoded(&c.snapshot_frame(SnapshotReason::Join, 0));
         let ServerEvent::Snapshot(s) = snap.event else {

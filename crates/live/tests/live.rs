@@ -95,7 +95,7 @@ impl Commerce for ShelfCommerce {
             quantity,
             unit_price_fen: card.price_fen,
             total_fen: card.price_fen.times(quantity),
-            expires_at: Timestamp(4_000_000_000_000),
+            expires_at: Timestamp(ms(4_000_000_000_000)),
             nonce: None,
         };
         self.reservations.lock().unwrap().insert(key, info.clone());
@@ -214,7 +214,7 @@ impl App {
                     story: Story::parse("").unwrap(),
                     payment_note: domain::PaymentNote::from_trusted(String::new()),
                 },
-                1,
+                ms(1),
             )
             .await
             .unwrap()
@@ -230,7 +230,7 @@ impl App {
                         scheduled_at: None,
                         stream_key: secret_token(),
                     },
-                    1,
+                    ms(1),
                 )
                 .await
                 .unwrap();
@@ -296,7 +296,10 @@ impl App {
     async fn add_user(&self, key: &str, mobile: &str, role: Role) {
         let id = user(&self.store, mobile, key).await;
         if role == Role::Moderator {
-            self.store.add_moderator(&self.shop, &id, 1).await.unwrap();
+            self.store
+                .add_moderator(&self.shop, &id, ms(1))
+                .await
+                .unwrap();
         }
         self.add(
             key,
@@ -312,7 +315,7 @@ impl App {
 
     async fn add_guest(&self, key: &str) {
         let name = DisplayName::parse(key).unwrap();
-        let id = self.store.create_guest(&name, 1).await.unwrap();
+        let id = self.store.create_guest(&name, ms(1)).await.unwrap();
         self.add(
             key,
             Participant {
@@ -344,7 +347,7 @@ async fn user(store: &Store, mobile: &str, name: &str) -> UserId {
             &Mobile::parse(mobile).unwrap(),
             &DisplayName::parse(name).unwrap(),
             "$argon2id$x",
-            1,
+            ms(1),
         )
         .await
         .unwrap()
@@ -976,7 +979,10 @@ async fn a_ban_disconnects_hides_and_keeps_out() {
     assert_eq!(ban.detail.as_deref(), Some("spam"));
     assert!(
         app.store
-            .is_chat_banned(&app.shop, &app.subject("troll"))
+            .is_chat_banned(
+                &app.shop,
+                &domain::Subject::from_trusted(app.subject("troll")),
+            )
             .await
             .unwrap()
     );
@@ -1546,4 +1552,9 @@ async fn keepalive_pings_hold_a_connection_and_silence_ends_it() {
         }
     })
     .await;
+}
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
 }

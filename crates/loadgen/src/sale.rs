@@ -383,7 +383,7 @@ async fn audit(
         acked_ids.insert(id.as_str());
         match by_id.get(id.as_str()) {
             None => missing += 1,
-            Some(r) if &r.buyer != buyer => wrong_buyer += 1,
+            Some(r) if r.buyer.as_str() != buyer.as_str() => wrong_buyer += 1,
             Some(_) => {}
         }
     }

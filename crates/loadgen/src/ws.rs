@@ -138,7 +138,7 @@ mod tests {
                     role: Role::Viewer,
                 },
                 text: ChatText::parse(&text).unwrap(),
-                at: protocol::Timestamp(1_780_300_862_345),
+                at: protocol::Timestamp(domain::UnixMillis::from_millis(1_780_300_862_345)),
             }))
         };
         let frame = chat(chat_text(123_456, 7, 3));

@@ -13,7 +13,7 @@ fn terms(limit: u32) -> OfferTerms {
         ends_at: None,
         per_buyer_limit: limit,
         buyers: domain::Buyers::Anyone,
-        hold_ms: 600_000,
+        hold: std::time::Duration::from_millis(600_000),
     }
 }
 
@@ -32,7 +32,7 @@ fn decide(c: &mut Criterion) {
                 let mut ledger = StockLedger::new(terms(1), StockCounts::allot(n as u32), None);
                 let start = Instant::now();
                 for (i, buyer) in buyers.iter().take(n as usize).enumerate() {
-                    let d = ledger.decide(Tap::by(buyer, 1), i as i64);
+                    let d = ledger.decide(Tap::by(sub(buyer), 1), ms(i as i64));
                     debug_assert!(matches!(d, Decision::Held(_)));
                     black_box(d);
                 }
@@ -49,7 +49,7 @@ fn decide(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % buyers.len();
-            black_box(ledger.decide(Tap::by(&buyers[i], 1), 0))
+            black_box(ledger.decide(Tap::by(sub(&buyers[i]), 1), ms(0)))
         })
     });
 
@@ -57,12 +57,12 @@ fn decide(c: &mut Criterion) {
     group.bench_function("over_limit", |b| {
         let mut ledger = StockLedger::new(terms(1), StockCounts::allot(1_000_000), None);
         for buyer in &buyers {
-            ledger.decide(Tap::by(buyer, 1), 0);
+            ledger.decide(Tap::by(sub(buyer), 1), ms(0));
         }
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % buyers.len();
-            black_box(ledger.decide(Tap::by(&buyers[i], 1), 1))
+            black_box(ledger.decide(Tap::by(sub(&buyers[i]), 1), ms(1)))
         })
     });
     group.finish();
@@ -70,3 +70,12 @@ fn decide(c: &mut Criterion) {
 
 criterion_group!(benches, decide);
 criterion_main!(benches);
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
+}

@@ -34,7 +34,7 @@ async fn main() {
             &Mobile::parse("13800138000").unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "x",
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -47,7 +47,7 @@ async fn main() {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -62,7 +62,7 @@ async fn main() {
                 stock: taps,
                 ships_on: None,
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -74,7 +74,7 @@ async fn main() {
                 scheduled_at: None,
                 stream_key: secret_token(),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -120,7 +120,7 @@ async fn main() {
                     let begin = Instant::now();
                     svc.reserve(ReserveRequest {
                         offer,
-                        buyer: format!("gst_open{i}"),
+                        buyer: sub(&format!("gst_open{i}")),
                         quantity: 1,
                         idempotency_key: Some(format!("n{i}")),
                     })
@@ -140,7 +140,7 @@ async fn main() {
                 let begin = Instant::now();
                 svc.reserve(ReserveRequest {
                     offer: offer.clone(),
-                    buyer: format!("gst_{t}x{i}"),
+                    buyer: sub(&format!("gst_{t}x{i}")),
                     quantity: 1,
                     idempotency_key: Some(format!("n{i}")),
                 })
@@ -177,4 +177,13 @@ async fn main() {
     );
     svc.shutdown().await;
     store.close().await;
+}
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
 }

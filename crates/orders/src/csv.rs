@@ -1,7 +1,7 @@
 //! The shipping sheet a farmer opens in Excel or WPS, or imports into a
 //! courier's bulk-shipping tool.
 
-use crate::OrderView;
+use crate::OrderRecord;
 use domain::{OrderState, PaymentMethod, UnixMillis};
 use time::macros::format_description;
 
@@ -68,7 +68,7 @@ const HEADER_EN: [&str; 16] = [
 /// `+`, `-`, `@`) get a leading `'`, so a crafted address cannot execute.
 /// The order number is the short one buyers quote (`OrderId::number`).
 pub fn shipping_sheet(
-    orders: &[OrderView],
+    orders: &[OrderRecord],
     utc_offset_minutes: i16,
     lang: SheetLanguage,
 ) -> String {
@@ -183,7 +183,7 @@ fn yuan(fen: i64) -> String {
 fn local_time(at: UnixMillis, utc_offset_minutes: i16) -> String {
     let offset = time::UtcOffset::from_whole_seconds(i32::from(utc_offset_minutes) * 60)
         .unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.millis()) * 1_000_000)
         .map(|t| t.to_offset(offset))
         .ok()
         .and_then(|t| {
@@ -196,6 +196,10 @@ fn local_time(at: UnixMillis, utc_offset_minutes: i16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
 
     #[test]
     fn fields_are_quoted_only_when_needed() {
@@ -215,8 +219,8 @@ mod tests {
         assert_eq!(yuan(16_800), "168.00");
         assert_eq!(yuan(5), "0.05");
         // 2026-10-08 00:30 UTC is 08:30 in Beijing.
-        assert_eq!(local_time(1_791_419_400_000, 480), "2026-10-08 08:30");
-        assert_eq!(local_time(1_791_419_400_000, 0), "2026-10-08 00:30");
+        assert_eq!(local_time(ms(1_791_419_400_000), 480), "2026-10-08 08:30");
+        assert_eq!(local_time(ms(1_791_419_400_000), 0), "2026-10-08 00:30");
         assert_eq!(zone_name(480), "UTC+08:00");
         assert_eq!(zone_name(-330), "UTC-05:30");
         assert_eq!(zone_name(0), "UTC+00:00");

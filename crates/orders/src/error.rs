@@ -120,6 +120,10 @@ impl From<store::StoreError> for OrdersError {
 mod tests {
     use super::*;
 
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
     #[test]
     fn every_variant_has_a_distinct_code() {
         let all = [
@@ -131,7 +135,7 @@ mod tests {
             },
             OrdersError::AccountRequired,
             OrdersError::Banned,
-            OrdersError::NotStarted { starts_at: 1 },
+            OrdersError::NotStarted { starts_at: ms(1) },
             OrdersError::Ended,
             OrdersError::IdempotencyMismatch,
             OrdersError::NotFound,

@@ -7,9 +7,11 @@
 //! decided afresh (units may have come back meanwhile).
 
 use crate::{OrdersError, ReservationView};
+use domain::Subject;
 use domain::{OfferId, UnixMillis};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 
 type Outcome = Option<Result<ReservationView, OrdersError>>;
@@ -69,7 +71,7 @@ struct Index {
 #[derive(Clone)]
 pub(crate) struct IdempotencyIndex {
     inner: Arc<Mutex<Index>>,
-    ttl_ms: i64,
+    ttl: Duration,
 }
 
 /// The right and duty to settle one pending key. Dropped unsettled (the
@@ -80,7 +82,8 @@ pub(crate) struct Ticket {
     slot: Option<String>,
 }
 
-fn slot(buyer: &str, key: &str) -> String {
+fn slot(buyer: &Subject, key: &str) -> String {
+    let buyer = buyer.as_str();
     // Subjects never contain '\n' and keys are printable ASCII.
     let mut s = String::with_capacity(buyer.len() + key.len() + 1);
     s.push_str(buyer);
@@ -90,10 +93,10 @@ fn slot(buyer: &str, key: &str) -> String {
 }
 
 impl IdempotencyIndex {
-    pub(crate) fn new(ttl_ms: i64) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         IdempotencyIndex {
             inner: Arc::new(Mutex::new(Index::default())),
-            ttl_ms,
+            ttl,
         }
     }
 
@@ -105,7 +108,7 @@ impl IdempotencyIndex {
 
     pub(crate) fn begin(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         key: &str,
         offer: &OfferId,
         quantity: u32,
@@ -113,7 +116,7 @@ impl IdempotencyIndex {
     ) -> Begin {
         let slot = slot(buyer, key);
         let mut index = self.lock();
-        Self::forget_old(&mut index, now - self.ttl_ms);
+        Self::forget_old(&mut index, now.saturating_sub(self.ttl));
         match index.map.get(&slot) {
             Some(entry) if !entry.same_request(offer, quantity) => Begin::Mismatch,
             Some(Entry::Done { view, .. }) => Begin::Replay(view.clone()),
@@ -137,7 +140,7 @@ impl IdempotencyIndex {
     }
 
     /// Remembers a keyed reservation read back from the database on start.
-    pub(crate) fn restore(&self, buyer: &str, key: &str, view: ReservationView) {
+    pub(crate) fn restore(&self, buyer: &Subject, key: &str, view: ReservationView) {
         let slot = slot(buyer, key);
         let mut index = self.lock();
         let at = view.created_at;
@@ -218,6 +221,14 @@ mod tests {
     use super::*;
     use domain::{Fen, ReservationId};
 
+    fn sub(raw: &str) -> Subject {
+        Subject::from_trusted(raw)
+    }
+
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
+
     fn view(offer: &OfferId, quantity: u32, at: UnixMillis) -> ReservationView {
         ReservationView {
             id: ReservationId::generate(),
@@ -226,46 +237,51 @@ mod tests {
             unit_price: Fen::from_trusted(100),
             total: Fen::from_trusted(100 * i64::from(quantity)),
             created_at: at,
-            expires_at: at + 600_000,
+            expires_at: at.saturating_add(Duration::from_secs(600)),
         }
     }
 
     #[test]
     fn same_key_same_request_replays_and_different_request_mismatches() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k1", &offer, 1, 0) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k1", &offer, 1, ms(0)) else {
             panic!("fresh")
         };
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 1, 0),
+            index.begin(&sub("usr_a"), "k1", &offer, 1, ms(0)),
             Begin::Wait(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "k1", &offer, 2, 0),
+            index.begin(&sub("usr_a"), "k1", &offer, 2, ms(0)),
             Begin::Mismatch
         ));
-        let v = view(&offer, 1, 0);
+        let v = view(&offer, 1, ms(0));
         ticket.settle(&Ok(v.clone()));
-        assert!(matches!(index.begin("usr_a", "k1", &offer, 1, 10), Begin::Replay(r) if r == v));
+        assert!(
+            matches!(index.begin(&sub("usr_a"), "k1", &offer, 1, ms(10)), Begin::Replay(r) if r == v)
+        );
         assert!(matches!(
-            index.begin("usr_a", "k1", &OfferId::generate(), 1, 10),
+            index.begin(&sub("usr_a"), "k1", &OfferId::generate(), 1, ms(10)),
             Begin::Mismatch
         ));
         assert!(
-            matches!(index.begin("usr_b", "k1", &offer, 1, 10), Begin::Fresh(_)),
+            matches!(
+                index.begin(&sub("usr_b"), "k1", &offer, 1, ms(10)),
+                Begin::Fresh(_)
+            ),
             "keys are per buyer"
         );
     }
 
     #[test]
     fn refusals_and_abandoned_requests_free_the_key() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 1, 0) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k", &offer, 1, ms(0)) else {
             panic!()
         };
-        let Begin::Wait(mut waiter) = index.begin("usr_a", "k", &offer, 1, 0) else {
+        let Begin::Wait(mut waiter) = index.begin(&sub("usr_a"), "k", &offer, 1, ms(0)) else {
             panic!()
         };
         ticket.settle(&Err(OrdersError::SoldOut { available: 0 }));
@@ -273,27 +289,27 @@ mod tests {
             &*waiter.borrow_and_update(),
             Some(Err(OrdersError::SoldOut { .. }))
         ));
-        let Begin::Fresh(ticket) = index.begin("usr_a", "k", &offer, 2, 0) else {
+        let Begin::Fresh(ticket) = index.begin(&sub("usr_a"), "k", &offer, 2, ms(0)) else {
             panic!("freed")
         };
         drop(ticket);
         assert!(matches!(
-            index.begin("usr_a", "k", &offer, 3, 0),
+            index.begin(&sub("usr_a"), "k", &offer, 3, ms(0)),
             Begin::Fresh(_)
         ));
     }
 
     #[test]
     fn keys_are_forgotten_after_their_time() {
-        let index = IdempotencyIndex::new(1_000);
+        let index = IdempotencyIndex::new(Duration::from_millis(1_000));
         let offer = OfferId::generate();
-        index.restore("usr_a", "old", view(&offer, 1, 0));
+        index.restore(&sub("usr_a"), "old", view(&offer, 1, ms(0)));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 1, 999),
+            index.begin(&sub("usr_a"), "old", &offer, 1, ms(999)),
             Begin::Replay(_)
         ));
         assert!(matches!(
-            index.begin("usr_a", "old", &offer, 5, 1_001),
+            index.begin(&sub("usr_a"), "old", &offer, 5, ms(1_001)),
             Begin::Fresh(_)
         ));
     }

@@ -12,12 +12,12 @@
 //! [`StockLedger::check`] recounts everything).
 
 use domain::{
-    BuyerTally, Buyers, OfferState, OverLimit, ReservationId, StockCounts, StockError, UnitsReturn,
-    UnixMillis,
+    BuyerTally, Buyers, OfferState, OverLimit, ReservationId, StockCounts, StockError, Subject,
+    UnitsReturn, UnixMillis,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::time::Duration;
 
 /// The rules of one offer that the ledger applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,32 +28,31 @@ pub struct OfferTerms {
     /// Who may buy.
     pub buyers: Buyers,
     /// How long a tap holds its units.
-    pub hold_ms: i64,
+    pub hold: Duration,
 }
 
 /// One "buy now".
-#[derive(Clone, Copy, Debug)]
-pub struct Tap<'a> {
-    /// The subject (`usr_…` / `gst_…`) the units are held for: only it may
-    /// confirm or cancel them.
-    pub buyer: &'a str,
+#[derive(Clone, Debug)]
+pub struct Tap {
+    /// The subject the units are held for: only it may confirm or cancel
+    /// them.
+    pub buyer: Subject,
     /// The person the buyer stands for: the key of the per-buyer limit, so
     /// the guests one browser started share one limit. The buyer itself
     /// when it is not linked to anyone.
-    pub person: &'a str,
+    pub person: Subject,
     /// Signed in with a mobile account (not a guest).
     pub account: bool,
     pub quantity: u32,
 }
 
-impl<'a> Tap<'a> {
-    /// A tap by a buyer who is their own person; an account when the
-    /// subject is `usr_…`.
-    pub fn by(buyer: &'a str, quantity: u32) -> Tap<'a> {
+impl Tap {
+    /// A tap by a buyer who is their own person.
+    pub fn by(buyer: Subject, quantity: u32) -> Tap {
         Tap {
+            account: buyer.is_account(),
+            person: buyer.clone(),
             buyer,
-            person: buyer,
-            account: buyer.starts_with("usr_"),
             quantity,
         }
     }
@@ -70,7 +69,7 @@ pub enum Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
     pub reservation: ReservationId,
-    pub buyer: Arc<str>,
+    pub buyer: Subject,
     pub quantity: u32,
     pub expires_at: UnixMillis,
 }
@@ -134,7 +133,7 @@ impl Default for LedgerLimits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Released {
     pub reservation: ReservationId,
-    pub buyer: Arc<str>,
+    pub buyer: Subject,
     pub quantity: u32,
     pub to: UnitsReturn,
 }
@@ -162,9 +161,9 @@ pub struct TimeoutEffects {
 
 #[derive(Clone, Debug)]
 struct HeldEntry {
-    buyer: Arc<str>,
+    buyer: Subject,
     /// Whose tally the units count in.
-    person: Arc<str>,
+    person: Subject,
     quantity: u32,
     expires_at: UnixMillis,
 }
@@ -178,7 +177,7 @@ pub struct StockLedger {
     ended_at: Option<UnixMillis>,
     /// Tallies per person (see [`Tap::person`]). Persons whose tally drops
     /// to nothing leave, so this is bounded by holds plus buyers.
-    buyers: HashMap<Arc<str>, BuyerTally>,
+    buyers: HashMap<Subject, BuyerTally>,
     /// Running totals the invariants are asserted against after every
     /// change: units in `holds`, and held and bought over all tallies.
     hold_units: u64,
@@ -232,12 +231,12 @@ impl StockLedger {
     pub fn restore_hold(
         &mut self,
         reservation: ReservationId,
-        buyer: &str,
-        person: &str,
+        buyer: &Subject,
+        person: &Subject,
         quantity: u32,
         expires_at: UnixMillis,
     ) -> Result<(), StockError> {
-        let (buyer, person) = self.keys(buyer, person);
+        let (buyer, person) = (buyer.clone(), person.clone());
         let tally = self.buyers.entry(person.clone()).or_default();
         tally.held = tally
             .held
@@ -260,9 +259,8 @@ impl StockLedger {
     }
 
     /// Counts units a person already bought towards their limit.
-    pub fn restore_bought(&mut self, person: &str, quantity: u32) -> Result<(), StockError> {
-        let person = self.person_key(person);
-        let tally = self.buyers.entry(person).or_default();
+    pub fn restore_bought(&mut self, person: &Subject, quantity: u32) -> Result<(), StockError> {
+        let tally = self.buyers.entry(person.clone()).or_default();
         tally.bought = tally
             .bought
             .checked_add(quantity)
@@ -303,13 +301,13 @@ impl StockLedger {
     }
 
     /// What a person holds and bought of this offer.
-    pub fn tally(&self, person: &str) -> BuyerTally {
+    pub fn tally(&self, person: &Subject) -> BuyerTally {
         self.buyers.get(person).copied().unwrap_or_default()
     }
 
     /// Decides one tap. Refusals change nothing and allocate nothing; an
     /// accepted tap holds its units until `now + hold`.
-    pub fn decide(&mut self, tap: Tap<'_>, now: UnixMillis) -> Decision {
+    pub fn decide(&mut self, tap: Tap, now: UnixMillis) -> Decision {
         if tap.quantity == 0 {
             return Decision::Refused(Refusal::ZeroQuantity);
         }
@@ -324,7 +322,7 @@ impl StockLedger {
             return Decision::Refused(Refusal::NotStarted { starts_at });
         }
         if let Err(over) = self
-            .tally(tap.person)
+            .tally(&tap.person)
             .check(self.terms.per_buyer_limit, tap.quantity)
         {
             return Decision::Refused(Refusal::OverLimit(over));
@@ -334,19 +332,19 @@ impl StockLedger {
                 available: self.counts.available,
             });
         }
-        if let Err(full) = self.make_room(tap.person) {
+        if let Err(full) = self.make_room(&tap.person) {
             return Decision::Refused(Refusal::Full(full));
         }
         self.counts
             .hold(tap.quantity)
             .expect("checked against available above");
-        let (buyer, person) = self.keys(tap.buyer, tap.person);
+        let Tap { buyer, person, .. } = tap;
         // Under the per-buyer limit (a u32) by the check above.
         self.buyers.entry(person.clone()).or_default().held += tap.quantity;
         self.tallied_held += u64::from(tap.quantity);
         self.hold_units += u64::from(tap.quantity);
         let reservation = ReservationId::generate();
-        let expires_at = now.saturating_add(self.terms.hold_ms);
+        let expires_at = now.saturating_add(self.terms.hold);
         self.expiries
             .push(Reverse((expires_at, reservation.clone())));
         self.holds.insert(
@@ -373,7 +371,7 @@ impl StockLedger {
     pub fn confirm(
         &mut self,
         reservation: &ReservationId,
-        buyer: &str,
+        buyer: &Subject,
         now: UnixMillis,
     ) -> Result<u32, HoldError> {
         let entry = self.live_hold(reservation, buyer, now)?;
@@ -406,7 +404,7 @@ impl StockLedger {
     pub fn cancel(
         &mut self,
         reservation: &ReservationId,
-        buyer: &str,
+        buyer: &Subject,
         now: UnixMillis,
     ) -> Result<Released, HoldError> {
         self.live_hold(reservation, buyer, now)?;
@@ -477,7 +475,7 @@ impl StockLedger {
     /// the person's limit.
     pub fn order_cancelled(
         &mut self,
-        person: &str,
+        person: &Subject,
         quantity: u32,
     ) -> Result<UnitsReturn, StockError> {
         let to = self.returns_to();
@@ -513,12 +511,12 @@ impl StockLedger {
                 self.counts.held
             ));
         }
-        let mut held_per_person: HashMap<&str, u64> = HashMap::new();
+        let mut held_per_person: HashMap<&Subject, u64> = HashMap::new();
         for h in self.holds.values() {
             *held_per_person.entry(&h.person).or_default() += u64::from(h.quantity);
         }
         if let Some((person, tally)) = self.buyers.iter().find(|(person, tally)| {
-            held_per_person.get(&***person).copied().unwrap_or(0) != u64::from(tally.held)
+            held_per_person.get(person).copied().unwrap_or(0) != u64::from(tally.held)
         }) {
             return Err(format!("{person} is tallied {tally:?} but holds differ"));
         }
@@ -598,7 +596,7 @@ impl StockLedger {
 
     /// Makes sure one more hold for `person` fits the limits, compacting the
     /// timer heap if that is what is full.
-    fn make_room(&mut self, person: &str) -> Result<(), LedgerFull> {
+    fn make_room(&mut self, person: &Subject) -> Result<(), LedgerFull> {
         if self.holds.len() >= self.limits.max_holds {
             return Err(LedgerFull::Holds);
         }
@@ -627,11 +625,11 @@ impl StockLedger {
     fn live_hold(
         &self,
         reservation: &ReservationId,
-        buyer: &str,
+        buyer: &Subject,
         now: UnixMillis,
     ) -> Result<&HeldEntry, HoldError> {
         let entry = self.holds.get(reservation).ok_or(HoldError::NotHeld)?;
-        if &*entry.buyer != buyer {
+        if entry.buyer != *buyer {
             return Err(HoldError::NotYours);
         }
         if now >= entry.expires_at {
@@ -669,31 +667,19 @@ impl StockLedger {
             to,
         }
     }
-
-    /// The shared key for a person, allocated once per person per offer.
-    fn person_key(&self, person: &str) -> Arc<str> {
-        match self.buyers.get_key_value(person) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(person),
-        }
-    }
-
-    /// The buyer's and the person's keys; one allocation when the buyer is
-    /// their own person (nearly always).
-    fn keys(&self, buyer: &str, person: &str) -> (Arc<str>, Arc<str>) {
-        let person = self.person_key(person);
-        let buyer = if buyer == &*person {
-            person.clone()
-        } else {
-            Arc::from(buyer)
-        };
-        (buyer, person)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sub(raw: &str) -> Subject {
+        Subject::from_trusted(raw)
+    }
+
+    fn ms(millis: i64) -> UnixMillis {
+        UnixMillis::from_millis(millis)
+    }
 
     const MIN: i64 = 60_000;
 
@@ -703,12 +689,12 @@ mod tests {
             ends_at: None,
             per_buyer_limit: limit,
             buyers: Buyers::Anyone,
-            hold_ms: 10 * MIN,
+            hold: Duration::from_millis(10 * MIN as u64),
         }
     }
 
-    fn tap(buyer: &str, quantity: u32) -> Tap<'_> {
-        Tap::by(buyer, quantity)
+    fn tap(buyer: &str, quantity: u32) -> Tap {
+        Tap::by(sub(buyer), quantity)
     }
 
     fn held(d: Decision) -> Hold {
@@ -721,18 +707,18 @@ mod tests {
     #[test]
     fn taps_are_decided_in_order_until_sold_out() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(3), None);
-        let a = held(l.decide(tap("usr_a", 2), 0));
-        assert_eq!(a.expires_at, 10 * MIN);
+        let a = held(l.decide(tap("usr_a", 2), ms(0)));
+        assert_eq!(a.expires_at, ms(10 * MIN));
         assert_eq!(
-            l.decide(tap("usr_b", 2), 1),
+            l.decide(tap("usr_b", 2), ms(1)),
             Decision::Refused(Refusal::SoldOut { available: 1 })
         );
-        held(l.decide(tap("usr_b", 1), 2));
+        held(l.decide(tap("usr_b", 1), ms(2)));
         assert_eq!(
-            l.decide(tap("usr_c", 1), 3),
+            l.decide(tap("usr_c", 1), ms(3)),
             Decision::Refused(Refusal::SoldOut { available: 0 })
         );
-        assert_eq!(l.state(3), OfferState::SoldOut);
+        assert_eq!(l.state(ms(3)), OfferState::SoldOut);
         assert_eq!(
             l.counts(),
             StockCounts {
@@ -748,44 +734,44 @@ mod tests {
     #[test]
     fn per_buyer_limit_counts_holds_and_purchases() {
         let mut l = StockLedger::new(terms(2), StockCounts::allot(100), None);
-        let first = held(l.decide(tap("gst_x", 1), 0));
-        l.confirm(&first.reservation, "gst_x", 1).unwrap();
-        held(l.decide(tap("gst_x", 1), 2));
+        let first = held(l.decide(tap("gst_x", 1), ms(0)));
+        l.confirm(&first.reservation, &sub("gst_x"), ms(1)).unwrap();
+        held(l.decide(tap("gst_x", 1), ms(2)));
         assert_eq!(
-            l.decide(tap("gst_x", 1), 3),
+            l.decide(tap("gst_x", 1), ms(3)),
             Decision::Refused(Refusal::OverLimit(OverLimit {
                 limit: 2,
                 already: 2
             }))
         );
-        assert_eq!(l.tally("gst_x"), BuyerTally { held: 1, bought: 1 });
+        assert_eq!(l.tally(&sub("gst_x")), BuyerTally { held: 1, bought: 1 });
         // Cancelling the order frees the limit again.
-        l.order_cancelled("gst_x", 1).unwrap();
-        held(l.decide(tap("gst_x", 1), 4));
+        l.order_cancelled(&sub("gst_x"), 1).unwrap();
+        held(l.decide(tap("gst_x", 1), ms(4)));
         l.check().unwrap();
     }
 
     #[test]
     fn start_and_end_times_gate_taps() {
         let t = OfferTerms {
-            starts_at: Some(100),
-            ends_at: Some(200),
+            starts_at: Some(ms(100)),
+            ends_at: Some(ms(200)),
             ..terms(5)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
         assert_eq!(
-            l.decide(tap("usr_a", 1), 99),
-            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+            l.decide(tap("usr_a", 1), ms(99)),
+            Decision::Refused(Refusal::NotStarted { starts_at: ms(100) })
         );
-        assert_eq!(l.next_deadline(), Some(100));
-        assert!(l.handle_timeout(100).opened);
-        held(l.decide(tap("usr_a", 1), 100));
+        assert_eq!(l.next_deadline(), Some(ms(100)));
+        assert!(l.handle_timeout(ms(100)).opened);
+        held(l.decide(tap("usr_a", 1), ms(100)));
         assert_eq!(
-            l.decide(tap("usr_a", 1), 200),
+            l.decide(tap("usr_a", 1), ms(200)),
             Decision::Refused(Refusal::Ended)
         );
         assert_eq!(
-            l.decide(tap("usr_a", 0), 150),
+            l.decide(tap("usr_a", 0), ms(150)),
             Decision::Refused(Refusal::ZeroQuantity)
         );
     }
@@ -793,47 +779,54 @@ mod tests {
     #[test]
     fn holds_expire_in_time_and_units_come_back() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(1), None);
-        let h = held(l.decide(tap("usr_a", 1), 0));
+        let h = held(l.decide(tap("usr_a", 1), ms(0)));
         assert_eq!(l.next_deadline(), Some(h.expires_at));
-        assert!(l.handle_timeout(h.expires_at - 1).expired.is_empty());
+        assert!(
+            l.handle_timeout(h.expires_at.saturating_sub(Duration::from_millis(1)))
+                .expired
+                .is_empty()
+        );
         assert!(matches!(
-            l.decide(tap("usr_b", 1), 1),
+            l.decide(tap("usr_b", 1), ms(1)),
             Decision::Refused(Refusal::SoldOut { .. })
         ));
         // Not confirmable once its time has come, even before the timer ran.
         assert_eq!(
-            l.confirm(&h.reservation, "usr_a", h.expires_at),
+            l.confirm(&h.reservation, &sub("usr_a"), h.expires_at),
             Err(HoldError::NotHeld)
         );
         let fx = l.handle_timeout(h.expires_at);
         assert_eq!(fx.expired.len(), 1);
         assert_eq!(fx.expired[0].to, UnitsReturn::ToOffer);
         assert_eq!(l.counts().available, 1);
-        held(l.decide(tap("usr_b", 1), h.expires_at + 1));
+        held(l.decide(
+            tap("usr_b", 1),
+            h.expires_at.saturating_add(Duration::from_millis(1)),
+        ));
         l.check().unwrap();
     }
 
     #[test]
     fn confirmed_and_cancelled_holds_do_not_expire() {
         let mut l = StockLedger::new(terms(5), StockCounts::allot(5), None);
-        let a = held(l.decide(tap("usr_a", 1), 0));
-        let b = held(l.decide(tap("usr_b", 2), 0));
+        let a = held(l.decide(tap("usr_a", 1), ms(0)));
+        let b = held(l.decide(tap("usr_b", 2), ms(0)));
         assert_eq!(
-            l.confirm(&a.reservation, "usr_b", 1),
+            l.confirm(&a.reservation, &sub("usr_b"), ms(1)),
             Err(HoldError::NotYours)
         );
         assert_eq!(
-            l.cancel(&b.reservation, "usr_a", 1),
+            l.cancel(&b.reservation, &sub("usr_a"), ms(1)),
             Err(HoldError::NotYours)
         );
-        assert_eq!(l.confirm(&a.reservation, "usr_a", 1), Ok(1));
-        let released = l.cancel(&b.reservation, "usr_b", 1).unwrap();
+        assert_eq!(l.confirm(&a.reservation, &sub("usr_a"), ms(1)), Ok(1));
+        let released = l.cancel(&b.reservation, &sub("usr_b"), ms(1)).unwrap();
         assert_eq!(released.quantity, 2);
         assert_eq!(
-            l.cancel(&b.reservation, "usr_b", 2),
+            l.cancel(&b.reservation, &sub("usr_b"), ms(2)),
             Err(HoldError::NotHeld)
         );
-        assert!(l.handle_timeout(20 * MIN).expired.is_empty());
+        assert!(l.handle_timeout(ms(20 * MIN)).expired.is_empty());
         assert_eq!(
             l.counts(),
             StockCounts {
@@ -849,15 +842,15 @@ mod tests {
     #[test]
     fn ending_returns_available_units_and_later_releases_go_to_the_product() {
         let t = OfferTerms {
-            ends_at: Some(5 * MIN),
+            ends_at: Some(ms(5 * MIN)),
             ..terms(5)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
-        let a = held(l.decide(tap("usr_a", 3), 0));
-        let fx = l.handle_timeout(5 * MIN);
+        let a = held(l.decide(tap("usr_a", 3), ms(0)));
+        let fx = l.handle_timeout(ms(5 * MIN));
         assert_eq!(fx.ended, Some(7));
-        assert_eq!(l.state(5 * MIN), OfferState::Ended);
-        assert_eq!(l.end(6 * MIN), None, "ends once");
+        assert_eq!(l.state(ms(5 * MIN)), OfferState::Ended);
+        assert_eq!(l.end(ms(6 * MIN)), None, "ends once");
         // The buyer who tapped in time may still confirm or let it lapse.
         let fx = l.handle_timeout(a.expires_at);
         assert_eq!(fx.expired[0].to, UnitsReturn::ToProduct);
@@ -878,19 +871,19 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "usr_a", "usr_a", 2, 5 * MIN)
+        l.restore_hold(id.clone(), &sub("usr_a"), &sub("usr_a"), 2, ms(5 * MIN))
             .unwrap();
-        l.restore_bought("usr_b", 1).unwrap();
+        l.restore_bought(&sub("usr_b"), 1).unwrap();
         l.check().unwrap();
         assert!(matches!(
-            l.decide(tap("usr_a", 1), 0),
+            l.decide(tap("usr_a", 1), ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
         assert!(matches!(
-            l.decide(tap("usr_b", 2), 0),
+            l.decide(tap("usr_b", 2), ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
-        assert_eq!(l.handle_timeout(5 * MIN).expired[0].reservation, id);
+        assert_eq!(l.handle_timeout(ms(5 * MIN)).expired[0].reservation, id);
         assert_eq!(l.counts().available, 9);
         l.check().unwrap();
     }
@@ -899,27 +892,27 @@ mod tests {
     fn an_accounts_only_offer_refuses_guests_before_anything_else_but_the_end() {
         let t = OfferTerms {
             buyers: Buyers::AccountsOnly,
-            starts_at: Some(100),
-            ends_at: Some(1_000),
+            starts_at: Some(ms(100)),
+            ends_at: Some(ms(1_000)),
             ..terms(2)
         };
         let mut l = StockLedger::new(t, StockCounts::allot(10), None);
         // Told during the countdown, so there is time to sign in.
         assert_eq!(
-            l.decide(tap("gst_a", 1), 50),
+            l.decide(tap("gst_a", 1), ms(50)),
             Decision::Refused(Refusal::AccountRequired)
         );
         assert_eq!(
-            l.decide(tap("usr_a", 1), 50),
-            Decision::Refused(Refusal::NotStarted { starts_at: 100 })
+            l.decide(tap("usr_a", 1), ms(50)),
+            Decision::Refused(Refusal::NotStarted { starts_at: ms(100) })
         );
         assert_eq!(
-            l.decide(tap("gst_a", 1), 500),
+            l.decide(tap("gst_a", 1), ms(500)),
             Decision::Refused(Refusal::AccountRequired)
         );
-        held(l.decide(tap("usr_a", 2), 500));
+        held(l.decide(tap("usr_a", 2), ms(500)));
         assert_eq!(
-            l.decide(tap("gst_a", 1), 1_000),
+            l.decide(tap("gst_a", 1), ms(1_000)),
             Decision::Refused(Refusal::Ended)
         );
         assert_eq!(l.counts().held, 2);
@@ -930,43 +923,47 @@ mod tests {
     fn linked_guests_share_one_persons_limit_but_keep_their_own_holds() {
         let mut l = StockLedger::new(terms(2), StockCounts::allot(40), None);
         let first = Tap {
-            buyer: "gst_one",
-            person: "gst_one",
+            buyer: sub("gst_one"),
+            person: sub("gst_one"),
             account: false,
             quantity: 1,
         };
         let second = Tap {
-            buyer: "gst_two",
-            person: "gst_one",
-            ..first
+            buyer: sub("gst_two"),
+            person: sub("gst_one"),
+            ..first.clone()
         };
-        let a = held(l.decide(first, 0));
-        let b = held(l.decide(second, 0));
-        assert_eq!(&*b.buyer, "gst_two", "held for the guest that tapped");
+        let a = held(l.decide(first, ms(0)));
+        let b = held(l.decide(second.clone(), ms(0)));
         assert_eq!(
-            l.decide(second, 1),
+            b.buyer.as_str(),
+            "gst_two",
+            "held for the guest that tapped"
+        );
+        assert_eq!(
+            l.decide(second.clone(), ms(1)),
             Decision::Refused(Refusal::OverLimit(OverLimit {
                 limit: 2,
                 already: 2
             }))
         );
-        assert_eq!(l.tally("gst_one"), BuyerTally { held: 2, bought: 0 });
-        assert_eq!(l.tally("gst_two"), BuyerTally::default());
+        assert_eq!(l.tally(&sub("gst_one")), BuyerTally { held: 2, bought: 0 });
+        assert_eq!(l.tally(&sub("gst_two")), BuyerTally::default());
         // Only the guest that holds may confirm; the person's tally moves.
         assert_eq!(
-            l.confirm(&b.reservation, "gst_one", 2),
+            l.confirm(&b.reservation, &sub("gst_one"), ms(2)),
             Err(HoldError::NotYours)
         );
-        assert_eq!(l.confirm(&b.reservation, "gst_two", 2), Ok(1));
-        assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 1 });
-        l.cancel(&a.reservation, "gst_one", 3).unwrap();
-        held(l.decide(second, 4));
-        l.order_cancelled("gst_one", 1).unwrap();
-        assert_eq!(l.tally("gst_one"), BuyerTally { held: 1, bought: 0 });
+        assert_eq!(l.confirm(&b.reservation, &sub("gst_two"), ms(2)), Ok(1));
+        assert_eq!(l.tally(&sub("gst_one")), BuyerTally { held: 1, bought: 1 });
+        l.cancel(&a.reservation, &sub("gst_one"), ms(3)).unwrap();
+        held(l.decide(second, ms(4)));
+        l.order_cancelled(&sub("gst_one"), 1).unwrap();
+        assert_eq!(l.tally(&sub("gst_one")), BuyerTally { held: 1, bought: 0 });
         l.check().unwrap();
         // Expiry gives the person's units back too.
-        assert_eq!(l.handle_timeout(4 + 10 * MIN).expired.len(), 1);
-        assert_eq!(l.tally("gst_one"), BuyerTally::default());
+        assert_eq!(l.handle_timeout(ms(4 + 10 * MIN)).expired.len(), 1);
+        assert_eq!(l.tally(&sub("gst_one")), BuyerTally::default());
         l.check().unwrap();
     }
 
@@ -983,22 +980,22 @@ mod tests {
             None,
         );
         let id = ReservationId::generate();
-        l.restore_hold(id.clone(), "gst_two", "gst_one", 1, 5 * MIN)
+        l.restore_hold(id.clone(), &sub("gst_two"), &sub("gst_one"), 1, ms(5 * MIN))
             .unwrap();
-        l.restore_bought("gst_one", 1).unwrap();
+        l.restore_bought(&sub("gst_one"), 1).unwrap();
         l.check().unwrap();
         let third = Tap {
-            buyer: "gst_three",
-            person: "gst_one",
+            buyer: sub("gst_three"),
+            person: sub("gst_one"),
             account: false,
             quantity: 1,
         };
         assert!(matches!(
-            l.decide(third, 0),
+            l.decide(third, ms(0)),
             Decision::Refused(Refusal::OverLimit(_))
         ));
-        assert_eq!(l.confirm(&id, "gst_two", 1), Ok(1));
-        assert_eq!(l.tally("gst_one"), BuyerTally { held: 0, bought: 2 });
+        assert_eq!(l.confirm(&id, &sub("gst_two"), ms(1)), Ok(1));
+        assert_eq!(l.tally(&sub("gst_one")), BuyerTally { held: 0, bought: 2 });
         l.check().unwrap();
     }
 
@@ -1025,24 +1022,24 @@ mod tests {
             max_timers: 3,
         };
         let mut l = StockLedger::with_limits(terms(5), StockCounts::allot(100), None, limits);
-        let a = held(l.decide(tap("usr_a", 1), 0));
-        held(l.decide(tap("usr_b", 1), 0));
+        let a = held(l.decide(tap("usr_a", 1), ms(0)));
+        held(l.decide(tap("usr_b", 1), ms(0)));
         assert_eq!(
-            l.decide(tap("usr_c", 1), 1),
+            l.decide(tap("usr_c", 1), ms(1)),
             Decision::Refused(Refusal::Full(LedgerFull::Holds))
         );
         assert_eq!(l.counts().held, 2, "a refusal changes nothing");
         // Bought units keep a person tallied: two persons fill the buyers.
-        l.confirm(&a.reservation, "usr_a", 1).unwrap();
+        l.confirm(&a.reservation, &sub("usr_a"), ms(1)).unwrap();
         assert_eq!(
-            l.decide(tap("usr_c", 1), 2),
+            l.decide(tap("usr_c", 1), ms(2)),
             Decision::Refused(Refusal::Full(LedgerFull::Buyers))
         );
         // A person already tallied still fits.
-        held(l.decide(tap("usr_a", 1), 2));
+        held(l.decide(tap("usr_a", 1), ms(2)));
         // Expiry frees holds, and a person left with nothing leaves.
-        assert_eq!(l.handle_timeout(10 * MIN + 2).expired.len(), 2);
-        held(l.decide(tap("usr_c", 1), 10 * MIN + 3));
+        assert_eq!(l.handle_timeout(ms(10 * MIN + 2)).expired.len(), 2);
+        held(l.decide(tap("usr_c", 1), ms(10 * MIN + 3)));
         l.check().unwrap();
     }
 
@@ -1056,14 +1053,14 @@ mod tests {
         let mut l = StockLedger::with_limits(terms(1_000), StockCounts::allot(1_000), None, limits);
         // Far more confirmed holds than timers: each leaves a stale timer.
         for i in 0..50 {
-            let h = held(l.decide(tap("usr_a", 1), i));
-            l.confirm(&h.reservation, "usr_a", i).unwrap();
+            let h = held(l.decide(tap("usr_a", 1), ms(i)));
+            l.confirm(&h.reservation, &sub("usr_a"), ms(i)).unwrap();
             assert!(l.expiries.len() <= 2, "timers stay bounded");
         }
-        held(l.decide(tap("usr_a", 1), 50));
-        held(l.decide(tap("usr_a", 1), 50));
+        held(l.decide(tap("usr_a", 1), ms(50)));
+        held(l.decide(tap("usr_a", 1), ms(50)));
         assert_eq!(
-            l.decide(tap("usr_a", 1), 50),
+            l.decide(tap("usr_a", 1), ms(50)),
             Decision::Refused(Refusal::Full(LedgerFull::Holds))
         );
         l.check().unwrap();
@@ -1073,9 +1070,12 @@ mod tests {
     #[test]
     fn restoring_more_than_a_tally_holds_is_an_error_not_a_wrap() {
         let mut l = StockLedger::new(terms(u32::MAX), StockCounts::allot(0), None);
-        l.restore_bought("usr_a", u32::MAX).unwrap();
-        assert_eq!(l.restore_bought("usr_a", 1), Err(StockError::Unbalanced));
-        assert_eq!(l.tally("usr_a").bought, u32::MAX, "unchanged");
+        l.restore_bought(&sub("usr_a"), u32::MAX).unwrap();
+        assert_eq!(
+            l.restore_bought(&sub("usr_a"), 1),
+            Err(StockError::Unbalanced)
+        );
+        assert_eq!(l.tally(&sub("usr_a")).bought, u32::MAX, "unchanged");
     }
 
     /// One step of a randomized run.
@@ -1132,8 +1132,8 @@ mod tests {
                     Step::Tap { guest, account, quantity } => {
                         let buyer = format!("gst_{guest}");
                         let person = format!("gst_{}", guest / 3);
-                        let tap = Tap { buyer: &buyer, person: &person, account, quantity };
-                        match l.decide(tap, now) {
+                        let tap = Tap { buyer: sub(&buyer), person: sub(&person), account, quantity };
+                        match l.decide(tap, ms(now)) {
                             Decision::Held(h) => live.push((h.reservation, buyer)),
                             Decision::Refused(_) => {
                                 proptest::prop_assert_eq!(before, (l.counts(), l.holds()));
@@ -1143,24 +1143,24 @@ mod tests {
                     Step::Confirm(pick) if !live.is_empty() => {
                         let (id, who) = live.swap_remove(pick % live.len());
                         let person = format!("gst_{}", who[4..].parse::<u8>().unwrap() / 3);
-                        if let Ok(quantity) = l.confirm(&id, &who, now) {
+                        if let Ok(quantity) = l.confirm(&id, &sub(&who), ms(now)) {
                             orders.push((person, quantity));
                         }
                     }
                     Step::Cancel(pick) if !live.is_empty() => {
                         let (id, who) = live.swap_remove(pick % live.len());
-                        let _ = l.cancel(&id, &who, now);
+                        let _ = l.cancel(&id, &sub(&who), ms(now));
                     }
-                    Step::Wait(ms) => {
-                        now += ms;
-                        l.handle_timeout(now);
+                    Step::Wait(wait) => {
+                        now += wait;
+                        l.handle_timeout(ms(now));
                     }
                     Step::End => {
-                        l.end(now);
+                        l.end(ms(now));
                     }
                     Step::CancelOrder(pick) if !orders.is_empty() => {
                         let (person, quantity) = orders.swap_remove(pick % orders.len());
-                        l.order_cancelled(&person, quantity).unwrap();
+                        l.order_cancelled(&sub(&person), quantity).unwrap();
                     }
                     _ => {}
                 }

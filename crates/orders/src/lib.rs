@@ -32,7 +32,7 @@ pub use csv::{SheetLanguage, SheetOptions};
 pub use error::{OrdersError, StateConflict};
 pub use ledger::{Decision, Hold, LedgerFull, LedgerLimits, OfferTerms, Refusal, StockLedger, Tap};
 pub use model::{
-    BuyerReservation, Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderView,
+    BuyerReservation, Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderRecord,
     OrdersConfig, ReservationView, ReserveRequest,
 };
 pub use service::{MAX_IDEMPOTENCY_KEY_LEN, MAX_LISTED_RESERVATIONS, OrderService};

@@ -2,49 +2,15 @@
 //! views and live-channel events.
 
 use crate::OrdersError;
+pub use domain::Clock;
 use domain::{
-    Address, BroadcastId, Buyers, Carrier, Fen, Fields, Mobile, OfferId, OfferState, OrderId,
-    OrderState, PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId,
-    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis, field,
+    Address, BroadcastId, Buyers, Fen, Fields, Mobile, OfferId, OfferState, OrderId, PaymentMethod,
+    PersonName, ProductId, ProductTitle, ReservationId, ShipDate, ShopId, StockCounts, Subject,
+    Unit, UnixMillis, field,
 };
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Wall-clock time for the service, driven by tokio's clock so tests can
-/// `tokio::time::pause()` and `advance()` through hold times: it reads
-/// `wall_at_start + (tokio now − tokio instant at start)`.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    wall_at_start: UnixMillis,
-    started: tokio::time::Instant,
-}
-
-impl Clock {
-    /// The real time now, advancing with tokio's clock from here on.
-    pub fn system() -> Clock {
-        Clock::starting_at(store::now_millis())
-    }
-
-    /// A clock that reads `wall` now (tests use this to continue a timeline
-    /// across a restart).
-    pub fn starting_at(wall: UnixMillis) -> Clock {
-        Clock {
-            wall_at_start: wall,
-            started: tokio::time::Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> UnixMillis {
-        self.wall_at_start + self.started.elapsed().as_millis() as i64
-    }
-
-    /// The tokio instant at which this clock will read `at`.
-    pub fn instant_at(&self, at: UnixMillis) -> tokio::time::Instant {
-        let ahead = at.saturating_sub(self.wall_at_start).max(0);
-        self.started + Duration::from_millis(ahead as u64)
-    }
-}
 
 /// How the order service runs. `Default` is right for production.
 #[derive(Clone, Debug)]
@@ -136,8 +102,7 @@ pub struct OfferSnapshot {
 #[derive(Clone, Debug)]
 pub struct ReserveRequest {
     pub offer: OfferId,
-    /// The subject: `usr_…` for accounts, `gst_…` for guests.
-    pub buyer: String,
+    pub buyer: Subject,
     pub quantity: u32,
     /// The `Idempotency-Key` header, or the live channel's nonce. Scoped
     /// per buyer; 1 to [`crate::MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII
@@ -145,24 +110,41 @@ pub struct ReserveRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// A held reservation, as the buyer sees it.
+/// A held reservation, as the buyer sees it; its `Serialize` is the API's
+/// reservation body (money as `…_fen`, times as RFC 3339).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReservationView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ReservationId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub offer_id: OfferId,
     pub quantity: u32,
+    #[serde(rename = "unit_price_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub unit_price: Fen,
+    #[serde(rename = "total_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub total: Fen,
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub created_at: UnixMillis,
-    /// Confirm before this, or the units go back on sale.
+    /// Confirm (check out) before this, or the units go back on sale.
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub expires_at: UnixMillis,
 }
 
 /// A reservation as its buyer reads it back: what was held and where it
 /// stands now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuyerReservation {
+    #[serde(flatten)]
     pub view: ReservationView,
+    /// `held` (check out before `expires_at`), `confirmed` (an order was
+    /// placed), `cancelled` or `expired`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "held"))]
     pub state: domain::ReservationState,
 }
 
@@ -201,76 +183,9 @@ impl Checkout {
     }
 }
 
-/// An order with everything the farmer ships by and the buyer checks.
-/// Contains personal data: show it to the shop's owner and to the holder of
-/// the private token only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct OrderView {
-    pub id: OrderId,
-    /// The private link secret (`/o/{token}`), separate from the id.
-    pub token: String,
-    pub reservation_id: ReservationId,
-    pub offer_id: OfferId,
-    pub broadcast_id: BroadcastId,
-    pub shop_id: ShopId,
-    pub product_id: ProductId,
-    pub buyer: String,
-    pub title: ProductTitle,
-    pub unit: Unit,
-    pub ships_on: Option<ShipDate>,
-    pub quantity: u32,
-    pub unit_price: Fen,
-    pub total: Fen,
-    pub recipient_name: PersonName,
-    pub mobile: Mobile,
-    pub address: Address,
-    pub payment_method: PaymentMethod,
-    pub state: OrderState,
-    pub carrier: Option<Carrier>,
-    pub tracking_number: Option<TrackingNumber>,
-    pub cancel_reason: Option<Reason>,
-    pub created_at: UnixMillis,
-    pub updated_at: UnixMillis,
-    pub paid_at: Option<UnixMillis>,
-    pub shipped_at: Option<UnixMillis>,
-    pub delivered_at: Option<UnixMillis>,
-    pub cancelled_at: Option<UnixMillis>,
-}
-
-impl From<store::OrderRecord> for OrderView {
-    fn from(r: store::OrderRecord) -> Self {
-        OrderView {
-            id: r.id,
-            token: r.token,
-            reservation_id: r.reservation_id,
-            offer_id: r.offer_id,
-            broadcast_id: r.broadcast_id,
-            shop_id: r.shop_id,
-            product_id: r.product_id,
-            buyer: r.buyer,
-            title: r.title,
-            unit: r.unit,
-            ships_on: r.ships_on,
-            quantity: r.quantity,
-            unit_price: r.unit_price,
-            total: r.total,
-            recipient_name: r.recipient_name,
-            mobile: r.mobile,
-            address: r.address,
-            payment_method: r.payment_method,
-            state: r.state,
-            carrier: r.carrier,
-            tracking_number: r.tracking_number,
-            cancel_reason: r.cancel_reason,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            paid_at: r.paid_at,
-            shipped_at: r.shipped_at,
-            delivered_at: r.delivered_at,
-            cancelled_at: r.cancelled_at,
-        }
-    }
-}
+/// An order: the store's record is the one shape, from the database to the
+/// JSON body and the CSV sheet.
+pub use store::OrderRecord;
 
 /// What the live channel hears from the order service. Emitted only after
 /// the change is committed. Events with a `buyer` are private: deliver them
@@ -293,14 +208,14 @@ pub enum OfferEvent {
     /// Private: the buyer's checkout became an order (committed), so their
     /// other tabs and phones in the room can show it.
     OrderPlaced {
-        buyer: String,
+        buyer: Subject,
         broadcast_id: BroadcastId,
         reservation_id: ReservationId,
         order_id: OrderId,
     },
     /// Private: the buyer did not confirm in time; the units are back.
     ReservationExpired {
-        buyer: String,
+        buyer: Subject,
         broadcast_id: BroadcastId,
         offer_id: OfferId,
         reservation_id: ReservationId,
@@ -319,7 +234,7 @@ impl OfferEvent {
     }
 
     /// `Some(subject)` for events only that buyer may see.
-    pub fn private_to(&self) -> Option<&str> {
+    pub fn private_to(&self) -> Option<&Subject> {
         match self {
             OfferEvent::OrderPlaced { buyer, .. }
             | OfferEvent::ReservationExpired { buyer, .. } => Some(buyer),

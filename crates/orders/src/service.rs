@@ -4,12 +4,12 @@
 use crate::idempotency::{Begin, IdempotencyIndex};
 use crate::writer::{self, Command, HoldOutcome, OfferHandle, WriterSetup};
 use crate::{
-    BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrderView, OrdersConfig, OrdersError,
+    BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrdersConfig, OrdersError,
     ReservationView, ReserveRequest, StateConflict, csv,
 };
 use domain::{
-    BroadcastId, BroadcastState, Carrier, Fen, FieldCode, GuestId, Invalid, OfferId, OrderAction,
-    OrderId, ReservationId, ReservationState, ShopId, TrackingNumber, UnixMillis, UserId,
+    BroadcastId, BroadcastState, Carrier, Fen, FieldCode, Invalid, OfferId, OrderAction, OrderId,
+    ReservationId, ReservationState, ShopId, Subject, TrackingNumber, UnixMillis, UserId,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,13 +50,13 @@ const PERSONS_REMEMBERED: usize = 100_000;
 /// asks the database once per guest, not once per tap.
 #[derive(Default)]
 struct Persons {
-    known: RwLock<HashMap<Arc<str>, Arc<str>>>,
+    known: RwLock<HashMap<Subject, Subject>>,
 }
 
 impl Persons {
-    async fn of(&self, store: &Store, buyer: &str) -> Result<Arc<str>, OrdersError> {
-        if !buyer.starts_with(GuestId::PREFIX) {
-            return Ok(Arc::from(buyer));
+    async fn of(&self, store: &Store, buyer: &Subject) -> Result<Subject, OrdersError> {
+        if buyer.is_account() {
+            return Ok(buyer.clone());
         }
         if let Some(person) = self
             .known
@@ -66,33 +66,13 @@ impl Persons {
         {
             return Ok(person.clone());
         }
-        let person: Arc<str> = Arc::from(store.person_of(buyer).await?);
+        let person = store.person_of(buyer).await?;
         let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
         if known.len() >= PERSONS_REMEMBERED {
             known.clear();
         }
-        known.insert(Arc::from(buyer), person.clone());
+        known.insert(buyer.clone(), person.clone());
         Ok(person)
-    }
-}
-
-/// A buyer subject as the auth layer gives it: `usr_…` or `gst_…` (the
-/// shape of [`UserId`]/[`GuestId`], checked without allocating: this runs
-/// on every tap).
-fn check_subject(buyer: &str) -> Result<(), OrdersError> {
-    let rest = buyer
-        .strip_prefix(UserId::PREFIX)
-        .or_else(|| buyer.strip_prefix(GuestId::PREFIX))
-        .and_then(|r| r.strip_prefix('_'));
-    match rest {
-        Some(r)
-            if buyer.len() <= 64
-                && !r.is_empty()
-                && r.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            Ok(())
-        }
-        _ => Err(OrdersError::Forbidden),
     }
 }
 
@@ -156,10 +136,10 @@ impl OrderService {
     /// idempotency keys of the last `idempotency_ttl`.
     pub async fn start(store: Store, config: OrdersConfig) -> Result<OrderService, OrdersError> {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
-        let ttl_ms = config.idempotency_ttl.as_millis() as i64;
+        let ttl = config.idempotency_ttl;
         let service = OrderService {
             inner: Arc::new(Inner {
-                keys: IdempotencyIndex::new(ttl_ms),
+                keys: IdempotencyIndex::new(ttl),
                 persons: Persons::default(),
                 store,
                 config,
@@ -172,7 +152,11 @@ impl OrderService {
         };
         let inner = &service.inner;
         let now = service.now();
-        for keyed in inner.store.keyed_reservations_since(now - ttl_ms).await? {
+        for keyed in inner
+            .store
+            .keyed_reservations_since(now.saturating_sub(ttl))
+            .await?
+        {
             let r = keyed.reservation;
             let Some(key) = r.idempotency_key.clone() else {
                 continue;
@@ -438,7 +422,6 @@ impl OrderService {
         room: Option<&BroadcastId>,
     ) -> Result<ReservationView, OrdersError> {
         self.check_running()?;
-        check_subject(&req.buyer)?;
         if req.quantity == 0 {
             return Err(OrdersError::field(
                 "quantity",
@@ -483,7 +466,7 @@ impl OrderService {
             }
         };
         let person = self.inner.persons.of(&self.inner.store, &req.buyer).await?;
-        let account = req.buyer.starts_with(UserId::PREFIX);
+        let account = req.buyer.is_account();
         let (reply, answer) = oneshot::channel();
         send(
             &handle,
@@ -506,11 +489,10 @@ impl OrderService {
     /// fine; one that became an order is not (cancel the order instead).
     pub async fn cancel_reservation(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<(), OrdersError> {
         self.check_running()?;
-        check_subject(buyer)?;
         let record = self.own_reservation(buyer, reservation).await?;
         if record.state != ReservationState::Held {
             return settled_cancel(record.state);
@@ -520,7 +502,7 @@ impl OrderService {
         send(
             &handle,
             Command::CancelReservation {
-                buyer: buyer.to_owned(),
+                buyer: buyer.clone(),
                 reservation: reservation.clone(),
                 reply,
             },
@@ -544,10 +526,9 @@ impl OrderService {
     pub async fn release_holds_of_banned(
         &self,
         shop: &ShopId,
-        buyer: &str,
+        buyer: &Subject,
     ) -> Result<usize, OrdersError> {
         self.check_running()?;
-        check_subject(buyer)?;
         let mut released = 0;
         let records = self
             .inner
@@ -569,7 +550,7 @@ impl OrderService {
             send(
                 &handle,
                 Command::CancelReservation {
-                    buyer: buyer.to_owned(),
+                    buyer: buyer.clone(),
                     reservation: record.id.clone(),
                     reply,
                 },
@@ -591,12 +572,11 @@ impl OrderService {
     /// order, so a double-tapped "submit" is harmless.
     pub async fn confirm(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
         checkout: Checkout,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.check_running()?;
-        check_subject(buyer)?;
         let record = self.own_reservation(buyer, reservation).await?;
         if record.state != ReservationState::Held {
             return self.settled_confirm(&record).await;
@@ -615,7 +595,7 @@ impl OrderService {
         send(
             &handle,
             Command::Confirm {
-                buyer: buyer.to_owned(),
+                buyer: buyer.clone(),
                 reservation: reservation.clone(),
                 checkout,
                 reply,
@@ -638,11 +618,11 @@ impl OrderService {
 
     async fn own_reservation(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<store::ReservationRecord, OrdersError> {
         let record = self.inner.store.reservation(reservation).await?;
-        if record.buyer != buyer {
+        if record.buyer != *buyer {
             return Err(OrdersError::Forbidden);
         }
         Ok(record)
@@ -672,10 +652,9 @@ impl OrderService {
     /// learn.
     pub async fn reservation_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         reservation: &ReservationId,
     ) -> Result<BuyerReservation, OrdersError> {
-        check_subject(buyer)?;
         let record = match self.own_reservation(buyer, reservation).await {
             Err(OrdersError::Forbidden) => return Err(OrdersError::NotFound),
             other => other?,
@@ -688,9 +667,8 @@ impl OrderService {
     /// [`MAX_LISTED_RESERVATIONS`]).
     pub async fn reservations_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
     ) -> Result<Vec<BuyerReservation>, OrdersError> {
-        check_subject(buyer)?;
         let records = self
             .inner
             .store
@@ -717,14 +695,11 @@ impl OrderService {
     async fn settled_confirm(
         &self,
         record: &store::ReservationRecord,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         match record.state {
-            ReservationState::Confirmed => Ok(self
-                .inner
-                .store
-                .order_of_reservation(&record.id)
-                .await?
-                .into()),
+            ReservationState::Confirmed => {
+                Ok(self.inner.store.order_of_reservation(&record.id).await?)
+            }
             ReservationState::Expired => {
                 Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
             }
@@ -742,20 +717,19 @@ impl OrderService {
     // ----------------------------------------------------------- orders --
 
     /// The buyer's order page, by the private token from the link.
-    pub async fn order_by_token(&self, token: &str) -> Result<OrderView, OrdersError> {
+    pub async fn order_by_token(&self, token: &str) -> Result<OrderRecord, OrdersError> {
         // Tokens are 32 characters of our alphabet; anything else cannot
         // match and costs no query.
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(OrdersError::NotFound);
         }
-        Ok(self.inner.store.order_by_token(token).await?.into())
+        Ok(self.inner.store.order_by_token(token).await?)
     }
 
     /// A signed-in buyer's own orders, newest first.
-    pub async fn orders_of_buyer(&self, buyer: &str) -> Result<Vec<OrderView>, OrdersError> {
-        check_subject(buyer)?;
+    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderRecord>, OrdersError> {
         let records = self.inner.store.orders_of_buyer(buyer).await?;
-        Ok(records.into_iter().map(OrderView::from).collect())
+        Ok(records)
     }
 
     /// A shop's orders for its owner, newest first, filtered.
@@ -764,10 +738,10 @@ impl OrderService {
         owner: &UserId,
         shop: &ShopId,
         filter: OrderFilter,
-    ) -> Result<Vec<OrderView>, OrdersError> {
+    ) -> Result<Vec<OrderRecord>, OrdersError> {
         self.require_owner(owner, shop).await?;
         let records = self.inner.store.orders_of_shop(shop, &filter).await?;
-        Ok(records.into_iter().map(OrderView::from).collect())
+        Ok(records)
     }
 
     /// One order, for the shop's owner.
@@ -775,8 +749,8 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
-        Ok(self.owned_order(owner, order).await?.into())
+    ) -> Result<OrderRecord, OrdersError> {
+        self.owned_order(owner, order).await
     }
 
     /// The farmer saw the transfer (or took the cash ahead).
@@ -784,7 +758,7 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::MarkPaid, None, None)
             .await
     }
@@ -797,7 +771,7 @@ impl OrderService {
         order: &OrderId,
         carrier: Carrier,
         tracking_number: TrackingNumber,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(
             owner,
             order,
@@ -812,7 +786,7 @@ impl OrderService {
         &self,
         owner: &UserId,
         order: &OrderId,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::Deliver, None, None)
             .await
     }
@@ -827,7 +801,7 @@ impl OrderService {
         owner: &UserId,
         order: &OrderId,
         reason: domain::Reason,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.progress(owner, order, OrderAction::Cancel, None, Some(reason))
             .await
     }
@@ -849,7 +823,7 @@ impl OrderService {
         action: OrderAction,
         shipping: Option<(&Carrier, &TrackingNumber)>,
         reason: Option<domain::Reason>,
-    ) -> Result<OrderView, OrdersError> {
+    ) -> Result<OrderRecord, OrdersError> {
         self.check_running()?;
         let record = self.owned_order(owner, order).await?;
         let span = tracing::info_span!("order_progress", order = %order, action = action.as_str());
@@ -910,7 +884,7 @@ impl OrderService {
                 return Err(OrdersError::InvalidState(e.into()));
             }
             tracing::info!(from = from.as_str(), to = to.as_str(), "order moved");
-            Ok(now.into())
+            Ok(now)
         }
         .instrument(span)
         .await

@@ -15,9 +15,9 @@
 
 use crate::idempotency::Ticket;
 use crate::ledger::{Decision, HoldError, OfferTerms, Refusal, Released, StockLedger, Tap};
-use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrderView, OrdersError, ReservationView};
+use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrdersError, ReservationView};
 use domain::{
-    OrderId, OrderState, Reason, ReservationId, ReservationState, UnitsReturn, UnixMillis,
+    OrderId, OrderState, Reason, ReservationId, ReservationState, Subject, UnitsReturn, UnixMillis,
     coarse_place, secret_token,
 };
 use std::sync::Arc;
@@ -47,9 +47,9 @@ pub(crate) enum HoldOutcome {
 
 pub(crate) enum Command {
     Reserve {
-        buyer: String,
+        buyer: Subject,
         /// The person the buyer stands for (the key of the limit).
-        person: Arc<str>,
+        person: Subject,
         account: bool,
         quantity: u32,
         key: Option<String>,
@@ -57,13 +57,13 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<ReservationView, OrdersError>>,
     },
     Confirm {
-        buyer: String,
+        buyer: Subject,
         reservation: ReservationId,
         checkout: Checkout,
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
     },
     CancelReservation {
-        buyer: String,
+        buyer: Subject,
         reservation: ReservationId,
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
     },
@@ -71,7 +71,7 @@ pub(crate) enum Command {
     CancelOrder {
         order: OrderId,
         /// The person the order's buyer stands for.
-        person: Arc<str>,
+        person: Subject,
         quantity: u32,
         from: OrderState,
         reason: Reason,
@@ -100,11 +100,11 @@ enum Ack {
         view: ReservationView,
     },
     Confirmed {
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
         order: Box<OrderRecord>,
     },
     ConfirmNotHeld {
-        reply: oneshot::Sender<Result<OrderView, HoldOutcome>>,
+        reply: oneshot::Sender<Result<OrderRecord, HoldOutcome>>,
     },
     Cancelled {
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
@@ -113,12 +113,12 @@ enum Ack {
         reply: oneshot::Sender<Result<(), HoldOutcome>>,
     },
     Expired {
-        buyer: Arc<str>,
+        buyer: Subject,
         reservation: ReservationId,
     },
     OrderCancel {
         reply: oneshot::Sender<Result<bool, OrdersError>>,
-        person: Arc<str>,
+        person: Subject,
         quantity: u32,
         index: usize,
     },
@@ -158,7 +158,7 @@ pub(crate) fn terms_of(record: &OfferRecord) -> OfferTerms {
         ends_at: record.ends_at,
         per_buyer_limit: record.per_buyer_limit,
         buyers: record.buyers,
-        hold_ms: record.hold_ms,
+        hold: Duration::from_millis(u64::try_from(record.hold_ms).unwrap_or(0)),
     }
 }
 
@@ -345,8 +345,8 @@ impl Writer {
                 reply,
             } => match self.ledger.decide(
                 Tap {
-                    buyer: &buyer,
-                    person: &person,
+                    buyer: buyer.clone(),
+                    person,
                     account,
                     quantity,
                 },
@@ -649,7 +649,7 @@ impl Writer {
                         reservation_id: order.reservation_id.clone(),
                         order_id: order.id.clone(),
                     });
-                    let _ = reply.send(Ok(OrderView::from(*order)));
+                    let _ = reply.send(Ok(*order));
                 }
                 Ack::ConfirmNotHeld { reply } => {
                     let _ = reply.send(Err(HoldOutcome::NotHeld));
@@ -662,7 +662,7 @@ impl Writer {
                 }
                 Ack::Expired { buyer, reservation } => {
                     let _ = self.events.send(OfferEvent::ReservationExpired {
-                        buyer: buyer.to_string(),
+                        buyer,
                         broadcast_id: self.info.broadcast_id.clone(),
                         offer_id: self.info.id.clone(),
                         reservation_id: reservation,

@@ -51,7 +51,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
             &Mobile::parse(&format!("139{n:08}")).unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "$argon2id$fake",
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -64,7 +64,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -79,7 +79,7 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 stock,
                 ships_on: Some(ShipDate::parse("2026-10-08").unwrap()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -91,12 +91,12 @@ async fn farm(store: &Store, stock: u32) -> Farm {
                 scheduled_at: None,
                 stream_key: domain::secret_token(),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
     store
-        .set_broadcast_state(&broadcast.id, BroadcastState::Live, 2)
+        .set_broadcast_state(&broadcast.id, BroadcastState::Live, ms(2))
         .await
         .unwrap();
     Farm {
@@ -131,7 +131,7 @@ fn new_offer(farm: &Farm, quantity: u32, limit: u32) -> NewOffer {
 fn tap(offer: &OfferSnapshot, buyer: &str, quantity: u32, key: Option<&str>) -> ReserveRequest {
     ReserveRequest {
         offer: offer.offer_id.clone(),
-        buyer: buyer.to_owned(),
+        buyer: sub(buyer),
         quantity,
         idempotency_key: key.map(str::to_owned),
     }
@@ -224,7 +224,7 @@ async fn concurrent_taps_never_oversell(db: TestDb) {
             (req.buyer.clone(), svc.reserve(req).await)
         }));
     }
-    let mut by_buyer: HashMap<String, HashSet<ReservationId>> = HashMap::new();
+    let mut by_buyer: HashMap<domain::Subject, HashSet<ReservationId>> = HashMap::new();
     let (mut ok, mut sold_out) = (0, 0);
     for call in calls {
         let (buyer, result) = call.await.unwrap();
@@ -278,7 +278,7 @@ async fn concurrent_taps_never_oversell(db: TestDb) {
             }));
         }
     }
-    let mut held: HashMap<String, u32> = HashMap::new();
+    let mut held: HashMap<domain::Subject, u32> = HashMap::new();
     for call in calls {
         let (buyer, result) = call.await.unwrap();
         match result {
@@ -362,12 +362,9 @@ async fn held_units_return_when_reservations_expire(db: TestDb) {
             expired_for = Some((buyer, reservation_id));
         }
     }
-    assert_eq!(
-        expired_for,
-        Some(("gst_first".to_owned(), first.id.clone()))
-    );
+    assert_eq!(expired_for, Some((sub("gst_first"), first.id.clone())));
     assert!(matches!(
-        svc.confirm("gst_first", &first.id, checkout()).await,
+        svc.confirm(&sub("gst_first"), &first.id, checkout()).await,
         Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
     ));
     assert_eq!(
@@ -407,23 +404,24 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         .reserve(tap(&offer, "gst_buyer", 1, Some("tap-2")))
         .await
         .unwrap();
-    svc.cancel_reservation("gst_buyer", &cancelled.id)
+    svc.cancel_reservation(&sub("gst_buyer"), &cancelled.id)
         .await
         .unwrap();
 
     let mine = svc
-        .reservation_of_buyer("gst_buyer", &held.id)
+        .reservation_of_buyer(&sub("gst_buyer"), &held.id)
         .await
         .unwrap();
     assert_eq!((mine.state, &mine.view), (ReservationState::Held, &held));
     assert!(
         matches!(
-            svc.reservation_of_buyer("gst_stranger", &held.id).await,
+            svc.reservation_of_buyer(&sub("gst_stranger"), &held.id)
+                .await,
             Err(OrdersError::NotFound)
         ),
         "someone else's reservation is not theirs to see"
     );
-    let listed = svc.reservations_of_buyer("gst_buyer").await.unwrap();
+    let listed = svc.reservations_of_buyer(&sub("gst_buyer")).await.unwrap();
     let states: Vec<_> = listed
         .iter()
         .map(|r| (r.view.id.clone(), r.state))
@@ -459,7 +457,7 @@ async fn a_buyer_reads_their_reservations_and_an_expired_key_is_not_held_again(d
         Err(OrdersError::InvalidState(StateConflict::ReservationExpired))
     ));
     let mine = svc
-        .reservation_of_buyer("gst_buyer", &held.id)
+        .reservation_of_buyer(&sub("gst_buyer"), &held.id)
         .await
         .unwrap();
     assert_eq!(mine.state, ReservationState::Expired);
@@ -483,7 +481,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
             subject: "gst_troll".into(),
             banned_by: farm.owner.id.as_str().into(),
             reason: "spam".into(),
-            created_at: 1,
+            created_at: ms(1),
         })])
         .await
         .unwrap();
@@ -507,7 +505,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
         .await
         .unwrap();
     // The hold from before the ban cannot become an order...
-    let refused = svc.confirm("gst_troll", &before.id, checkout()).await;
+    let refused = svc.confirm(&sub("gst_troll"), &before.id, checkout()).await;
     assert!(matches!(refused, Err(OrdersError::Banned)), "{refused:?}");
     // ...and the ban gives it back at once (the server's bridge asks when a
     // moderator bans); holds in another shop and other buyers' stay.
@@ -518,7 +516,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
         .counts
         .available;
     let released = svc
-        .release_holds_of_banned(&farm.shop.id, "gst_troll")
+        .release_holds_of_banned(&farm.shop.id, &sub("gst_troll"))
         .await
         .unwrap();
     assert_eq!(released, 1);
@@ -530,7 +528,7 @@ async fn banned_buyers_and_offers_of_another_room_are_refused_in_the_service(db:
         .available;
     assert_eq!(after, available + 1);
     assert_eq!(
-        svc.release_holds_of_banned(&ShopId::generate(), "gst_other")
+        svc.release_holds_of_banned(&ShopId::generate(), &sub("gst_other"))
             .await
             .unwrap(),
         0
@@ -563,7 +561,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
         ..OrdersConfig::default()
     };
 
-    let svc = OrderService::start(store.clone(), config(t0))
+    let svc = OrderService::start(store.clone(), config(ms(t0)))
         .await
         .unwrap();
     let offer = svc
@@ -576,7 +574,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
         .unwrap();
     let b = svc.reserve(tap(&offer, "usr_b", 1, None)).await.unwrap();
     let c = svc.reserve(tap(&offer, "gst_c", 2, None)).await.unwrap();
-    svc.confirm("gst_c", &c.id, checkout()).await.unwrap();
+    svc.confirm(&sub("gst_c"), &c.id, checkout()).await.unwrap();
     let before = svc.offer_snapshot(&offer.offer_id).await.unwrap().counts;
     svc.shutdown().await;
     assert!(matches!(
@@ -588,7 +586,7 @@ async fn a_restart_rebuilds_everything(db: TestDb) {
     // A minute later, a new process on the same database.
     tokio::time::advance(Duration::from_secs(60)).await;
     let store = Store::connect(&db.url).await.unwrap();
-    let svc = OrderService::start(store.clone(), config(t0 + MIN))
+    let svc = OrderService::start(store.clone(), config(ms(t0 + MIN)))
         .await
         .unwrap();
     assert_eq!(
@@ -722,7 +720,7 @@ async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
         svc.reserve(tap(&offer, "gst_d", 1, Some("late"))).await,
         Err(OrdersError::SoldOut { .. })
     ));
-    svc.cancel_reservation("gst_b", &b.id).await.unwrap();
+    svc.cancel_reservation(&sub("gst_b"), &b.id).await.unwrap();
     let late = svc
         .reserve(tap(&offer, "gst_d", 1, Some("late")))
         .await
@@ -750,14 +748,15 @@ async fn idempotency_keys_are_per_buyer_and_bind_the_request(db: TestDb) {
         }
         other => panic!("a 101-character key must be refused: {other:?}"),
     }
-    svc.cancel_reservation("gst_d", &late.id).await.unwrap();
+    svc.cancel_reservation(&sub("gst_d"), &late.id)
+        .await
+        .unwrap();
     svc.reserve(tap(&offer, "gst_e", 1, Some(&longest)))
         .await
         .unwrap();
-    assert!(matches!(
-        svc.reserve(tap(&offer, "nobody", 1, None)).await,
-        Err(OrdersError::Forbidden)
-    ));
+    // A buyer that is neither an account nor a guest cannot reach the
+    // service any more: it is not a `Subject`.
+    assert!(domain::Subject::parse("nobody").is_err());
     assert!(matches!(
         svc.reserve(ReserveRequest {
             offer: OfferId::generate(),
@@ -793,7 +792,7 @@ async fn an_accounts_only_offer_refuses_guests(db: TestDb) {
         .unwrap();
     assert_eq!(offer.buyers, Buyers::AccountsOnly);
     let guest = store
-        .create_guest(&DisplayName::parse("路人").unwrap(), 1)
+        .create_guest(&DisplayName::parse("路人").unwrap(), ms(1))
         .await
         .unwrap();
     for key in [None, Some("g-1")] {
@@ -849,14 +848,18 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         .await
         .unwrap();
     let name = DisplayName::parse("路人").unwrap();
-    let first = store.create_guest(&name, 1).await.unwrap();
-    let person = store.person_of(first.as_str()).await.unwrap();
-    assert_eq!(person, first.as_str(), "a fresh guest is its own person");
+    let first = store.create_guest(&name, ms(1)).await.unwrap();
+    let person = store.person_of(&sub(first.as_str())).await.unwrap();
+    assert_eq!(
+        person,
+        sub(first.as_str()),
+        "a fresh guest is its own person"
+    );
     let second = store
-        .create_guest_of(&name, Some(&person), 2)
+        .create_guest_of(&name, Some(person.as_str()), ms(2))
         .await
         .unwrap();
-    let stranger = store.create_guest(&name, 3).await.unwrap();
+    let stranger = store.create_guest(&name, ms(3)).await.unwrap();
 
     let a = svc
         .reserve(tap(&offer, first.as_str(), 1, None))
@@ -878,11 +881,11 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         .await
         .unwrap();
     assert!(matches!(
-        svc.confirm(first.as_str(), &b.id, checkout()).await,
+        svc.confirm(&sub(first.as_str()), &b.id, checkout()).await,
         Err(OrdersError::Forbidden)
     ));
     let order = svc
-        .confirm(first.as_str(), &a.id, checkout())
+        .confirm(&sub(first.as_str()), &a.id, checkout())
         .await
         .unwrap();
 
@@ -892,7 +895,7 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let svc = service(&store).await;
     let third = store
-        .create_guest_of(&name, Some(&person), 4)
+        .create_guest_of(&name, Some(person.as_str()), ms(4))
         .await
         .unwrap();
     assert!(matches!(
@@ -903,7 +906,7 @@ async fn linked_guests_share_one_limit_across_a_restart(db: TestDb) {
         })
     ));
     // Giving units back frees the person's limit, whichever guest gives.
-    svc.cancel_reservation(second.as_str(), &b.id)
+    svc.cancel_reservation(&sub(second.as_str()), &b.id)
         .await
         .unwrap();
     svc.reserve(tap(&offer, third.as_str(), 1, None))
@@ -953,15 +956,15 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
         .await
         .unwrap();
     assert!(matches!(
-        svc.confirm("gst_other", &held.id, checkout()).await,
+        svc.confirm(&sub("gst_other"), &held.id, checkout()).await,
         Err(OrdersError::Forbidden)
     ));
     assert!(matches!(
-        svc.cancel_reservation("gst_other", &held.id).await,
+        svc.cancel_reservation(&sub("gst_other"), &held.id).await,
         Err(OrdersError::Forbidden)
     ));
     let order = svc
-        .confirm("gst_buyer", &held.id, checkout())
+        .confirm(&sub("gst_buyer"), &held.id, checkout())
         .await
         .unwrap();
     assert_eq!(
@@ -970,7 +973,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     );
     assert_eq!(order.mobile.as_str(), "13800138000");
     let again = svc
-        .confirm("gst_buyer", &held.id, checkout())
+        .confirm(&sub("gst_buyer"), &held.id, checkout())
         .await
         .unwrap();
     assert_eq!(
@@ -978,7 +981,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
         "a double-submitted confirm places one order"
     );
     assert!(matches!(
-        svc.cancel_reservation("gst_buyer", &held.id).await,
+        svc.cancel_reservation(&sub("gst_buyer"), &held.id).await,
         Err(OrdersError::InvalidState(
             StateConflict::ReservationConfirmed
         ))
@@ -1076,7 +1079,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
     let cod = svc.reserve(tap(&offer, "usr_cod", 1, None)).await.unwrap();
     let cod = svc
         .confirm(
-            "usr_cod",
+            &sub("usr_cod"),
             &cod.id,
             Checkout::parse(
                 "=王五",
@@ -1130,7 +1133,7 @@ async fn an_order_goes_from_tap_to_doorstep(db: TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(svc.orders_of_buyer("usr_cod").await.unwrap().len(), 1);
+    assert_eq!(svc.orders_of_buyer(&sub("usr_cod")).await.unwrap().len(), 1);
 
     let csv = svc
         .export_csv(
@@ -1192,7 +1195,7 @@ async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb)
     let mut orders = Vec::new();
     for buyer in ["gst_a", "gst_b", "gst_c", "gst_d"] {
         let r = svc.reserve(tap(&offer, buyer, 2, None)).await.unwrap();
-        orders.push(svc.confirm(buyer, &r.id, checkout()).await.unwrap());
+        orders.push(svc.confirm(&sub(buyer), &r.id, checkout()).await.unwrap());
     }
     let held = svc.reserve(tap(&offer, "gst_e", 1, None)).await.unwrap();
     assert_eq!(
@@ -1242,7 +1245,9 @@ async fn units_return_to_the_offer_while_on_sale_then_to_the_product(db: TestDb)
         svc.reserve(tap(&offer, "gst_z", 1, None)).await,
         Err(OrdersError::Ended)
     ));
-    svc.confirm("gst_e", &held.id, checkout()).await.unwrap();
+    svc.confirm(&sub("gst_e"), &held.id, checkout())
+        .await
+        .unwrap();
 
     // After the end: cancelled unshipped orders go back to the product;
     // a shipped order's units do not come back by themselves.
@@ -1319,7 +1324,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
     let stranger = self::farm(&store, 5).await;
     let t0 = 1_800_000_000_000;
     let config = OrdersConfig {
-        clock: Clock::starting_at(t0),
+        clock: Clock::starting_at(ms(t0)),
         ..OrdersConfig::default()
     };
     let svc = OrderService::start(store.clone(), config).await.unwrap();
@@ -1358,8 +1363,8 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
 
     // A countdown: starts in a minute, ends after five.
     let timed = NewOffer {
-        starts_at: Some(t0 + MIN),
-        ends_at: Some(t0 + 5 * MIN),
+        starts_at: Some(ms(t0 + MIN)),
+        ends_at: Some(ms(t0 + 5 * MIN)),
         ..new_offer(&farm, 5, 5)
     };
     let offer = svc.create_offer(owner, timed).await.unwrap();
@@ -1367,7 +1372,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
     assert_eq!(store.product(&farm.product.id).await.unwrap().stock, 0);
     assert!(matches!(
         svc.reserve(tap(&offer, "gst_a", 1, None)).await,
-        Err(OrdersError::NotStarted { starts_at }) if starts_at == t0 + MIN
+        Err(OrdersError::NotStarted { starts_at }) if starts_at == ms(t0 + MIN)
     ));
     tokio::time::advance(Duration::from_secs(60)).await;
     svc.reserve(tap(&offer, "gst_a", 2, None)).await.unwrap();
@@ -1403,7 +1408,7 @@ async fn offers_check_owner_stock_and_times(db: TestDb) {
 
     // No new offers in an ended broadcast.
     store
-        .set_broadcast_state(&farm.broadcast.id, BroadcastState::Ended, t0)
+        .set_broadcast_state(&farm.broadcast.id, BroadcastState::Ended, ms(t0))
         .await
         .unwrap();
     assert!(matches!(
@@ -1485,3 +1490,12 @@ both_engines!(
     failed_commit,
     a_failed_commit_acknowledges_nothing_and_rebuilds
 );
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
+}

@@ -14,9 +14,9 @@
 
 use domain::{
     BroadcastId, BroadcastState, Buyers, ChatMessageId, ChatText, DisplayName, Fen, OfferId,
-    OrderId, ProductTitle, ReservationId, Role, ShipDate, ShopId, Unit, UnixMillis,
+    OrderId, ProductTitle, ReservationId, Role, ShipDate, ShopId, Unit,
 };
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// The offer states the order service defines; shown on the pinned card.
 pub use domain::OfferState;
@@ -34,50 +34,9 @@ pub const MAX_NONCE_LEN: usize = 64;
 // Time
 // ---------------------------------------------------------------------------
 
-/// A point in time, written on the wire as RFC 3339 UTC with milliseconds
-/// (`2026-06-01T08:00:00.000Z`) and held as Unix milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub UnixMillis);
-
-const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-);
-
-impl Timestamp {
-    pub fn millis(self) -> UnixMillis {
-        self.0
-    }
-
-    /// `None` for instants outside the calendar `time` can represent.
-    pub fn to_rfc3339(self) -> Option<String> {
-        let at =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).ok()?;
-        at.format(RFC3339_MILLIS).ok()
-    }
-
-    pub fn parse_rfc3339(raw: &str) -> Option<Timestamp> {
-        let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-        Some(Timestamp((at.unix_timestamp_nanos() / 1_000_000) as i64))
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.to_rfc3339() {
-            Some(text) => s.serialize_str(&text),
-            None => Err(serde::ser::Error::custom("timestamp out of range")),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Timestamp::parse_rfc3339(&raw)
-            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
-    }
-}
+/// Times on the wire: RFC 3339 UTC with milliseconds
+/// (`2026-06-01T08:00:00.000Z`), the same type the HTTP API sends.
+pub use domain::Timestamp;
 
 // ---------------------------------------------------------------------------
 // Close codes
@@ -770,20 +729,6 @@ impl From<PrivateMessage> for ServerEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_millis() {
-        let t = Timestamp(1_780_300_800_123);
-        let text = t.to_rfc3339().unwrap();
-        assert_eq!(text, "2026-06-01T08:00:00.123Z");
-        assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
-        assert_eq!(
-            Timestamp::parse_rfc3339("2026-06-01T16:00:00.123+08:00"),
-            Some(t),
-            "offsets are accepted on input"
-        );
-        assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
-    }
 
     #[test]
     fn frames_put_seq_beside_the_type_tag() {

@@ -172,7 +172,7 @@ impl ShopService {
                     story: draft.story,
                     payment_note: draft.payment_note,
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?;
         tracing::info!(shop = %shop.id, "shop opened");
@@ -208,7 +208,7 @@ impl ShopService {
     ) -> Result<ShopRecord, ShopsError> {
         Ok(self
             .store
-            .update_shop(&shop.id, update, store::now_millis())
+            .update_shop(&shop.id, update, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -251,7 +251,7 @@ impl ShopService {
                     stock: draft.stock.get(),
                     ships_on: draft.ships_on,
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?)
     }
@@ -271,7 +271,7 @@ impl ShopService {
         };
         Ok(self
             .store
-            .update_product(&product.product.id, update, store::now_millis())
+            .update_product(&product.product.id, update, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -279,7 +279,7 @@ impl ShopService {
     pub async fn remove_product(&self, product: &OwnedProduct) -> Result<(), ShopsError> {
         Ok(self
             .store
-            .archive_product(&product.product.id, store::now_millis())
+            .archive_product(&product.product.id, domain::UnixMillis::wall_now())
             .await?)
     }
 
@@ -346,7 +346,7 @@ impl ShopService {
                     scheduled_at: draft.scheduled_at,
                     stream_key: domain::secret_token(),
                 },
-                store::now_millis(),
+                domain::UnixMillis::wall_now(),
             )
             .await?;
         tracing::info!(broadcast = %broadcast.id, shop = %shop.id, "broadcast scheduled");
@@ -360,7 +360,11 @@ impl ShopService {
     ) -> Result<BroadcastRecord, ShopsError> {
         Ok(self
             .store
-            .update_broadcast(&broadcast.broadcast.id, update, store::now_millis())
+            .update_broadcast(
+                &broadcast.broadcast.id,
+                update,
+                domain::UnixMillis::wall_now(),
+            )
             .await?)
     }
 
@@ -371,7 +375,11 @@ impl ShopService {
     ) -> Result<String, ShopsError> {
         let key = domain::secret_token();
         self.store
-            .set_stream_key(&broadcast.broadcast.id, &key, store::now_millis())
+            .set_stream_key(
+                &broadcast.broadcast.id,
+                &key,
+                domain::UnixMillis::wall_now(),
+            )
             .await?;
         tracing::info!(broadcast = %broadcast.broadcast.id, "stream key rotated");
         Ok(key)
@@ -388,7 +396,11 @@ impl ShopService {
         let OwnedBroadcast { broadcast, shop } = broadcast;
         let ended = self
             .store
-            .set_broadcast_state(&broadcast.id, BroadcastState::Ended, store::now_millis())
+            .set_broadcast_state(
+                &broadcast.id,
+                BroadcastState::Ended,
+                domain::UnixMillis::wall_now(),
+            )
             .await?
             .unwrap_or(broadcast);
         self.events
@@ -448,7 +460,7 @@ impl ShopService {
                 "this is the owner's own number",
             ));
         }
-        let now = store::now_millis();
+        let now = domain::UnixMillis::wall_now();
         self.store
             .add_moderator(&shop.id, &user.id, now)
             .await

@@ -41,7 +41,7 @@ async fn user(store: &Store, mobile: &str, name: &str) -> UserRecord {
             &Mobile::parse(mobile).unwrap(),
             &DisplayName::parse(name).unwrap(),
             "$argon2id$fake",
-            1,
+            domain::UnixMillis::from_millis(1),
         )
         .await
         .unwrap()

@@ -1,7 +1,9 @@
 //! Accounts, guests and sign-in sessions.
 
+use crate::millis;
 use crate::{Store, StoreError};
-use domain::{DisplayName, GuestId, Identity, Mobile, SessionId, UserId};
+use domain::UnixMillis;
+use domain::{DisplayName, GuestId, Identity, Mobile, SessionId, Subject, UserId};
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {
@@ -9,7 +11,7 @@ pub struct UserRecord {
     pub mobile: Mobile,
     pub display_name: DisplayName,
     pub password_hash: String,
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -28,7 +30,7 @@ impl From<UserRow> for UserRecord {
             mobile: Mobile::from_trusted(r.mobile),
             display_name: DisplayName::from_trusted(r.display_name),
             password_hash: r.password_hash,
-            created_at: r.created_at,
+            created_at: millis(r.created_at),
         }
     }
 }
@@ -45,8 +47,8 @@ pub struct NewSession<'a> {
     pub token_hash: &'a str,
     pub subject: SessionSubject,
     pub user_agent: &'a str,
-    pub now: i64,
-    pub expires_at: i64,
+    pub now: UnixMillis,
+    pub expires_at: UnixMillis,
 }
 
 #[derive(Clone, Debug)]
@@ -54,9 +56,9 @@ pub struct SessionRecord {
     pub id: SessionId,
     pub identity: Identity,
     pub user_agent: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
+    pub created_at: UnixMillis,
+    pub last_seen_at: UnixMillis,
+    pub expires_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -95,9 +97,9 @@ impl TryFrom<SessionRow> for SessionRecord {
             id: SessionId::from_trusted(r.id),
             identity,
             user_agent: r.user_agent,
-            created_at: r.created_at,
-            last_seen_at: r.last_seen_at,
-            expires_at: r.expires_at,
+            created_at: millis(r.created_at),
+            last_seen_at: millis(r.last_seen_at),
+            expires_at: millis(r.expires_at),
         })
     }
 }
@@ -121,7 +123,7 @@ impl Store {
         mobile: &Mobile,
         display_name: &DisplayName,
         password_hash: &str,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<UserRecord, StoreError> {
         let id = UserId::generate();
         sqlx::query(
@@ -132,7 +134,7 @@ impl Store {
         .bind(mobile.as_str())
         .bind(display_name.as_str())
         .bind(password_hash)
-        .bind(now)
+        .bind(now.millis())
         .execute(self.pool())
         .await
         .map_err(StoreError::unique("mobile"))?;
@@ -184,7 +186,11 @@ impl Store {
     }
 
     /// A new guest who is their own person.
-    pub async fn create_guest(&self, name: &DisplayName, now: i64) -> Result<GuestId, StoreError> {
+    pub async fn create_guest(
+        &self,
+        name: &DisplayName,
+        now: UnixMillis,
+    ) -> Result<GuestId, StoreError> {
         self.create_guest_of(name, None, now).await
     }
 
@@ -194,7 +200,7 @@ impl Store {
         &self,
         name: &DisplayName,
         person: Option<&str>,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<GuestId, StoreError> {
         let id = GuestId::generate();
         sqlx::query(
@@ -202,7 +208,7 @@ impl Store {
         )
         .bind(id.as_str())
         .bind(name.as_str())
-        .bind(now)
+        .bind(now.millis())
         .bind(person)
         .execute(self.pool())
         .await?;
@@ -213,16 +219,19 @@ impl Store {
     /// limits count by: an account is its own person; a guest is the person
     /// it was linked to when it was made, or itself. A subject with no row
     /// is its own person. Never changes for a subject, so callers may cache it.
-    pub async fn person_of(&self, subject: &str) -> Result<String, StoreError> {
-        if !subject.starts_with(GuestId::PREFIX) {
-            return Ok(subject.to_owned());
-        }
+    pub async fn person_of(&self, subject: &Subject) -> Result<Subject, StoreError> {
+        let Some(guest) = subject.guest() else {
+            return Ok(subject.clone());
+        };
         let row: Option<(String,)> =
             sqlx::query_as("SELECT COALESCE(person, id) FROM guests WHERE id = $1")
-                .bind(subject)
+                .bind(guest.as_str())
                 .fetch_optional(self.pool())
                 .await?;
-        Ok(row.map_or_else(|| subject.to_owned(), |(person,)| person))
+        Ok(row.map_or_else(
+            || subject.clone(),
+            |(person,)| Subject::from_trusted(person),
+        ))
     }
 
     /// The person whose session a cookie's token hash belongs to, live,
@@ -269,9 +278,9 @@ impl Store {
         .bind(user)
         .bind(guest)
         .bind(s.user_agent)
-        .bind(s.now)
-        .bind(s.now)
-        .bind(s.expires_at)
+        .bind(s.now.millis())
+        .bind(s.now.millis())
+        .bind(s.expires_at.millis())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -284,7 +293,7 @@ impl Store {
     pub async fn active_session(
         &self,
         token_hash: &str,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let read_under = match self.cache().session(token_hash, now) {
             Ok(cached) => return Ok(Some(cached)),
@@ -296,7 +305,7 @@ impl Store {
             " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2"
         ))
         .bind(token_hash)
-        .bind(now)
+        .bind(now.millis())
         .fetch_optional(self.pool())
         .await?;
         let record = row.map(SessionRecord::try_from).transpose()?;
@@ -311,12 +320,12 @@ impl Store {
     pub async fn touch_session(
         &self,
         id: &SessionId,
-        now: i64,
-        expires_at: i64,
+        now: UnixMillis,
+        expires_at: UnixMillis,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(expires_at)
+            .bind(now.millis())
+            .bind(expires_at.millis())
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
@@ -327,7 +336,7 @@ impl Store {
     pub async fn sessions_of_user(
         &self,
         user: &UserId,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let rows: Vec<SessionRow> = sqlx::query_as(concat!(
             "",
@@ -336,7 +345,7 @@ impl Store {
              ORDER BY s.last_seen_at DESC"
         ))
         .bind(user.as_str())
-        .bind(now)
+        .bind(now.millis())
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(SessionRecord::try_from).collect()
@@ -358,9 +367,9 @@ impl Store {
         Ok(count > 0)
     }
 
-    pub async fn revoke_session(&self, id: &SessionId, now: i64) -> Result<(), StoreError> {
+    pub async fn revoke_session(&self, id: &SessionId, now: UnixMillis) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
+            .bind(now.millis())
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
@@ -374,14 +383,14 @@ impl Store {
         &self,
         user: &UserId,
         id: &SessionId,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<(), StoreError> {
         // Ending its expiry too marks it as revoked from elsewhere (a lost
         // phone), so it no longer counts as the owner's device either.
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1, expires_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
-        .bind(now)
+        .bind(now.millis())
         .bind(id.as_str())
         .bind(user.as_str())
         .execute(self.pool())

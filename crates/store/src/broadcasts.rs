@@ -1,6 +1,8 @@
 //! Broadcasts: a shop's scheduled, live and past streams.
 
+use crate::millis;
 use crate::{Store, StoreError};
+use domain::UnixMillis;
 use domain::{BroadcastId, BroadcastState, BroadcastTitle, ShopId};
 
 #[derive(Clone, Debug)]
@@ -8,14 +10,14 @@ pub struct BroadcastRecord {
     pub id: BroadcastId,
     pub shop_id: ShopId,
     pub title: BroadcastTitle,
-    pub scheduled_at: Option<i64>,
+    pub scheduled_at: Option<UnixMillis>,
     pub state: BroadcastState,
     /// Secret: only ever shown to the shop's owner.
     pub stream_key: String,
-    pub started_at: Option<i64>,
-    pub ended_at: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub started_at: Option<UnixMillis>,
+    pub ended_at: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -42,13 +44,13 @@ impl TryFrom<BroadcastRow> for BroadcastRecord {
             id: BroadcastId::from_trusted(r.id),
             shop_id: ShopId::from_trusted(r.shop_id),
             title: BroadcastTitle::from_trusted(r.title),
-            scheduled_at: r.scheduled_at,
+            scheduled_at: millis(r.scheduled_at),
             state,
             stream_key: r.stream_key,
-            started_at: r.started_at,
-            ended_at: r.ended_at,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            started_at: millis(r.started_at),
+            ended_at: millis(r.ended_at),
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
         })
     }
 }
@@ -56,7 +58,7 @@ impl TryFrom<BroadcastRow> for BroadcastRecord {
 pub struct NewBroadcast {
     pub shop_id: ShopId,
     pub title: BroadcastTitle,
-    pub scheduled_at: Option<i64>,
+    pub scheduled_at: Option<UnixMillis>,
     pub stream_key: String,
 }
 
@@ -64,7 +66,7 @@ pub struct NewBroadcast {
 pub struct BroadcastUpdate {
     pub title: Option<BroadcastTitle>,
     /// `Some(None)` clears the schedule.
-    pub scheduled_at: Option<Option<i64>>,
+    pub scheduled_at: Option<Option<UnixMillis>>,
 }
 
 /// Column list shared by every query of this table (a macro so queries stay
@@ -79,7 +81,7 @@ impl Store {
     pub async fn create_broadcast(
         &self,
         new: NewBroadcast,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<BroadcastRecord, StoreError> {
         let id = BroadcastId::generate();
         sqlx::query(concat!(
@@ -90,10 +92,10 @@ impl Store {
         .bind(id.as_str())
         .bind(new.shop_id.as_str())
         .bind(new.title.as_str())
-        .bind(new.scheduled_at)
+        .bind(new.scheduled_at.map(UnixMillis::millis))
         .bind(&new.stream_key)
-        .bind(now)
-        .bind(now)
+        .bind(now.millis())
+        .bind(now.millis())
         .execute(self.pool())
         .await?;
         self.broadcast(&id).await
@@ -144,7 +146,7 @@ impl Store {
         &self,
         id: &BroadcastId,
         update: BroadcastUpdate,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<BroadcastRecord, StoreError> {
         let (set_schedule, scheduled_at) = match update.scheduled_at {
             None => (0_i64, None),
@@ -157,8 +159,8 @@ impl Store {
         )
         .bind(update.title.as_ref().map(|v| v.as_str()))
         .bind(set_schedule)
-        .bind(scheduled_at)
-        .bind(now)
+        .bind(scheduled_at.map(UnixMillis::millis))
+        .bind(now.millis())
         .bind(id.as_str())
         .execute(self.pool())
         .await?;
@@ -176,7 +178,7 @@ impl Store {
         &self,
         id: &BroadcastId,
         to: BroadcastState,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Option<BroadcastRecord>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row: BroadcastRow = sqlx::query_as(concat!(
@@ -199,7 +201,7 @@ impl Store {
                  updated_at = $2 WHERE id = $3",
             )
             .bind(to.as_str())
-            .bind(now)
+            .bind(now.millis())
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
@@ -212,12 +214,12 @@ impl Store {
         &self,
         id: &BroadcastId,
         stream_key: &str,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<(), StoreError> {
         let done =
             sqlx::query("UPDATE broadcasts SET stream_key = $1, updated_at = $2 WHERE id = $3")
                 .bind(stream_key)
-                .bind(now)
+                .bind(now.millis())
                 .bind(id.as_str())
                 .execute(self.pool())
                 .await?;

@@ -14,6 +14,7 @@
 //! generation it started under is still current.
 
 use crate::accounts::SessionRecord;
+use domain::UnixMillis;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,7 +86,11 @@ impl std::fmt::Debug for ReadCache {
 impl ReadCache {
     /// A cached session for `token_hash` still valid at `now_ms`, or the
     /// generation to store a fresh read under.
-    pub(crate) fn session(&self, token_hash: &str, now_ms: i64) -> Result<SessionRecord, u64> {
+    pub(crate) fn session(
+        &self,
+        token_hash: &str,
+        now_ms: UnixMillis,
+    ) -> Result<SessionRecord, u64> {
         let s = self.sessions.lock().expect("session cache");
         s.get(token_hash, Instant::now())
             .filter(|r| r.expires_at > now_ms)
@@ -114,7 +119,7 @@ impl ReadCache {
         self.sessions
             .lock()
             .expect("session cache")
-            .remove_where(|_, s| s.identity.subject() == subject);
+            .remove_where(|_, s| s.identity.subject().as_str() == subject);
     }
 
     /// The cached ban list of `shop`, or the generation to store one under.

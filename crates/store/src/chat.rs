@@ -6,8 +6,10 @@
 //! (one transaction, in order). Reads happen when a room opens and when the
 //! HTTP layer shows the moderation log.
 
+use crate::millis;
 use crate::{Store, StoreError};
-use domain::{BroadcastId, ChatMessageId, ChatText, DisplayName, OfferId, Role, ShopId};
+use domain::UnixMillis;
+use domain::{BroadcastId, ChatMessageId, ChatText, DisplayName, OfferId, Role, ShopId, Subject};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ pub struct NewChatMessage {
     pub author_role: Role,
     pub text: ChatText,
     pub nonce: String,
-    pub posted_at: i64,
+    pub posted_at: UnixMillis,
     /// The room sequence number it was broadcast with.
     pub seq: i64,
 }
@@ -38,11 +40,11 @@ pub struct ChatMessageRecord {
     pub author_role: Role,
     pub text: ChatText,
     pub nonce: String,
-    pub posted_at: i64,
+    pub posted_at: UnixMillis,
     pub seq: i64,
-    pub deleted_at: Option<i64>,
-    pub hidden_at: Option<i64>,
-    pub cleared_at: Option<i64>,
+    pub deleted_at: Option<UnixMillis>,
+    pub hidden_at: Option<UnixMillis>,
+    pub cleared_at: Option<UnixMillis>,
 }
 
 impl ChatMessageRecord {
@@ -57,17 +59,17 @@ pub struct BanRecord {
     pub subject: String,
     pub banned_by: String,
     pub reason: String,
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimeoutRecord {
     pub shop_id: ShopId,
     pub subject: String,
-    pub until: i64,
+    pub until: UnixMillis,
     pub timed_out_by: String,
     pub reason: String,
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 /// A broadcast's live-channel state; absent until someone changes it.
@@ -101,7 +103,7 @@ pub struct ModerationRecord {
     pub target_subject: Option<String>,
     pub message_id: Option<ChatMessageId>,
     pub detail: Option<String>,
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 /// One write the room hub queues; see [`Store::apply_chat_writes`].
@@ -112,18 +114,18 @@ pub enum ChatWrite {
     Delete {
         message: ChatMessageId,
         by: String,
-        at: i64,
+        at: UnixMillis,
     },
     /// Hide every message of `subject` in the shop (they were banned).
     HideAuthor {
         shop: ShopId,
         subject: String,
-        at: i64,
+        at: UnixMillis,
     },
     /// Clear the broadcast's chat: every message so far leaves history.
     Clear {
         broadcast: BroadcastId,
-        at: i64,
+        at: UnixMillis,
     },
     Ban(BanRecord),
     Unban {
@@ -136,25 +138,25 @@ pub enum ChatWrite {
         broadcast: BroadcastId,
         shop: ShopId,
         seconds: u32,
-        at: i64,
+        at: UnixMillis,
     },
     BlockedWords {
         shop: ShopId,
         words: Vec<String>,
-        at: i64,
+        at: UnixMillis,
     },
     PinMessage {
         broadcast: BroadcastId,
         shop: ShopId,
         message: Option<ChatMessageId>,
-        at: i64,
+        at: UnixMillis,
     },
     /// The full list of pinned offers, in order.
     PinnedOffers {
         broadcast: BroadcastId,
         shop: ShopId,
         offers: Vec<OfferId>,
-        at: i64,
+        at: UnixMillis,
     },
     Log(ModerationRecord),
 }
@@ -205,11 +207,11 @@ impl TryFrom<ChatMessageRow> for ChatMessageRecord {
             author_name: DisplayName::from_trusted(r.author_name),
             text: ChatText::from_trusted(r.body),
             nonce: r.nonce,
-            posted_at: r.posted_at,
+            posted_at: millis(r.posted_at),
             seq: r.seq,
-            deleted_at: r.deleted_at,
-            hidden_at: r.hidden_at,
-            cleared_at: r.cleared_at,
+            deleted_at: millis(r.deleted_at),
+            hidden_at: millis(r.hidden_at),
+            cleared_at: millis(r.cleared_at),
         })
     }
 }
@@ -255,7 +257,7 @@ impl TryFrom<ModerationRow> for ModerationRecord {
             target_subject: r.target_subject,
             message_id: r.message_id.map(ChatMessageId::from_trusted),
             detail: r.detail,
-            created_at: r.created_at,
+            created_at: millis(r.created_at),
         })
     }
 }
@@ -430,7 +432,7 @@ impl Store {
                     subject,
                     banned_by,
                     reason,
-                    created_at,
+                    created_at: millis(created_at),
                 },
             )
             .collect())
@@ -439,7 +441,12 @@ impl Store {
     /// Whether `subject` is banned from `shop`'s broadcasts. Every buy over
     /// HTTP asks, so the shop's ban list is cached for a few seconds (see
     /// `cache.rs`); bans written through this store take effect at once.
-    pub async fn is_chat_banned(&self, shop: &ShopId, subject: &str) -> Result<bool, StoreError> {
+    pub async fn is_chat_banned(
+        &self,
+        shop: &ShopId,
+        subject: &Subject,
+    ) -> Result<bool, StoreError> {
+        let subject = subject.as_str();
         let read_under = match self.cache().bans(shop.as_str()) {
             Ok(banned) => return Ok(banned.contains(subject)),
             Err(generation) => generation,
@@ -460,14 +467,14 @@ impl Store {
     pub async fn active_timeouts(
         &self,
         shop: &ShopId,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Vec<TimeoutRecord>, StoreError> {
         let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
             "SELECT shop_id, subject, until_at, timed_out_by, reason, created_at FROM chat_timeouts \
              WHERE shop_id = $1 AND until_at > $2 ORDER BY until_at, subject",
         )
         .bind(shop.as_str())
-        .bind(now)
+        .bind(now.millis())
         .fetch_all(self.pool())
         .await?;
         Ok(rows
@@ -476,10 +483,10 @@ impl Store {
                 |(shop_id, subject, until, timed_out_by, reason, created_at)| TimeoutRecord {
                     shop_id: ShopId::from_trusted(shop_id),
                     subject,
-                    until,
+                    until: millis(until),
                     timed_out_by,
                     reason,
-                    created_at,
+                    created_at: millis(created_at),
                 },
             )
             .collect())
@@ -524,14 +531,14 @@ async fn apply_one(
             .bind(role_str(m.author_role))
             .bind(m.text.as_str())
             .bind(m.nonce.as_str())
-            .bind(m.posted_at)
+            .bind(m.posted_at.millis())
             .bind(m.seq)
             .execute(&mut **tx)
             .await?;
         }
         ChatWrite::Delete { message, by, at } => {
             sqlx::query("UPDATE chat_messages SET deleted_at = $1, deleted_by = $2 WHERE id = $3 AND deleted_at IS NULL")
-                .bind(*at)
+                .bind(at.millis())
                 .bind(by.as_str())
                 .bind(message.as_str())
                 .execute(&mut **tx)
@@ -542,7 +549,7 @@ async fn apply_one(
                 "UPDATE chat_messages SET hidden_at = $1 \
                  WHERE shop_id = $2 AND author_subject = $3 AND hidden_at IS NULL",
             )
-            .bind(*at)
+            .bind(at.millis())
             .bind(shop.as_str())
             .bind(subject.as_str())
             .execute(&mut **tx)
@@ -550,7 +557,7 @@ async fn apply_one(
         }
         ChatWrite::Clear { broadcast, at } => {
             sqlx::query("UPDATE chat_messages SET cleared_at = $1 WHERE broadcast_id = $2 AND cleared_at IS NULL")
-                .bind(*at)
+                .bind(at.millis())
                 .bind(broadcast.as_str())
                 .execute(&mut **tx)
                 .await?;
@@ -565,7 +572,7 @@ async fn apply_one(
             .bind(ban.subject.as_str())
             .bind(ban.banned_by.as_str())
             .bind(ban.reason.as_str())
-            .bind(ban.created_at)
+            .bind(ban.created_at.millis())
             .execute(&mut **tx)
             .await?;
         }
@@ -585,10 +592,10 @@ async fn apply_one(
             )
             .bind(t.shop_id.as_str())
             .bind(t.subject.as_str())
-            .bind(t.until)
+            .bind(t.until.millis())
             .bind(t.timed_out_by.as_str())
             .bind(t.reason.as_str())
-            .bind(t.created_at)
+            .bind(t.created_at.millis())
             .execute(&mut **tx)
             .await?;
         }
@@ -607,7 +614,7 @@ async fn apply_one(
             .bind(broadcast.as_str())
             .bind(shop.as_str())
             .bind(i64::from(*seconds))
-            .bind(*at)
+            .bind(at.millis())
             .execute(&mut **tx)
             .await?;
         }
@@ -626,7 +633,7 @@ async fn apply_one(
             .bind(broadcast.as_str())
             .bind(shop.as_str())
             .bind(message.as_ref().map(|m| m.as_str()))
-            .bind(*at)
+            .bind(at.millis())
             .execute(&mut **tx)
             .await?;
         }
@@ -638,7 +645,7 @@ async fn apply_one(
             )
             .bind(shop.as_str())
             .bind(join_words(words))
-            .bind(*at)
+            .bind(at.millis())
             .execute(&mut **tx)
             .await?;
         }
@@ -657,7 +664,7 @@ async fn apply_one(
                 sqlx::query("INSERT INTO live_pinned_offers (broadcast_id, offer_id, pinned_at) VALUES ($1, $2, $3)")
                     .bind(broadcast.as_str())
                     .bind(offer.as_str())
-                    .bind(*at + i as i64)
+                    .bind(at.millis() + i as i64)
                     .execute(&mut **tx)
                     .await?;
             }
@@ -679,7 +686,7 @@ async fn apply_one(
             .bind(entry.target_subject.as_deref())
             .bind(entry.message_id.as_ref().map(|m| m.as_str()))
             .bind(entry.detail.as_deref())
-            .bind(entry.created_at)
+            .bind(entry.created_at.millis())
             .execute(&mut **tx)
             .await?;
         }

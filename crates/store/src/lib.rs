@@ -157,12 +157,30 @@ impl Store {
     }
 }
 
-/// The current time as stored: Unix milliseconds, UTC.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Times are stored as BIGINT Unix milliseconds; a column read back becomes
+/// a [`domain::UnixMillis`] here, at the sqlx boundary (binds go the other
+/// way with [`domain::UnixMillis::millis`]).
+pub(crate) trait StoredMillis {
+    type Millis;
+    fn into_millis(self) -> Self::Millis;
+}
+
+impl StoredMillis for i64 {
+    type Millis = domain::UnixMillis;
+    fn into_millis(self) -> domain::UnixMillis {
+        domain::UnixMillis::from_millis(self)
+    }
+}
+
+impl StoredMillis for Option<i64> {
+    type Millis = Option<domain::UnixMillis>;
+    fn into_millis(self) -> Option<domain::UnixMillis> {
+        self.map(domain::UnixMillis::from_millis)
+    }
+}
+
+pub(crate) fn millis<T: StoredMillis>(column: T) -> T::Millis {
+    column.into_millis()
 }
 
 /// `sqlite://file.db` → `sqlite://file.db?mode=rwc` so a first start creates

@@ -6,11 +6,12 @@
 //! group instead of one per tap. Everything the service needs to rebuild its
 //! memory after a restart is read back by the `*_to_load` queries.
 
+use crate::millis;
 use crate::{Store, StoreError};
 use domain::{
     Address, BroadcastId, Buyers, Carrier, Fen, Mobile, OfferId, OrderId, OrderState,
     PaymentMethod, PersonName, ProductId, ProductTitle, Reason, ReservationId, ReservationState,
-    ShipDate, ShopId, StockCounts, TrackingNumber, Unit, UnixMillis,
+    ShipDate, ShopId, StockCounts, Subject, TrackingNumber, Unit, UnixMillis,
 };
 use sqlx::{AssertSqlSafe, Row};
 use std::sync::{Arc, OnceLock};
@@ -122,12 +123,12 @@ impl TryFrom<OfferRow> for OfferRecord {
             unit: Unit::from_trusted(r.unit),
             price: Fen::from_trusted(r.price_fen),
             hold_ms: r.hold_ms,
-            starts_at: r.starts_at,
-            ends_at: r.ends_at,
+            starts_at: millis(r.starts_at),
+            ends_at: millis(r.ends_at),
             counts,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            ended_at: r.ended_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
+            ended_at: millis(r.ended_at),
         })
     }
 }
@@ -138,8 +139,7 @@ impl TryFrom<OfferRow> for OfferRecord {
 pub struct ReservationRecord {
     pub id: ReservationId,
     pub offer_id: OfferId,
-    /// `usr_…` or `gst_…`.
-    pub buyer: String,
+    pub buyer: Subject,
     pub quantity: u32,
     pub state: ReservationState,
     pub created_at: UnixMillis,
@@ -177,11 +177,11 @@ impl TryFrom<ReservationRow> for ReservationRecord {
             quantity: quantity("quantity", &r.id, r.quantity)?,
             id: ReservationId::from_trusted(r.id),
             offer_id: OfferId::from_trusted(r.offer_id),
-            buyer: r.buyer,
+            buyer: Subject::from_trusted(r.buyer),
             state,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            closed_at: r.closed_at,
+            created_at: millis(r.created_at),
+            expires_at: millis(r.expires_at),
+            closed_at: millis(r.closed_at),
             idempotency_key: r.idempotency_key,
         })
     }
@@ -199,7 +199,7 @@ pub struct KeyedReservationRecord {
 #[derive(Clone, Debug)]
 pub struct NewReservationRow {
     pub id: ReservationId,
-    pub buyer: Arc<str>,
+    pub buyer: Subject,
     pub quantity: u32,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
@@ -217,38 +217,83 @@ pub struct ReleaseRow {
 
 // ---------------------------------------------------------------- orders --
 
-/// An order as the farmer and the buyer see it.
-#[derive(Clone, Debug)]
+/// An order as the farmer and the buyer see it: the one record from the
+/// database to the JSON body (this `Serialize`, wrapped by the API with the
+/// private link) and the CSV sheet (`orders::csv`). Contains personal data:
+/// only the shop's owner and the holder of the private link receive it.
+/// Serialized without the link token, the buyer, the reservation and the
+/// coarse place; money as `…_fen` integers, times as RFC 3339.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ord_ykmgunnz9g794vvk"))]
     pub id: OrderId,
     /// The buyer's private link secret.
+    #[serde(skip)]
     pub token: String,
+    #[serde(skip)]
     pub reservation_id: ReservationId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub offer_id: OfferId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub broadcast_id: BroadcastId,
+    /// The shop to pay (its `payment_note` says how, for transfers).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shop_id: ShopId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub product_id: ProductId,
-    pub buyer: String,
+    #[serde(skip)]
+    pub buyer: Subject,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub title: ProductTitle,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub unit: Unit,
+    /// Presale: expected ship date (`YYYY-MM-DD`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub ships_on: Option<ShipDate>,
     pub quantity: u32,
+    #[serde(rename = "unit_price_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub unit_price: Fen,
+    #[serde(rename = "total_fen")]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub total: Fen,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub recipient_name: PersonName,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub mobile: Mobile,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: Address,
+    #[serde(skip)]
     pub coarse_place: Option<String>,
+    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub payment_method: PaymentMethod,
+    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub state: OrderState,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub carrier: Option<Carrier>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tracking_number: Option<TrackingNumber>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub cancel_reason: Option<Reason>,
+    #[serde(with = "domain::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = domain::Timestamp))]
     pub created_at: UnixMillis,
+    #[serde(skip)]
     pub updated_at: UnixMillis,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub paid_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub shipped_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub delivered_at: Option<UnixMillis>,
+    #[serde(with = "domain::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<domain::Timestamp>))]
     pub cancelled_at: Option<UnixMillis>,
 }
 
@@ -262,7 +307,7 @@ pub struct NewOrderRecord {
     pub broadcast_id: BroadcastId,
     pub shop_id: ShopId,
     pub product_id: ProductId,
-    pub buyer: String,
+    pub buyer: Subject,
     pub title: ProductTitle,
     pub unit: Unit,
     pub ships_on: Option<ShipDate>,
@@ -401,7 +446,7 @@ impl TryFrom<OrderRow> for OrderRecord {
             broadcast_id: BroadcastId::from_trusted(r.broadcast_id),
             shop_id: ShopId::from_trusted(r.shop_id),
             product_id: ProductId::from_trusted(r.product_id),
-            buyer: r.buyer,
+            buyer: Subject::from_trusted(r.buyer),
             title: ProductTitle::from_trusted(r.title),
             unit: Unit::from_trusted(r.unit),
             unit_price: Fen::from_trusted(r.unit_price_fen),
@@ -415,12 +460,12 @@ impl TryFrom<OrderRow> for OrderRecord {
             carrier: r.carrier.map(Carrier::from_trusted),
             tracking_number: r.tracking_number.map(TrackingNumber::from_trusted),
             cancel_reason: r.cancel_reason.map(Reason::from_trusted),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            paid_at: r.paid_at,
-            shipped_at: r.shipped_at,
-            delivered_at: r.delivered_at,
-            cancelled_at: r.cancelled_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
+            paid_at: millis(r.paid_at),
+            shipped_at: millis(r.shipped_at),
+            delivered_at: millis(r.delivered_at),
+            cancelled_at: millis(r.cancelled_at),
         })
     }
 }
@@ -471,7 +516,7 @@ impl OfferGroup {
         OfferGroup {
             offer_id,
             product_id,
-            now: 0,
+            now: UnixMillis::EPOCH,
             holds: Vec::new(),
             releases: Vec::new(),
             confirms: Vec::new(),
@@ -582,7 +627,7 @@ impl Store {
              WHERE id = $3 AND shop_id = $4 AND archived_at IS NULL AND stock >= $1",
         )
         .bind(i64::from(new.quantity))
-        .bind(now)
+        .bind(now.millis())
         .bind(new.product_id.as_str())
         .bind(new.shop_id.as_str())
         .execute(&mut *tx)
@@ -606,10 +651,10 @@ impl Store {
         .bind(new.price.get())
         .bind(i64::from(new.per_buyer_limit))
         .bind(new.hold_ms)
-        .bind(new.starts_at)
-        .bind(new.ends_at)
+        .bind(new.starts_at.map(UnixMillis::millis))
+        .bind(new.ends_at.map(UnixMillis::millis))
         .bind(units)
-        .bind(now)
+        .bind(now.millis())
         .bind(new.buyers.as_str())
         .execute(&mut *tx)
         .await?;
@@ -680,7 +725,7 @@ impl Store {
     pub async fn bought_per_buyer(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
+    ) -> Result<Vec<(Subject, u32)>, StoreError> {
         let rows = sqlx::query(
             "SELECT buyer, CAST(SUM(quantity) AS BIGINT) AS bought FROM orders \
              WHERE offer_id = $1 AND (state <> 'cancelled' OR shipped_at IS NOT NULL) GROUP BY buyer",
@@ -694,7 +739,9 @@ impl Store {
                 let bought: i64 = row.try_get("bought")?;
                 Ok((quantity("bought", &buyer, bought)?, buyer))
             })
-            .map(|r: Result<(u32, String), StoreError>| r.map(|(q, b)| (b, q)))
+            .map(|r: Result<(u32, String), StoreError>| {
+                r.map(|(q, b)| (Subject::from_trusted(b), q))
+            })
             .collect()
     }
 
@@ -704,7 +751,7 @@ impl Store {
     pub async fn held_reservations_by_person(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(ReservationRecord, String)>, StoreError> {
+    ) -> Result<Vec<(ReservationRecord, Subject)>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.id, r.offer_id, r.buyer, r.quantity, r.state, r.created_at, r.expires_at, r.closed_at, \
              r.idempotency_key, COALESCE(g.person, r.buyer) AS person \
@@ -728,7 +775,7 @@ impl Store {
                     closed_at: row.try_get("closed_at")?,
                     idempotency_key: row.try_get("idempotency_key")?,
                 };
-                Ok((r.try_into()?, person))
+                Ok((r.try_into()?, Subject::from_trusted(person)))
             })
             .collect()
     }
@@ -738,7 +785,7 @@ impl Store {
     pub async fn bought_per_person(
         &self,
         offer: &OfferId,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
+    ) -> Result<Vec<(Subject, u32)>, StoreError> {
         let rows = sqlx::query(
             "SELECT COALESCE(g.person, o.buyer) AS person, CAST(SUM(o.quantity) AS BIGINT) AS bought \
              FROM orders o LEFT JOIN guests g ON g.id = o.buyer \
@@ -754,7 +801,9 @@ impl Store {
                 let bought: i64 = row.try_get("bought")?;
                 Ok((quantity("bought", &person, bought)?, person))
             })
-            .map(|r: Result<(u32, String), StoreError>| r.map(|(q, p)| (p, q)))
+            .map(|r: Result<(u32, String), StoreError>| {
+                r.map(|(q, p)| (Subject::from_trusted(p), q))
+            })
             .collect()
     }
 
@@ -770,7 +819,7 @@ impl Store {
              FROM reservations r JOIN offers o ON o.id = r.offer_id \
              WHERE r.idempotency_key IS NOT NULL AND r.created_at >= $1 ORDER BY r.created_at, r.id",
         )
-        .bind(since)
+        .bind(since.millis())
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
@@ -798,7 +847,7 @@ impl Store {
     /// A buyer's reservations in any state, newest first.
     pub async fn reservations_of_buyer(
         &self,
-        buyer: &str,
+        buyer: &Subject,
         limit: u32,
     ) -> Result<Vec<ReservationRecord>, StoreError> {
         let rows: Vec<ReservationRow> = sqlx::query_as(concat!(
@@ -806,7 +855,7 @@ impl Store {
             reservation_columns!(),
             " FROM reservations WHERE buyer = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
-        .bind(buyer)
+        .bind(buyer.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -847,10 +896,10 @@ impl Store {
             for h in chunk {
                 q = q
                     .bind(h.id.as_str())
-                    .bind(&*h.buyer)
+                    .bind(h.buyer.as_str())
                     .bind(i64::from(h.quantity))
-                    .bind(h.created_at)
-                    .bind(h.expires_at)
+                    .bind(h.created_at.millis())
+                    .bind(h.expires_at.millis())
                     .bind(h.idempotency_key.as_deref());
             }
             q.execute(&mut *tx).await?;
@@ -862,7 +911,7 @@ impl Store {
                 "UPDATE reservations SET state = $1, closed_at = $2 WHERE id = $3 AND offer_id = $4 AND state = 'held'",
             )
             .bind(r.state.as_str())
-            .bind(r.at)
+            .bind(r.at.millis())
             .bind(r.id.as_str())
             .bind(offer)
             .execute(&mut *tx)
@@ -879,7 +928,7 @@ impl Store {
             let done = sqlx::query(
                 "UPDATE reservations SET state = 'confirmed', closed_at = $1 WHERE id = $2 AND offer_id = $3 AND state = 'held'",
             )
-            .bind(o.created_at)
+            .bind(o.created_at.millis())
             .bind(o.reservation_id.as_str())
             .bind(offer)
             .execute(&mut *tx)
@@ -898,7 +947,7 @@ impl Store {
         for c in &group.order_cancels {
             let done = sqlx::query(UPDATE_ORDER_STATE)
                 .bind(OrderState::Cancelled.as_str())
-                .bind(c.at)
+                .bind(c.at.millis())
                 .bind(None::<&str>)
                 .bind(None::<&str>)
                 .bind(c.reason.as_str())
@@ -934,7 +983,7 @@ impl Store {
             .bind(delta.available)
             .bind(delta.held)
             .bind(delta.sold)
-            .bind(group.now)
+            .bind(group.now.millis())
             .bind(offer)
             .execute(&mut *tx)
             .await?;
@@ -945,7 +994,7 @@ impl Store {
         if delta.product_stock != 0 {
             sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
                 .bind(delta.product_stock)
-                .bind(group.now)
+                .bind(group.now.millis())
                 .bind(group.product_id.as_str())
                 .execute(&mut *tx)
                 .await?;
@@ -958,7 +1007,7 @@ impl Store {
                  WHERE id = $3",
             )
             .bind(offer)
-            .bind(end_at)
+            .bind(end_at.millis())
             .bind(group.product_id.as_str())
             .execute(&mut *tx)
             .await?;
@@ -966,7 +1015,7 @@ impl Store {
                 "UPDATE offers SET allotted = allotted - available, available = 0, ended_at = $1, updated_at = $1 \
                  WHERE id = $2 AND ended_at IS NULL",
             )
-            .bind(end_at)
+            .bind(end_at.millis())
             .bind(offer)
             .execute(&mut *tx)
             .await?;
@@ -1061,13 +1110,13 @@ impl Store {
     }
 
     /// A buyer's orders (`usr_…`/`gst_…`), newest first.
-    pub async fn orders_of_buyer(&self, buyer: &str) -> Result<Vec<OrderRecord>, StoreError> {
+    pub async fn orders_of_buyer(&self, buyer: &Subject) -> Result<Vec<OrderRecord>, StoreError> {
         let rows: Vec<OrderRow> = sqlx::query_as(concat!(
             "SELECT ",
             order_columns!(),
             " FROM orders WHERE buyer = $1 ORDER BY created_at DESC, id"
         ))
-        .bind(buyer)
+        .bind(buyer.as_str())
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(OrderRecord::try_from).collect()
@@ -1082,7 +1131,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(UPDATE_ORDER_STATE)
             .bind(progress.to.as_str())
-            .bind(progress.at)
+            .bind(progress.at.millis())
             .bind(progress.shipping.map(|(c, _)| c.as_str()))
             .bind(progress.shipping.map(|(_, t)| t.as_str()))
             .bind(progress.cancel_reason.map(Reason::as_str))
@@ -1123,7 +1172,7 @@ async fn insert_order(
     .bind(o.address.as_str())
     .bind(o.coarse_place.as_deref())
     .bind(o.payment_method.as_str())
-    .bind(o.created_at)
+    .bind(o.created_at.millis())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::unique("order"))?;

@@ -2,7 +2,9 @@
 //! picture belongs to whom. The picture files themselves are written and
 //! served by the HTTP layer under the data directory; this is their index.
 
+use crate::millis;
 use crate::{Store, StoreError};
+use domain::UnixMillis;
 use domain::{ProductId, ShopId};
 use rand::Rng;
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ pub struct PhotoRecord {
     pub height: u32,
     /// Size of the largest stored file.
     pub bytes: u64,
-    pub created_at: i64,
+    pub created_at: UnixMillis,
 }
 
 pub struct NewPhoto {
@@ -69,7 +71,7 @@ impl From<PhotoRow> for PhotoRecord {
             width: u32::try_from(r.width).unwrap_or(0),
             height: u32::try_from(r.height).unwrap_or(0),
             bytes: u64::try_from(r.bytes).unwrap_or(0),
-            created_at: r.created_at,
+            created_at: millis(r.created_at),
         }
     }
 }
@@ -99,7 +101,7 @@ pub fn is_photo_id(raw: &str) -> bool {
 async fn retire(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     subject: &str,
-    now: i64,
+    now: UnixMillis,
 ) -> Result<Vec<String>, StoreError> {
     let ids: Vec<(String,)> =
         sqlx::query_as("SELECT id FROM photos WHERE subject = $1 AND retired_at IS NULL")
@@ -107,7 +109,7 @@ async fn retire(
             .fetch_all(&mut **tx)
             .await?;
     sqlx::query("UPDATE photos SET retired_at = $1 WHERE subject = $2 AND retired_at IS NULL")
-        .bind(now)
+        .bind(now.millis())
         .bind(subject)
         .execute(&mut **tx)
         .await?;
@@ -123,7 +125,11 @@ macro_rules! photo_columns {
 impl Store {
     /// Records a subject's new photo and retires the one it replaces.
     /// Returns the retired photos' ids, whose files may go.
-    pub async fn add_photo(&self, new: NewPhoto, now: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn add_photo(
+        &self,
+        new: NewPhoto,
+        now: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
         let subject = new.subject.key();
         let mut tx = self.pool().begin().await?;
         let retired = retire(&mut tx, &subject, now).await?;
@@ -137,7 +143,7 @@ impl Store {
         .bind(i64::from(new.width))
         .bind(i64::from(new.height))
         .bind(i64::try_from(new.bytes).unwrap_or(i64::MAX))
-        .bind(now)
+        .bind(now.millis())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -148,7 +154,7 @@ impl Store {
     pub async fn remove_photo(
         &self,
         subject: &PhotoSubject,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
         let subject = subject.key();
         let mut tx = self.pool().begin().await?;

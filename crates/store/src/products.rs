@@ -1,6 +1,8 @@
 //! Products a shop sells.
 
+use crate::millis;
 use crate::{Store, StoreError};
+use domain::UnixMillis;
 use domain::{Description, Fen, ProductId, ProductTitle, ShipDate, ShopId, Unit};
 
 #[derive(Clone, Debug)]
@@ -14,8 +16,8 @@ pub struct ProductRecord {
     pub stock: i64,
     /// Presale: when the harvest is expected to ship.
     pub ships_on: Option<ShipDate>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -51,8 +53,8 @@ impl TryFrom<ProductRow> for ProductRecord {
             price: Fen::from_trusted(r.price_fen),
             stock: r.stock,
             ships_on,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
         })
     }
 }
@@ -91,7 +93,7 @@ impl Store {
     pub async fn create_product(
         &self,
         new: NewProduct,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<ProductRecord, StoreError> {
         let id = ProductId::generate();
         sqlx::query(concat!(
@@ -107,8 +109,8 @@ impl Store {
         .bind(new.price.get())
         .bind(i64::from(new.stock))
         .bind(new.ships_on.map(|d| d.to_string()))
-        .bind(now)
-        .bind(now)
+        .bind(now.millis())
+        .bind(now.millis())
         .execute(self.pool())
         .await?;
         self.product(&id).await
@@ -144,7 +146,7 @@ impl Store {
         &self,
         id: &ProductId,
         update: ProductUpdate,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<ProductRecord, StoreError> {
         let (set_ships_on, ships_on) = match update.ships_on {
             None => (0_i64, None),
@@ -166,7 +168,7 @@ impl Store {
         .bind(update.stock.map(i64::from))
         .bind(set_ships_on)
         .bind(ships_on)
-        .bind(now)
+        .bind(now.millis())
         .bind(id.as_str())
         .execute(self.pool())
         .await?;
@@ -178,11 +180,11 @@ impl Store {
 
     /// Removes a product from the shop. The row stays so past orders keep
     /// their product.
-    pub async fn archive_product(&self, id: &ProductId, now: i64) -> Result<(), StoreError> {
+    pub async fn archive_product(&self, id: &ProductId, now: UnixMillis) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE products SET archived_at = $1 WHERE id = $2 AND archived_at IS NULL",
         )
-        .bind(now)
+        .bind(now.millis())
         .bind(id.as_str())
         .execute(self.pool())
         .await?;

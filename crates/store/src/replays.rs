@@ -3,6 +3,7 @@
 //! and unpin of an offer (the moderation log, where the room writes them).
 //! The chat comes from [`Store::chat_for_replay`].
 
+use crate::millis;
 use crate::{Store, StoreError};
 use domain::{BroadcastId, Fen, OfferId, ProductId, ProductTitle, Unit, UnixMillis};
 
@@ -71,9 +72,9 @@ impl Store {
                         title: ProductTitle::from_trusted(title),
                         unit: Unit::from_trusted(unit),
                         price: Fen::from_trusted(price),
-                        opened_at: starts.map_or(created, |s| s.max(created)),
-                        sold_out_at: sold_out,
-                        ended_at: ended,
+                        opened_at: millis(starts.map_or(created, |s| s.max(created))),
+                        sold_out_at: millis(sold_out),
+                        ended_at: millis(ended),
                     }
                 },
             )
@@ -95,7 +96,7 @@ impl Store {
                 Some(PinMoment {
                     offer_id: logged_offer(detail.as_deref()?)?,
                     pinned: action == "pin_offer",
-                    at,
+                    at: millis(at),
                 })
             })
             .collect())

@@ -1,6 +1,8 @@
 //! Shops and the moderators their owners appoint.
 
+use crate::millis;
 use crate::{Store, StoreError};
+use domain::UnixMillis;
 use domain::{DisplayName, Mobile, PaymentNote, Place, Role, ShopId, ShopName, Story, UserId};
 
 #[derive(Clone, Debug)]
@@ -11,8 +13,8 @@ pub struct ShopRecord {
     pub place: Place,
     pub story: Story,
     pub payment_note: PaymentNote,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,8 +38,8 @@ impl From<ShopRow> for ShopRecord {
             place: Place::from_trusted(r.place),
             story: Story::from_trusted(r.story),
             payment_note: PaymentNote::from_trusted(r.payment_note),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: millis(r.created_at),
+            updated_at: millis(r.updated_at),
         }
     }
 }
@@ -64,7 +66,7 @@ pub struct ModeratorRecord {
     pub user_id: UserId,
     pub display_name: DisplayName,
     pub mobile: Mobile,
-    pub appointed_at: i64,
+    pub appointed_at: UnixMillis,
 }
 
 #[derive(sqlx::FromRow)]
@@ -84,7 +86,11 @@ macro_rules! shop_columns {
 }
 
 impl Store {
-    pub async fn create_shop(&self, new: NewShop, now: i64) -> Result<ShopRecord, StoreError> {
+    pub async fn create_shop(
+        &self,
+        new: NewShop,
+        now: UnixMillis,
+    ) -> Result<ShopRecord, StoreError> {
         let id = ShopId::generate();
         sqlx::query(
             "INSERT INTO shops (id, owner_id, name, place, story, payment_note, created_at, updated_at) \
@@ -96,8 +102,8 @@ impl Store {
         .bind(new.place.as_str())
         .bind(new.story.as_str())
         .bind(new.payment_note.as_str())
-        .bind(now)
-        .bind(now)
+        .bind(now.millis())
+        .bind(now.millis())
         .execute(self.pool())
         .await?;
         Ok(ShopRecord {
@@ -153,7 +159,7 @@ impl Store {
         &self,
         id: &ShopId,
         update: ShopUpdate,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<ShopRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE shops SET name = COALESCE($1, name), place = COALESCE($2, place), \
@@ -164,7 +170,7 @@ impl Store {
         .bind(update.place.as_ref().map(|v| v.as_str()))
         .bind(update.story.as_ref().map(|v| v.as_str()))
         .bind(update.payment_note.as_ref().map(|v| v.as_str()))
-        .bind(now)
+        .bind(now.millis())
         .bind(id.as_str())
         .execute(self.pool())
         .await?;
@@ -197,14 +203,14 @@ impl Store {
         &self,
         shop: &ShopId,
         user: &UserId,
-        now: i64,
+        now: UnixMillis,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO shop_moderators (shop_id, user_id, appointed_at) VALUES ($1, $2, $3)",
         )
         .bind(shop.as_str())
         .bind(user.as_str())
-        .bind(now)
+        .bind(now.millis())
         .execute(self.pool())
         .await
         .map_err(StoreError::unique("moderator"))?;
@@ -238,7 +244,7 @@ impl Store {
                 user_id: UserId::from_trusted(r.user_id),
                 display_name: DisplayName::from_trusted(r.display_name),
                 mobile: Mobile::from_trusted(r.mobile),
-                appointed_at: r.appointed_at,
+                appointed_at: millis(r.appointed_at),
             })
             .collect())
     }

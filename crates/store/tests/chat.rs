@@ -1,6 +1,7 @@
 //! Live-channel storage on both engines: each test body runs once on a fresh
 //! SQLite file and once on a fresh PostgreSQL database.
 
+use domain::Subject;
 use domain::*;
 use store::on_both_engines;
 use store::*;
@@ -17,7 +18,7 @@ async fn fixture(store: &Store) -> Fixture {
             &Mobile::parse("13800138000").unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "$argon2id$fake",
-            1_000,
+            ms(1_000),
         )
         .await
         .unwrap();
@@ -30,7 +31,7 @@ async fn fixture(store: &Store) -> Fixture {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1_000,
+            ms(1_000),
         )
         .await
         .unwrap();
@@ -44,7 +45,7 @@ async fn fixture(store: &Store) -> Fixture {
                     scheduled_at: None,
                     stream_key: secret_token(),
                 },
-                1_000,
+                ms(1_000),
             )
             .await
             .unwrap();
@@ -74,7 +75,7 @@ fn message(
         author_role: Role::Viewer,
         text: ChatText::parse(text).unwrap(),
         nonce: nonce.to_owned(),
-        posted_at: 10_000 + seq,
+        posted_at: ms(10_000 + seq),
         seq,
     }
 }
@@ -141,7 +142,12 @@ on_both_engines!(
         let troll2 = message(&f, &f.other_broadcast, "gst_troll", "spam", "1", 1);
         // Asked before the ban (a buy over HTTP asks every time): the answer
         // must not outlive the ban.
-        assert!(!store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            !store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
         store
             .apply_chat_writes(&[
                 ChatWrite::Post(a1.clone()),
@@ -151,19 +157,19 @@ on_both_engines!(
                 ChatWrite::Delete {
                     message: a1.id.clone(),
                     by: "usr_mod".into(),
-                    at: 20_000,
+                    at: ms(20_000),
                 },
                 ChatWrite::Ban(BanRecord {
                     shop_id: f.shop.clone(),
                     subject: "gst_troll".into(),
                     banned_by: "usr_mod".into(),
                     reason: "spam".into(),
-                    created_at: 20_001,
+                    created_at: ms(20_001),
                 }),
                 ChatWrite::HideAuthor {
                     shop: f.shop.clone(),
                     subject: "gst_troll".into(),
-                    at: 20_001,
+                    at: ms(20_001),
                 },
             ])
             .await
@@ -186,10 +192,15 @@ on_both_engines!(
             "ban hides shop-wide"
         );
         let deleted = store.chat_message(&a1.id).await.unwrap().unwrap();
-        assert_eq!(deleted.deleted_at, Some(20_000));
+        assert_eq!(deleted.deleted_at, Some(ms(20_000)));
         assert!(!deleted.is_visible());
 
-        assert!(store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
         assert_eq!(store.chat_bans(&f.shop).await.unwrap()[0].reason, "spam");
         store
             .apply_chat_writes(&[ChatWrite::Unban {
@@ -198,12 +209,17 @@ on_both_engines!(
             }])
             .await
             .unwrap();
-        assert!(!store.is_chat_banned(&f.shop, "gst_troll").await.unwrap());
+        assert!(
+            !store
+                .is_chat_banned(&f.shop, &Subject::from_trusted("gst_troll"))
+                .await
+                .unwrap()
+        );
 
         store
             .apply_chat_writes(&[ChatWrite::Clear {
                 broadcast: f.broadcast.clone(),
-                at: 30_000,
+                at: ms(30_000),
             }])
             .await
             .unwrap();
@@ -237,26 +253,36 @@ on_both_engines!(
                 until,
                 timed_out_by: "usr_mod".into(),
                 reason: String::new(),
-                created_at: 1_000,
+                created_at: ms(1_000),
             })
         };
-        store.apply_chat_writes(&[timeout(5_000)]).await.unwrap();
+        store
+            .apply_chat_writes(&[timeout(ms(5_000))])
+            .await
+            .unwrap();
         assert_eq!(
-            store.active_timeouts(&f.shop, 4_999).await.unwrap().len(),
+            store
+                .active_timeouts(&f.shop, ms(4_999))
+                .await
+                .unwrap()
+                .len(),
             1
         );
         assert!(
             store
-                .active_timeouts(&f.shop, 5_000)
+                .active_timeouts(&f.shop, ms(5_000))
                 .await
                 .unwrap()
                 .is_empty(),
             "over at `until`"
         );
-        store.apply_chat_writes(&[timeout(9_000)]).await.unwrap();
+        store
+            .apply_chat_writes(&[timeout(ms(9_000))])
+            .await
+            .unwrap();
         assert_eq!(
-            store.active_timeouts(&f.shop, 6_000).await.unwrap()[0].until,
-            9_000,
+            store.active_timeouts(&f.shop, ms(6_000)).await.unwrap()[0].until,
+            ms(9_000),
             "replaced"
         );
 
@@ -273,24 +299,24 @@ on_both_engines!(
                     broadcast: f.broadcast.clone(),
                     shop: f.shop.clone(),
                     seconds: 30,
-                    at: 1,
+                    at: ms(1),
                 },
                 ChatWrite::PinMessage {
                     broadcast: f.broadcast.clone(),
                     shop: f.shop.clone(),
                     message: Some(pinned.clone()),
-                    at: 2,
+                    at: ms(2),
                 },
                 ChatWrite::PinnedOffers {
                     broadcast: f.broadcast.clone(),
                     shop: f.shop.clone(),
                     offers: offers.clone(),
-                    at: 3,
+                    at: ms(3),
                 },
                 ChatWrite::BlockedWords {
                     shop: f.shop.clone(),
                     words: vec!["加微信".into(), "spam".into()],
-                    at: 4,
+                    at: ms(4),
                 },
             ])
             .await
@@ -315,13 +341,13 @@ on_both_engines!(
                     broadcast: f.broadcast.clone(),
                     shop: f.shop.clone(),
                     message: None,
-                    at: 5,
+                    at: ms(5),
                 },
                 ChatWrite::PinnedOffers {
                     broadcast: f.broadcast.clone(),
                     shop: f.shop.clone(),
                     offers: vec![offers[1].clone()],
-                    at: 6,
+                    at: ms(6),
                 },
             ])
             .await
@@ -352,7 +378,7 @@ on_both_engines!(
                 target_subject: Some("gst_a".into()),
                 message_id: None,
                 detail: Some("600 s".into()),
-                created_at: 1_000, // same millisecond: the ordinal decides
+                created_at: ms(1_000), // same millisecond: the ordinal decides
             })
         };
         store
@@ -403,7 +429,7 @@ on_both_engines!(
                 target_subject: None,
                 message_id: None,
                 detail: Some(detail),
-                created_at: at,
+                created_at: ms(at),
             })
         };
         let mut posts: Vec<NewChatMessage> = (0..5)
@@ -421,14 +447,14 @@ on_both_engines!(
         writes.push(ChatWrite::Delete {
             message: deleted.clone(),
             by: "usr_x".into(),
-            at: 20_000,
+            at: ms(20_000),
         });
         store.apply_chat_writes(&writes).await.unwrap();
 
         let pins = store.pin_moments(&f.broadcast).await.unwrap();
         let seen: Vec<_> = pins
             .iter()
-            .map(|p| (p.offer_id.clone(), p.pinned, p.at))
+            .map(|p| (p.offer_id.clone(), p.pinned, p.at.millis()))
             .collect();
         assert_eq!(
             seen,
@@ -450,19 +476,24 @@ on_both_engines!(
         let first = store.chat_for_replay(&f.broadcast, None, 2).await.unwrap();
         let last = first.last().unwrap();
         let second = store
-            .chat_for_replay(&f.broadcast, Some((last.posted_at, &last.id)), 2)
+            .chat_for_replay(&f.broadcast, Some((last.posted_at.millis(), &last.id)), 2)
             .await
             .unwrap();
         let last = second.last().unwrap();
         let third = store
-            .chat_for_replay(&f.broadcast, Some((last.posted_at, &last.id)), 2)
+            .chat_for_replay(&f.broadcast, Some((last.posted_at.millis(), &last.id)), 2)
             .await
             .unwrap();
         let times: Vec<i64> = [first, second, third]
             .concat()
             .iter()
-            .map(|m| m.posted_at)
+            .map(|m| m.posted_at.millis())
             .collect();
         assert_eq!(times, [10_000, 10_002, 10_003, 10_004]);
     }
 );
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}

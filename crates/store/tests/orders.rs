@@ -3,7 +3,6 @@
 //! database.
 
 use domain::*;
-use std::sync::Arc;
 use store::on_both_engines;
 use store::*;
 
@@ -19,7 +18,7 @@ async fn setup(store: &Store, stock: u32) -> Setup {
             &Mobile::parse("13800138000").unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "$argon2id$fake",
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -32,7 +31,7 @@ async fn setup(store: &Store, stock: u32) -> Setup {
                 story: Story::parse("").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -47,7 +46,7 @@ async fn setup(store: &Store, stock: u32) -> Setup {
                 stock,
                 ships_on: None,
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -59,7 +58,7 @@ async fn setup(store: &Store, stock: u32) -> Setup {
                 scheduled_at: None,
                 stream_key: "key".into(),
             },
-            1,
+            ms(1),
         )
         .await
         .unwrap();
@@ -88,14 +87,14 @@ async fn offer(store: &Store, s: &Setup, quantity: u32) -> Result<OfferRecord, S
                 starts_at: None,
                 ends_at: None,
             },
-            10,
+            ms(10),
         )
         .await
 }
 
 fn group(o: &OfferRecord, ended_before: bool) -> OfferGroup {
     let mut g = OfferGroup::new(o.id.clone(), o.product_id.clone(), ended_before);
-    g.now = 100;
+    g.now = ms(100);
     g
 }
 
@@ -103,10 +102,10 @@ fn hold(g: &mut OfferGroup, buyer: &str, quantity: u32, key: Option<&str>) -> Re
     let id = ReservationId::generate();
     g.holds.push(NewReservationRow {
         id: id.clone(),
-        buyer: Arc::from(buyer),
+        buyer: sub(buyer),
         quantity,
-        created_at: 100,
-        expires_at: 600_100,
+        created_at: ms(100),
+        expires_at: ms(600_100),
         idempotency_key: key.map(str::to_owned),
     });
     g.delta.available -= i64::from(quantity);
@@ -128,7 +127,7 @@ fn order_of(
         broadcast_id: o.broadcast_id.clone(),
         shop_id: o.shop_id.clone(),
         product_id: o.product_id.clone(),
-        buyer: buyer.to_owned(),
+        buyer: sub(buyer),
         title: o.title.clone(),
         unit: o.unit.clone(),
         ships_on: None,
@@ -139,7 +138,7 @@ fn order_of(
         address: Address::parse("山西省忻州市岢岚县").unwrap(),
         coarse_place: Some("山西 忻州市".into()),
         payment_method: PaymentMethod::WechatTransfer,
-        created_at: 200,
+        created_at: ms(200),
     }
 }
 
@@ -184,12 +183,12 @@ on_both_engines!(
             }
         );
         assert_eq!(store.held_reservations(&o.id).await.unwrap().len(), 300);
-        let keyed = store.keyed_reservations_since(0).await.unwrap();
+        let keyed = store.keyed_reservations_since(ms(0)).await.unwrap();
         assert_eq!(keyed.len(), 100);
         assert_eq!(keyed[0].unit_price.get(), 9_900);
         assert!(
             store
-                .keyed_reservations_since(101)
+                .keyed_reservations_since(ms(101))
                 .await
                 .unwrap()
                 .is_empty()
@@ -220,7 +219,7 @@ on_both_engines!(
         g.releases.push(ReleaseRow {
             id: b.clone(),
             state: ReservationState::Expired,
-            at: 300,
+            at: ms(300),
         });
         g.delta.held -= 3;
         g.delta.available += 3;
@@ -246,7 +245,7 @@ on_both_engines!(
         );
         assert_eq!(
             store.bought_per_buyer(&o.id).await.unwrap(),
-            vec![("gst_a".to_owned(), 2)]
+            vec![(sub("gst_a"), 2)]
         );
 
         let stored = store.order_by_token(&order.token).await.unwrap();
@@ -255,12 +254,12 @@ on_both_engines!(
             (order.id.clone(), 19_800, OrderState::Placed)
         );
         assert_eq!(store.order_of_reservation(&a).await.unwrap().id, order.id);
-        assert_eq!(store.orders_of_buyer("gst_a").await.unwrap().len(), 1);
+        assert_eq!(store.orders_of_buyer(&sub("gst_a")).await.unwrap().len(), 1);
 
         let paid = OrderProgress {
             from: OrderState::Placed,
             to: OrderState::Paid,
-            at: 400,
+            at: ms(400),
             shipping: None,
             cancel_reason: None,
         };
@@ -268,7 +267,7 @@ on_both_engines!(
         let stale = OrderProgress {
             from: OrderState::Placed,
             to: OrderState::Paid,
-            at: 401,
+            at: ms(401),
             shipping: None,
             cancel_reason: None,
         };
@@ -281,7 +280,7 @@ on_both_engines!(
         let ship = OrderProgress {
             from: OrderState::Paid,
             to: OrderState::Shipped,
-            at: 500,
+            at: ms(500),
             shipping: Some((&carrier, &tracking)),
             cancel_reason: None,
         };
@@ -289,7 +288,7 @@ on_both_engines!(
         let shipped = store.order(&order.id).await.unwrap();
         assert_eq!(
             (shipped.paid_at, shipped.shipped_at),
-            (Some(400), Some(500))
+            (Some(ms(400)), Some(ms(500)))
         );
         assert_eq!(shipped.carrier.unwrap().as_str(), "顺丰");
 
@@ -338,7 +337,7 @@ on_both_engines!(a_bad_group_writes_nothing, |store: Store| async move {
     g.releases.push(ReleaseRow {
         id: ReservationId::generate(),
         state: ReservationState::Cancelled,
-        at: 100,
+        at: ms(100),
     });
     assert!(matches!(
         store.commit_offer_group(&g).await,
@@ -389,20 +388,20 @@ on_both_engines!(
             order_id: orders[0].id.clone(),
             from: OrderState::Placed,
             reason: Reason::parse("不要了").unwrap(),
-            at: 300,
+            at: ms(300),
         });
         g.order_cancels.push(OrderCancelRow {
             order_id: orders[1].id.clone(),
             from: OrderState::Paid,
             reason: Reason::parse("").unwrap(),
-            at: 300,
+            at: ms(300),
         });
         let outcome = store.commit_offer_group(&g).await.unwrap();
         assert_eq!(outcome.cancels_applied, vec![true, false]);
         let cancelled = store.order(&orders[0].id).await.unwrap();
         assert_eq!(
             (cancelled.state, cancelled.cancelled_at),
-            (OrderState::Cancelled, Some(300))
+            (OrderState::Cancelled, Some(ms(300)))
         );
         assert_eq!(cancelled.cancel_reason.unwrap().as_str(), "不要了");
         let audit = store.audit_offer(&o.id).await.unwrap();
@@ -419,10 +418,10 @@ on_both_engines!(
 
         // The end: what is available goes home to the product.
         let mut g = group(&o, false);
-        g.end_at = Some(400);
+        g.end_at = Some(ms(400));
         store.commit_offer_group(&g).await.unwrap();
         let ended = store.offer(&o.id).await.unwrap();
-        assert_eq!(ended.ended_at, Some(400));
+        assert_eq!(ended.ended_at, Some(ms(400)));
         assert_eq!(
             ended.counts,
             StockCounts {
@@ -444,7 +443,7 @@ on_both_engines!(
             order_id: orders[1].id.clone(),
             from: OrderState::Placed,
             reason: Reason::parse("").unwrap(),
-            at: 500,
+            at: ms(500),
         });
         assert_eq!(
             store.commit_offer_group(&g).await.unwrap().cancels_applied,
@@ -488,7 +487,7 @@ on_both_engines!(
                     starts_at: None,
                     ends_at: None,
                 },
-                10,
+                ms(10),
             )
             .await
             .unwrap();
@@ -501,15 +500,15 @@ on_both_engines!(
         // One browser's guests: the second and third inherit the first's
         // person; a guest made with an account's cookie stands for it.
         let name = DisplayName::parse("路人").unwrap();
-        let first = store.create_guest(&name, 1).await.unwrap();
+        let first = store.create_guest(&name, ms(1)).await.unwrap();
         store
             .create_session(NewSession {
                 id: SessionId::generate(),
                 token_hash: "first-cookie",
                 subject: SessionSubject::Guest(first.clone()),
                 user_agent: "",
-                now: 1,
-                expires_at: 100,
+                now: ms(1),
+                expires_at: ms(100),
             })
             .await
             .unwrap();
@@ -522,7 +521,7 @@ on_both_engines!(
         assert_eq!(person, first.as_str());
         assert_eq!(store.person_behind_session("no-such").await.unwrap(), None);
         let second = store
-            .create_guest_of(&name, Some(&person), 2)
+            .create_guest_of(&name, Some(&person), ms(2))
             .await
             .unwrap();
         store
@@ -531,8 +530,8 @@ on_both_engines!(
                 token_hash: "second-cookie",
                 subject: SessionSubject::Guest(second.clone()),
                 user_agent: "",
-                now: 2,
-                expires_at: 3,
+                now: ms(2),
+                expires_at: ms(3),
             })
             .await
             .unwrap();
@@ -546,17 +545,23 @@ on_both_engines!(
             "the chain keeps its first person"
         );
         assert_eq!(
-            store.person_of(second.as_str()).await.unwrap(),
-            first.as_str()
+            store.person_of(&sub(second.as_str())).await.unwrap(),
+            sub(first.as_str())
         );
-        assert_eq!(store.person_of("usr_abc").await.unwrap(), "usr_abc");
-        assert_eq!(store.person_of("gst_unknown").await.unwrap(), "gst_unknown");
+        assert_eq!(
+            store.person_of(&sub("usr_abc")).await.unwrap(),
+            sub("usr_abc")
+        );
+        assert_eq!(
+            store.person_of(&sub("gst_unknown")).await.unwrap(),
+            sub("gst_unknown")
+        );
         let user = store
             .create_user(
                 &Mobile::parse("13900139111").unwrap(),
                 &name,
                 "$argon2id$fake",
-                1,
+                ms(1),
             )
             .await
             .unwrap();
@@ -566,8 +571,8 @@ on_both_engines!(
                 token_hash: "account-cookie",
                 subject: SessionSubject::User(user.id.clone()),
                 user_agent: "",
-                now: 1,
-                expires_at: 100,
+                now: ms(1),
+                expires_at: ms(100),
             })
             .await
             .unwrap();
@@ -579,7 +584,7 @@ on_both_engines!(
                 .as_deref(),
             Some(user.id.as_str())
         );
-        let stranger = store.create_guest(&name, 3).await.unwrap();
+        let stranger = store.create_guest(&name, ms(3)).await.unwrap();
 
         let mut g = group(&open, false);
         let a = hold(&mut g, first.as_str(), 1, None);
@@ -597,7 +602,7 @@ on_both_engines!(
             .await
             .unwrap()
             .into_iter()
-            .map(|(r, person)| (r.buyer, person, r.quantity))
+            .map(|(r, person)| (r.buyer.to_string(), person.to_string(), r.quantity))
             .collect();
         held.sort();
         let mut expected = vec![
@@ -608,7 +613,16 @@ on_both_engines!(
         assert_eq!(held, expected);
         assert_eq!(
             store.bought_per_person(&open.id).await.unwrap(),
-            vec![(first.to_string(), 1)]
+            vec![(sub(first.as_str()), 1)]
         );
     }
 );
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}
+
+fn sub(raw: &str) -> domain::Subject {
+    domain::Subject::from_trusted(raw)
+}

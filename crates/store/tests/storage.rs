@@ -11,7 +11,7 @@ async fn farmer(store: &Store, mobile: &str) -> UserRecord {
             &Mobile::parse(mobile).unwrap(),
             &DisplayName::parse("老王").unwrap(),
             "$argon2id$fake",
-            1_000,
+            ms(1_000),
         )
         .await
         .unwrap()
@@ -27,7 +27,7 @@ async fn shop_of(store: &Store, owner: &UserRecord) -> ShopRecord {
                 story: Story::parse("羊粪养出来的小米").unwrap(),
                 payment_note: domain::PaymentNote::from_trusted(String::new()),
             },
-            1_000,
+            ms(1_000),
         )
         .await
         .unwrap()
@@ -41,7 +41,7 @@ on_both_engines!(migrations_are_idempotent, |store: Store| async move {
 on_both_engines!(accounts_and_sessions, |store: Store| async move {
     let user = farmer(&store, "13800138000").await;
     let dup = store
-        .create_user(&user.mobile, &user.display_name, "x", 2_000)
+        .create_user(&user.mobile, &user.display_name, "x", ms(2_000))
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Conflict("mobile")), "{dup:?}");
@@ -57,52 +57,61 @@ on_both_engines!(accounts_and_sessions, |store: Store| async move {
             token_hash: "hash-1",
             subject: SessionSubject::User(user.id.clone()),
             user_agent: "test",
-            now: 1_000,
-            expires_at: 10_000,
+            now: ms(1_000),
+            expires_at: ms(10_000),
         })
         .await
         .unwrap();
     let active = store
-        .active_session("hash-1", 2_000)
+        .active_session("hash-1", ms(2_000))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(active.identity.user(), Some(&user.id));
     assert!(
         store
-            .active_session("hash-1", 10_001)
+            .active_session("hash-1", ms(10_001))
             .await
             .unwrap()
             .is_none(),
         "expired"
     );
 
-    store.touch_session(&session, 9_000, 20_000).await.unwrap();
+    store
+        .touch_session(&session, ms(9_000), ms(20_000))
+        .await
+        .unwrap();
     assert!(
         store
-            .active_session("hash-1", 10_001)
+            .active_session("hash-1", ms(10_001))
             .await
             .unwrap()
             .is_some(),
         "slid forward"
     );
     assert_eq!(
-        store.sessions_of_user(&user.id, 9_000).await.unwrap().len(),
+        store
+            .sessions_of_user(&user.id, ms(9_000))
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
     let other = farmer(&store, "13900139000").await;
     assert!(matches!(
-        store.revoke_user_session(&other.id, &session, 9_500).await,
+        store
+            .revoke_user_session(&other.id, &session, ms(9_500))
+            .await,
         Err(StoreError::NotFound)
     ));
     store
-        .revoke_user_session(&user.id, &session, 9_500)
+        .revoke_user_session(&user.id, &session, ms(9_500))
         .await
         .unwrap();
     assert!(
         store
-            .active_session("hash-1", 9_600)
+            .active_session("hash-1", ms(9_600))
             .await
             .unwrap()
             .is_none(),
@@ -112,7 +121,7 @@ on_both_engines!(accounts_and_sessions, |store: Store| async move {
 
 on_both_engines!(guest_sessions, |store: Store| async move {
     let guest = store
-        .create_guest(&DisplayName::parse("路人甲").unwrap(), 1)
+        .create_guest(&DisplayName::parse("路人甲").unwrap(), ms(1))
         .await
         .unwrap();
     store
@@ -121,13 +130,13 @@ on_both_engines!(guest_sessions, |store: Store| async move {
             token_hash: "guest-hash",
             subject: SessionSubject::Guest(guest.clone()),
             user_agent: "",
-            now: 1,
-            expires_at: 100,
+            now: ms(1),
+            expires_at: ms(100),
         })
         .await
         .unwrap();
     let before = store
-        .active_session("guest-hash", 2)
+        .active_session("guest-hash", ms(2))
         .await
         .unwrap()
         .unwrap();
@@ -137,11 +146,11 @@ on_both_engines!(guest_sessions, |store: Store| async move {
         .await
         .unwrap();
     let s = store
-        .active_session("guest-hash", 2)
+        .active_session("guest-hash", ms(2))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(s.identity.subject(), guest.as_str());
+    assert_eq!(s.identity.subject().as_str(), guest.as_str());
     assert_eq!(s.identity.name().as_str(), "小李");
     assert!(s.identity.user().is_none());
 });
@@ -169,9 +178,12 @@ on_both_engines!(shops_moderators_and_roles, |store: Store| async move {
         Role::Viewer
     );
 
-    store.add_moderator(&shop.id, &helper.id, 5).await.unwrap();
+    store
+        .add_moderator(&shop.id, &helper.id, ms(5))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.add_moderator(&shop.id, &helper.id, 6).await,
+        store.add_moderator(&shop.id, &helper.id, ms(6)).await,
         Err(StoreError::Conflict("moderator"))
     ));
     assert_eq!(
@@ -209,7 +221,7 @@ on_both_engines!(shops_moderators_and_roles, |store: Store| async move {
                 name: Some(ShopName::parse("新名字").unwrap()),
                 ..Default::default()
             },
-            7,
+            ms(7),
         )
         .await
         .unwrap();
@@ -235,7 +247,7 @@ on_both_engines!(products, |store: Store| async move {
                 stock: 300,
                 ships_on: Some(ShipDate::parse("2026-10-08").unwrap()),
             },
-            10,
+            ms(10),
         )
         .await
         .unwrap();
@@ -250,7 +262,7 @@ on_both_engines!(products, |store: Store| async move {
                 ships_on: Some(None),
                 ..Default::default()
             },
-            11,
+            ms(11),
         )
         .await
         .unwrap();
@@ -258,7 +270,7 @@ on_both_engines!(products, |store: Store| async move {
     assert!(updated.ships_on.is_none(), "presale date cleared");
     assert_eq!(updated.title, p.title);
 
-    store.archive_product(&p.id, 12).await.unwrap();
+    store.archive_product(&p.id, ms(12)).await.unwrap();
     assert!(matches!(
         store.product(&p.id).await,
         Err(StoreError::NotFound)
@@ -274,45 +286,45 @@ on_both_engines!(broadcast_lifecycle, |store: Store| async move {
             NewBroadcast {
                 shop_id: shop.id.clone(),
                 title: BroadcastTitle::parse("秋收直播").unwrap(),
-                scheduled_at: Some(50_000),
+                scheduled_at: Some(ms(50_000)),
                 stream_key: "key-1".into(),
             },
-            100,
+            ms(100),
         )
         .await
         .unwrap();
     assert_eq!(b.state, BroadcastState::Scheduled);
 
     let live = store
-        .set_broadcast_state(&b.id, BroadcastState::Live, 200)
+        .set_broadcast_state(&b.id, BroadcastState::Live, ms(200))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (live.state, live.started_at),
-        (BroadcastState::Live, Some(200))
+        (BroadcastState::Live, Some(ms(200)))
     );
     assert_eq!(store.live_broadcasts().await.unwrap().len(), 1);
 
     let ended = store
-        .set_broadcast_state(&b.id, BroadcastState::Ended, 300)
+        .set_broadcast_state(&b.id, BroadcastState::Ended, ms(300))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (ended.state, ended.ended_at),
-        (BroadcastState::Ended, Some(300))
+        (BroadcastState::Ended, Some(ms(300)))
     );
     assert!(
         store
-            .set_broadcast_state(&b.id, BroadcastState::Live, 400)
+            .set_broadcast_state(&b.id, BroadcastState::Live, ms(400))
             .await
             .unwrap()
             .is_none(),
         "an ended broadcast stays ended"
     );
 
-    store.set_stream_key(&b.id, "key-2", 500).await.unwrap();
+    store.set_stream_key(&b.id, "key-2", ms(500)).await.unwrap();
     assert_eq!(store.broadcast(&b.id).await.unwrap().stream_key, "key-2");
     let cleared = store
         .update_broadcast(
@@ -321,9 +333,14 @@ on_both_engines!(broadcast_lifecycle, |store: Store| async move {
                 scheduled_at: Some(None),
                 ..Default::default()
             },
-            600,
+            ms(600),
         )
         .await
         .unwrap();
     assert_eq!(cleared.scheduled_at, None);
 });
+
+/// A test time: Unix milliseconds.
+fn ms(millis: i64) -> domain::UnixMillis {
+    domain::UnixMillis::from_millis(millis)
+}

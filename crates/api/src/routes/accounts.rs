@@ -199,7 +199,7 @@ async fn sign_up(
     let hash = state.passwords.hash(password).await?;
     let user = state
         .store
-        .create_user(&mobile, &name, &hash, store::now_millis())
+        .create_user(&mobile, &name, &hash, domain::UnixMillis::wall_now())
         .await
         .map_err(|e| match e {
             store::StoreError::Conflict(_) => ApiError::Conflict {
@@ -309,7 +309,7 @@ async fn sign_out(
     if let Some(caller) = caller {
         state
             .store
-            .revoke_session(&caller.session_id, store::now_millis())
+            .revoke_session(&caller.session_id, domain::UnixMillis::wall_now())
             .await?;
     }
     Ok((
@@ -358,7 +358,7 @@ async fn become_guest(
             let person = auth::person_behind_cookie(&headers, &state).await?;
             let guest = state
                 .store
-                .create_guest_of(&name, person.as_deref(), store::now_millis())
+                .create_guest_of(&name, person.as_deref(), domain::UnixMillis::wall_now())
                 .await?;
             let (_, cookie) = start_session(
                 &state,
@@ -381,7 +381,7 @@ async fn my_sessions(
 ) -> ApiResult<Json<Vec<SessionView>>> {
     let sessions = state
         .store
-        .sessions_of_user(&me.user, store::now_millis())
+        .sessions_of_user(&me.user, domain::UnixMillis::wall_now())
         .await?;
     Ok(Json(
         sessions
@@ -409,7 +409,7 @@ async fn revoke_session(
     let id = parse_id("session", &session_id, SessionId::parse)?;
     state
         .store
-        .revoke_user_session(&me.user, &id, store::now_millis())
+        .revoke_user_session(&me.user, &id, domain::UnixMillis::wall_now())
         .await
         .map_err(crate::error::not_found("session"))?;
     Ok(StatusCode::NO_CONTENT)

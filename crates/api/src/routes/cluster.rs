@@ -7,6 +7,7 @@ use crate::state::AppState;
 use crate::views::Timestamp;
 use axum::extract::{FromRequestParts, State};
 use axum::http::{header, request::Parts};
+use domain::UnixMillis;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
@@ -121,7 +122,7 @@ async fn cluster_status(
                     .map(|(kind, id, holder)| OwnedLease {
                         kind: kind.clone(),
                         id: id.clone(),
-                        since: Timestamp(holder.since_ms),
+                        since: Timestamp(UnixMillis::from_millis(holder.since_ms)),
                     })
                     .collect(),
                 id: n.id,
@@ -129,8 +130,8 @@ async fn cluster_status(
                 http_url: n.http_url,
                 media: n.media,
                 version: n.version,
-                started_at: Timestamp(n.started_at_ms),
-                heartbeat_at: Timestamp(n.heartbeat_at_ms),
+                started_at: Timestamp(UnixMillis::from_millis(n.started_at_ms)),
+                heartbeat_at: Timestamp(UnixMillis::from_millis(n.heartbeat_at_ms)),
                 viewers: n.load.viewers,
                 sockets: n.load.sockets,
                 cpu_percent: n.load.cpu_percent,

@@ -71,7 +71,7 @@ async fn live_socket(
         Some(caller) => {
             let role = state
                 .shops
-                .role_in_shop(&shop.id, caller.identity.subject())
+                .role_in_shop(&shop.id, caller.identity.subject().as_str())
                 .await?;
             Participant::from_identity(&caller.identity, role)
         }

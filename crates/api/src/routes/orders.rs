@@ -17,7 +17,7 @@ use domain::{
     ReservationId, TrackingNumber, field, optional,
 };
 use orders::{
-    BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderView, OrdersError,
+    BuyerReservation, Checkout, NewOffer, OfferSnapshot, OrderFilter, OrderRecord, OrdersError,
     ReservationView, ReserveRequest,
 };
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,7 @@ pub(crate) fn orders_error(e: OrdersError) -> ApiError {
             refused(StatusCode::FORBIDDEN, e.to_string(), Params::new())
         }
         OrdersError::NotStarted { starts_at } => {
-            let at = Timestamp(starts_at).to_rfc3339();
+            let at = Timestamp(starts_at).to_rfc3339().unwrap_or_default();
             refused(
                 StatusCode::CONFLICT,
                 format!("the offer starts at {at}"),
@@ -195,52 +195,6 @@ pub struct NewOfferBody {
     pub hold_minutes: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ReservationBody {
-    pub id: String,
-    pub offer_id: String,
-    pub quantity: u32,
-    pub unit_price_fen: i64,
-    pub total_fen: i64,
-    pub created_at: Timestamp,
-    /// Confirm (check out) before this, or the units go back on sale.
-    pub expires_at: Timestamp,
-}
-
-impl From<ReservationView> for ReservationBody {
-    fn from(r: ReservationView) -> Self {
-        ReservationBody {
-            id: r.id.into_string(),
-            offer_id: r.offer_id.into_string(),
-            quantity: r.quantity,
-            unit_price_fen: r.unit_price.get(),
-            total_fen: r.total.get(),
-            created_at: ts(r.created_at),
-            expires_at: ts(r.expires_at),
-        }
-    }
-}
-
-/// A reservation as its buyer reads it back.
-#[derive(Serialize, ToSchema)]
-pub struct MyReservationBody {
-    #[serde(flatten)]
-    pub reservation: ReservationBody,
-    /// `held` (check out before `expires_at`), `confirmed` (an order was
-    /// placed), `cancelled` or `expired`.
-    #[schema(example = "held")]
-    pub state: String,
-}
-
-impl From<BuyerReservation> for MyReservationBody {
-    fn from(r: BuyerReservation) -> Self {
-        MyReservationBody {
-            reservation: r.view.into(),
-            state: r.state.as_str().to_owned(),
-        }
-    }
-}
-
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveBody {
     #[schema(example = 1)]
@@ -260,69 +214,21 @@ pub struct CheckoutBody {
     pub payment_method: String,
 }
 
-/// An order. Contains the buyer's contact details: only the shop's owner
-/// and the holder of the private link ever receive it.
+/// An order: the store's record as it serializes, plus the buyer's private
+/// link. Contains the buyer's contact details: only the shop's owner and the
+/// holder of the private link ever receive it.
 #[derive(Serialize, ToSchema)]
 pub struct OrderBody {
-    pub id: String,
+    #[serde(flatten)]
+    pub order: OrderRecord,
     /// The buyer's private page for this order.
     pub private_url: String,
-    pub offer_id: String,
-    pub broadcast_id: String,
-    /// The shop to pay (its `payment_note` says how, for transfers).
-    pub shop_id: String,
-    pub product_id: String,
-    pub title: String,
-    pub unit: String,
-    #[schema(value_type = Option<String>)]
-    pub ships_on: Option<domain::ShipDate>,
-    pub quantity: u32,
-    pub unit_price_fen: i64,
-    pub total_fen: i64,
-    pub recipient_name: String,
-    pub mobile: String,
-    pub address: String,
-    /// `cash_on_delivery`, `bank_transfer` or `wechat_transfer`.
-    pub payment_method: String,
-    /// `placed`, `paid`, `shipped`, `delivered` or `cancelled`.
-    pub state: String,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
-    pub cancel_reason: Option<String>,
-    pub created_at: Timestamp,
-    pub paid_at: Option<Timestamp>,
-    pub shipped_at: Option<Timestamp>,
-    pub delivered_at: Option<Timestamp>,
-    pub cancelled_at: Option<Timestamp>,
 }
 
-fn order_body(state: &AppState, o: OrderView) -> OrderBody {
+fn order_body(state: &AppState, order: OrderRecord) -> OrderBody {
     OrderBody {
-        private_url: state.settings.url(&format!("/o/{}", o.token)),
-        id: o.id.into_string(),
-        offer_id: o.offer_id.into_string(),
-        broadcast_id: o.broadcast_id.into_string(),
-        shop_id: o.shop_id.into_string(),
-        product_id: o.product_id.into_string(),
-        title: o.title.into_string(),
-        unit: o.unit.into_string(),
-        ships_on: o.ships_on,
-        quantity: o.quantity,
-        unit_price_fen: o.unit_price.get(),
-        total_fen: o.total.get(),
-        recipient_name: o.recipient_name.into_string(),
-        mobile: o.mobile.as_str().to_owned(),
-        address: o.address.into_string(),
-        payment_method: o.payment_method.as_str().to_owned(),
-        state: o.state.as_str().to_owned(),
-        carrier: o.carrier.map(|c| c.as_str().to_owned()),
-        tracking_number: o.tracking_number.map(|t| t.as_str().to_owned()),
-        cancel_reason: o.cancel_reason.map(|r| r.into_string()),
-        created_at: ts(o.created_at),
-        paid_at: ts_opt(o.paid_at),
-        shipped_at: ts_opt(o.shipped_at),
-        delivered_at: ts_opt(o.delivered_at),
-        cancelled_at: ts_opt(o.cancelled_at),
+        private_url: state.settings.url(&format!("/o/{}", order.token)),
+        order,
     }
 }
 
@@ -332,8 +238,8 @@ pub struct OfferDraft {
     product: ProductId,
     price: Fen,
     buyers: domain::Buyers,
-    starts_at: Option<i64>,
-    ends_at: Option<i64>,
+    starts_at: Option<domain::UnixMillis>,
+    ends_at: Option<domain::UnixMillis>,
     quantity: u32,
     per_buyer_limit: u32,
     hold: Option<Duration>,
@@ -487,7 +393,7 @@ fn idempotency_key_description() -> String {
     params(("offer_id" = String, Path),
            ("Idempotency-Key" = Option<String>, Header, description = idempotency_key_description())),
     request_body = ReserveBody,
-    responses((status = 201, body = ReservationBody),
+    responses((status = 201, body = ReservationView),
               (status = 401, body = crate::error::Problem,
                description = "`nickname_required`: a guest nickname is enough to buy, no account needed"),
               (status = 403, body = crate::error::Problem,
@@ -506,7 +412,7 @@ async fn reserve(
     Path(offer_id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<ReserveBody>,
-) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
+) -> ApiResult<(StatusCode, Json<ReservationView>)> {
     let offer = parse_id("offer", &offer_id, OfferId::parse)?;
     // Not visible ASCII: the order service refuses it the same way as a key
     // that is too long or empty.
@@ -517,51 +423,51 @@ async fn reserve(
         .orders
         .reserve(ReserveRequest {
             offer,
-            buyer: buyer.identity.subject().to_owned(),
+            buyer: buyer.identity.subject(),
             quantity: body.quantity,
             idempotency_key,
         })
         .await
         .map_err(orders_error)?;
-    Ok((StatusCode::CREATED, Json(reservation.into())))
+    Ok((StatusCode::CREATED, Json(reservation)))
 }
 
 /// One of the caller's own reservations and where it stands (someone
 /// else's is not found).
 #[utoipa::path(get, path = "/reservations/{reservation_id}", tag = "orders",
     params(("reservation_id" = String, Path)),
-    responses((status = 200, body = MyReservationBody),
+    responses((status = 200, body = BuyerReservation),
               (status = 401, body = crate::error::Problem, description = "`nickname_required`"),
               (status = 404, body = crate::error::Problem)))]
 async fn get_reservation(
     State(state): State<AppState>,
     Participant(buyer): Participant,
     Path(reservation_id): Path<String>,
-) -> ApiResult<Json<MyReservationBody>> {
+) -> ApiResult<Json<BuyerReservation>> {
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     let reservation = state
         .orders
-        .reservation_of_buyer(buyer.identity.subject(), &id)
+        .reservation_of_buyer(&buyer.identity.subject(), &id)
         .await
         .map_err(orders_error)?;
-    Ok(Json(reservation.into()))
+    Ok(Json(reservation))
 }
 
 /// The caller's reservations in any state, newest first (the last 100;
 /// guests too, on the phone they tapped with).
 #[utoipa::path(get, path = "/reservations/mine", tag = "orders",
-    responses((status = 200, body = Vec<MyReservationBody>),
+    responses((status = 200, body = Vec<BuyerReservation>),
               (status = 401, body = crate::error::Problem, description = "`nickname_required`")))]
 async fn my_reservations(
     State(state): State<AppState>,
     Participant(buyer): Participant,
-) -> ApiResult<Json<Vec<MyReservationBody>>> {
+) -> ApiResult<Json<Vec<BuyerReservation>>> {
     let reservations = state
         .orders
-        .reservations_of_buyer(buyer.identity.subject())
+        .reservations_of_buyer(&buyer.identity.subject())
         .await
         .map_err(orders_error)?;
-    Ok(Json(reservations.into_iter().map(Into::into).collect()))
+    Ok(Json(reservations))
 }
 
 /// Give the units back (the buyer changed their mind).
@@ -576,7 +482,7 @@ async fn cancel_reservation(
     let id = parse_id("reservation", &reservation_id, ReservationId::parse)?;
     state
         .orders
-        .cancel_reservation(buyer.identity.subject(), &id)
+        .cancel_reservation(&buyer.identity.subject(), &id)
         .await
         .map_err(orders_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -605,7 +511,7 @@ async fn checkout(
     .map_err(orders_error)?;
     let order = state
         .orders
-        .confirm(buyer.identity.subject(), &id, checkout)
+        .confirm(&buyer.identity.subject(), &id, checkout)
         .await
         .map_err(orders_error)?;
     // The buyer's other tabs and phones in the room learn it from the order
@@ -622,7 +528,7 @@ async fn my_orders(
 ) -> ApiResult<Json<Vec<OrderBody>>> {
     let orders = state
         .orders
-        .orders_of_buyer(buyer.identity.subject())
+        .orders_of_buyer(&buyer.identity.subject())
         .await
         .map_err(orders_error)?;
     Ok(Json(

@@ -268,7 +268,7 @@ async fn save(
         width: prepared.width,
         height: prepared.height,
         bytes: prepared.large.len() as u64,
-        created_at: store::now_millis(),
+        created_at: domain::UnixMillis::wall_now(),
     };
     let retired = state
         .store
@@ -340,7 +340,10 @@ async fn delete_shop_photo(
     let shop = owned_shop(&state, &shop_id, &me.user).await?;
     let retired = state
         .store
-        .remove_photo(&PhotoSubject::Shop(shop.id.clone()), store::now_millis())
+        .remove_photo(
+            &PhotoSubject::Shop(shop.id.clone()),
+            domain::UnixMillis::wall_now(),
+        )
         .await?;
     forget_files(&photo_dir(&state)?, &retired).await;
     Ok(StatusCode::NO_CONTENT)
@@ -377,7 +380,10 @@ async fn delete_product_photo(
     let (product, _) = product_shop(&state, &product_id, &me).await?;
     let retired = state
         .store
-        .remove_photo(&PhotoSubject::Product(product), store::now_millis())
+        .remove_photo(
+            &PhotoSubject::Product(product),
+            domain::UnixMillis::wall_now(),
+        )
         .await?;
     forget_files(&photo_dir(&state)?, &retired).await;
     Ok(StatusCode::NO_CONTENT)

@@ -159,7 +159,7 @@ impl Replayable {
     fn origin(&self) -> UnixMillis {
         self.segments
             .first()
-            .and_then(|s| s.started_at)
+            .and_then(|s| s.started_at.map(UnixMillis::from_millis))
             .or(self.broadcast.started_at)
             .unwrap_or_default()
     }
@@ -223,7 +223,7 @@ fn timeline(
     let on_timeline = |at: UnixMillis| {
         ended_at
             .is_none_or(|end| at <= end)
-            .then(|| (at - origin).max(0))
+            .then(|| offset_ms(at, origin).max(0))
     };
     let mut chapters = Vec::new();
     for offer in offers {
@@ -327,8 +327,10 @@ async fn get_replay(
             url: format!("/recordings/{id}/{}", segment_name(i + 1, s)),
             content_type: mime_type(s.codec),
             bytes: s.bytes,
-            start_ms: s.started_at.map_or(0, |at| (at - origin).max(0)),
-            started_at: ts_opt(s.started_at),
+            start_ms: s.started_at.map_or(0, |at| {
+                offset_ms(UnixMillis::from_millis(at), origin).max(0)
+            }),
+            started_at: ts_opt(s.started_at.map(UnixMillis::from_millis)),
         })
         .collect();
     Ok(Json(ReplayView {
@@ -382,11 +384,11 @@ async fn replay_chat(
             .into_iter()
             .map(|m| ReplayChatLine {
                 id: m.id.to_string(),
-                at_ms: m.posted_at - origin,
+                at_ms: offset_ms(m.posted_at, origin),
                 author_name: m.author_name.as_str().to_owned(),
                 author_role: m.author_role,
                 text: m.text.as_str().to_owned(),
-                cleared_ms: m.cleared_at.map(|c| c - origin),
+                cleared_ms: m.cleared_at.map(|c| offset_ms(c, origin)),
             })
             .collect(),
         next,
@@ -466,6 +468,11 @@ async fn segment_file(
     response
 }
 
+/// Milliseconds from the timeline's origin (negative before it).
+fn offset_ms(at: UnixMillis, origin: UnixMillis) -> i64 {
+    at.millis().saturating_sub(origin.millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,8 +485,8 @@ mod tests {
             title: ProductTitle::from_trusted("小米".into()),
             unit: Unit::from_trusted("袋".into()),
             price: Fen::from_trusted(100),
-            opened_at,
-            sold_out_at,
+            opened_at: UnixMillis::from_millis(opened_at),
+            sold_out_at: sold_out_at.map(UnixMillis::from_millis),
             ended_at: None,
         }
     }
@@ -488,7 +495,7 @@ mod tests {
         PinMoment {
             offer_id: offer.offer_id.clone(),
             pinned,
-            at,
+            at: UnixMillis::from_millis(at),
         }
     }
 
@@ -503,7 +510,12 @@ mod tests {
             pin(&a, false, 6_000),
             pin(&a, true, 20_000), // after the end
         ];
-        let (chapters, spans) = timeline(1_000, Some(12_000), &[a.clone(), b.clone()], &pins);
+        let (chapters, spans) = timeline(
+            UnixMillis::from_millis(1_000),
+            Some(UnixMillis::from_millis(12_000)),
+            &[a.clone(), b.clone()],
+            &pins,
+        );
         let seen: Vec<_> = chapters.iter().map(|c| (c.kind, c.at_ms)).collect();
         assert_eq!(
             seen,

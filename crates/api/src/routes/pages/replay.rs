@@ -77,7 +77,7 @@ pub(super) async fn replay(
                 shop_place: r.shop.place.as_str().to_owned(),
                 started_at: b
                     .started_at
-                    .map(|ms| crate::views::Timestamp(ms).to_rfc3339())
+                    .and_then(|at| crate::views::Timestamp(at).to_rfc3339())
                     .unwrap_or_default(),
             },
         )

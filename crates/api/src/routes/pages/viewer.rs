@@ -8,7 +8,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use domain::BroadcastState;
+use domain::{BroadcastState, UnixMillis};
 use store::{BroadcastRecord, ShopRecord};
 
 #[derive(Template)]
@@ -105,13 +105,14 @@ fn share_description(b: &BroadcastRecord, shop: &ShopRecord) -> String {
 
 /// Beijing time, which is what farmers and buyers read clocks in; the
 /// page's script re-renders times in the phone's own zone.
-fn beijing(ms: i64) -> Option<time::OffsetDateTime> {
-    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+fn beijing(at: UnixMillis) -> Option<time::OffsetDateTime> {
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.millis()) * 1_000_000)
+        .ok()?;
     Some(utc.to_offset(time::UtcOffset::from_hms(8, 0, 0).ok()?))
 }
 
-fn beijing_label(ms: i64) -> String {
-    beijing(ms)
+fn beijing_label(at: UnixMillis) -> String {
+    beijing(at)
         .map(|t| {
             format!(
                 "{}月{}日 {:02}:{:02}（北京时间）",
@@ -124,8 +125,8 @@ fn beijing_label(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn iso(ms: Option<i64>) -> String {
-    ms.map(|ms| crate::views::Timestamp(ms).to_rfc3339())
+fn iso(at: Option<UnixMillis>) -> String {
+    at.and_then(|at| crate::views::Timestamp(at).to_rfc3339())
         .unwrap_or_default()
 }
 
@@ -162,7 +163,7 @@ mod tests {
     fn beijing_time_is_utc_plus_eight() {
         // 2026-10-08T06:30:00Z
         assert_eq!(
-            beijing_label(1_791_441_000_000),
+            beijing_label(UnixMillis::from_millis(1_791_441_000_000)),
             "10月8日 14:30（北京时间）"
         );
     }
