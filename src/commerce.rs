@@ -37,50 +37,54 @@ pub fn offer_card(s: &OfferSnapshot) -> OfferCard {
     }
 }
 
-fn refusal(code: BuyRefusalCode, message: impl Into<String>) -> BuyRefusal {
-    BuyRefusal {
-        code,
-        message: message.into(),
-        available: None,
-    }
-}
-
 fn buy_refusal(e: OrdersError) -> BuyRefusal {
     match e {
-        OrdersError::SoldOut { available: 0 } => refusal(BuyRefusalCode::SoldOut, "sold out"),
+        OrdersError::SoldOut { available: 0 } => {
+            BuyRefusal::new(BuyRefusalCode::SoldOut, "sold out")
+        }
         OrdersError::SoldOut { available } => BuyRefusal {
-            code: BuyRefusalCode::InsufficientStock,
-            message: format!("only {available} left"),
             available: Some(available),
+            ..BuyRefusal::new(
+                BuyRefusalCode::InsufficientStock,
+                format!("only {available} left"),
+            )
         },
-        OrdersError::OverLimit { limit, already } => refusal(
-            BuyRefusalCode::LimitReached,
-            format!("at most {limit} per buyer; you already have {already}"),
-        ),
-        OrdersError::AccountRequired => refusal(
+        OrdersError::OverLimit { limit, already } => BuyRefusal {
+            limit: Some(limit),
+            already: Some(already),
+            ..BuyRefusal::new(
+                BuyRefusalCode::LimitReached,
+                format!("at most {limit} per buyer; you already have {already}"),
+            )
+        },
+        OrdersError::AccountRequired => BuyRefusal::new(
             BuyRefusalCode::AccountRequired,
             "this offer is for buyers signed in with a mobile account",
         ),
-        OrdersError::NotStarted { .. } => refusal(BuyRefusalCode::NotOnSale, "not on sale yet"),
+        OrdersError::NotStarted { .. } => {
+            BuyRefusal::new(BuyRefusalCode::NotOnSale, "not on sale yet")
+        }
         OrdersError::Ended
         | OrdersError::NotFound
         | OrdersError::Forbidden
-        | OrdersError::Banned => refusal(BuyRefusalCode::NotOnSale, "not on sale"),
-        OrdersError::Validation(errors) => refusal(
+        | OrdersError::Banned => BuyRefusal::new(BuyRefusalCode::NotOnSale, "not on sale"),
+        OrdersError::Validation(errors) => BuyRefusal::new(
             BuyRefusalCode::InvalidQuantity,
             errors
                 .first()
                 .map_or_else(|| "invalid quantity".to_owned(), |e| e.message.clone()),
         ),
-        OrdersError::IdempotencyMismatch => refusal(
+        OrdersError::IdempotencyMismatch => BuyRefusal::new(
             BuyRefusalCode::InvalidQuantity,
             "this nonce was already used for a different buy",
         ),
-        OrdersError::InvalidState(c) => refusal(BuyRefusalCode::NotOnSale, c.to_string()),
-        OrdersError::Unavailable => refusal(BuyRefusalCode::Unavailable, "busy; please try again"),
+        OrdersError::InvalidState(c) => BuyRefusal::new(BuyRefusalCode::NotOnSale, c.to_string()),
+        OrdersError::Unavailable => {
+            BuyRefusal::new(BuyRefusalCode::Unavailable, "busy; please try again")
+        }
         OrdersError::Store(e) => {
             tracing::error!(error = %e, "buy from the live channel failed in storage");
-            refusal(BuyRefusalCode::Unavailable, "please try again")
+            BuyRefusal::new(BuyRefusalCode::Unavailable, "please try again")
         }
     }
 }

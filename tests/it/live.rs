@@ -249,15 +249,17 @@ async fn buying_in_the_room_reserves_and_everyone_sees_stock_fall() {
         next_of(&mut buyer_ws, "reservation").await["reservation"],
         reservation["reservation"]
     );
-    // Over the limit is refused privately.
+    // Over the limit is refused privately, with the numbers to say so.
     send(
         &mut buyer_ws,
         json!({"type": "buy", "offer": s.offer, "quantity": 2, "nonce": "b2"}),
     )
     .await;
+    let refused = next_of(&mut buyer_ws, "buy_refused").await;
+    assert_eq!(refused["code"], "limit_reached");
     assert_eq!(
-        next_of(&mut buyer_ws, "buy_refused").await["code"],
-        "limit_reached"
+        (refused["limit"].as_u64(), refused["already"].as_u64()),
+        (Some(3), Some(2))
     );
 
     // Checkout over HTTP; the room's ticker names only a region.

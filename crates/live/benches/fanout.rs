@@ -146,11 +146,10 @@ impl live::Commerce for NoShop {
         _: u32,
         _: &str,
     ) -> Result<protocol::ReservationInfo, protocol::BuyRefusal> {
-        Err(protocol::BuyRefusal {
-            code: protocol::BuyRefusalCode::NotOnSale,
-            message: "benchmark".into(),
-            available: None,
-        })
+        Err(protocol::BuyRefusal::new(
+            protocol::BuyRefusalCode::NotOnSale,
+            "benchmark",
+        ))
     }
 
     async fn offer_card(

@@ -504,11 +504,7 @@ impl Reader {
             self.private(ServerEvent::BuyRefused {
                 nonce,
                 offer,
-                refusal: BuyRefusal {
-                    code: BuyRefusalCode::InvalidQuantity,
-                    message: "Choose at least one.".into(),
-                    available: None,
-                },
+                refusal: BuyRefusal::new(BuyRefusalCode::InvalidQuantity, "Choose at least one."),
             });
             return;
         }
@@ -550,11 +546,10 @@ impl Reader {
                         ServerEvent::BuyRefused {
                             nonce,
                             offer,
-                            refusal: BuyRefusal {
-                                code: BuyRefusalCode::Unavailable,
-                                message: "The shop is busy; please try again.".into(),
-                                available: None,
-                            },
+                            refusal: BuyRefusal::new(
+                                BuyRefusalCode::Unavailable,
+                                "The shop is busy; please try again.",
+                            ),
                         }
                     }
                 };

@@ -76,16 +76,13 @@ impl Commerce for ShelfCommerce {
             return Ok(r.clone());
         }
         let mut offers = self.offers.lock().unwrap();
-        let card = offers.get_mut(offer).ok_or(BuyRefusal {
-            code: BuyRefusalCode::NotOnSale,
-            message: "not on sale".into(),
-            available: None,
-        })?;
+        let card = offers
+            .get_mut(offer)
+            .ok_or(BuyRefusal::new(BuyRefusalCode::NotOnSale, "not on sale"))?;
         if card.available < quantity {
             return Err(BuyRefusal {
-                code: BuyRefusalCode::InsufficientStock,
-                message: "not enough left".into(),
                 available: Some(card.available),
+                ..BuyRefusal::new(BuyRefusalCode::InsufficientStock, "not enough left")
             });
         }
         card.available -= quantity;

@@ -531,6 +531,25 @@ pub struct BuyRefusal {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<u32>,
+    /// With `limit_reached`: the per-buyer limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// With `limit_reached`: how many this buyer already holds or bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub already: Option<u32>,
+}
+
+impl BuyRefusal {
+    /// A refusal that carries no numbers.
+    pub fn new(code: BuyRefusalCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            available: None,
+            limit: None,
+            already: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
