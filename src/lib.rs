@@ -3,6 +3,7 @@
 //! under `crates/`; this package only puts them together.
 
 mod bridge;
+mod cache_sync;
 mod commerce;
 pub mod config;
 mod demo;
@@ -105,7 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             if settings.node_url == config.public_url {
                 settings.node_url = public_url.clone();
             }
-            Some(membership::Membership::join(&settings, &sfu, &live).await?)
+            Some(membership::Membership::join(&settings, &sfu, &live, &store).await?)
         }
         None => None,
     };

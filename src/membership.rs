@@ -1,8 +1,10 @@
 //! This node in the cluster (`--cluster`): it connects to NATS, enters the
 //! node registry with its URL, media addresses and load, and leaves it on
-//! shutdown. The registry itself (heartbeats, TTL, a dead node vanishing)
-//! is the `cluster` crate's.
+//! shutdown; its cache changes reach the other nodes (`cache_sync`). The
+//! registry itself (heartbeats, TTL, a dead node vanishing) is the `cluster`
+//! crate's.
 
+use crate::cache_sync::CacheSync;
 use crate::config::ClusterSettings;
 use anyhow::Context;
 use cluster::{Cluster, ClusterConfig, NodeInfo, NodeLoad, Registration};
@@ -13,6 +15,7 @@ pub struct Membership {
     pub cluster: Cluster,
     registration: Registration,
     lag_gauge: tokio::task::JoinHandle<()>,
+    cache_sync: CacheSync,
 }
 
 impl Membership {
@@ -20,12 +23,14 @@ impl Membership {
         settings: &ClusterSettings,
         sfu: &sfu::Sfu,
         live: &live::LiveHub,
+        store: &store::Store,
     ) -> anyhow::Result<Membership> {
         let mut config = ClusterConfig::new(settings.url.clone(), settings.node_id.clone());
         config.prefix = settings.prefix.clone();
         let cluster = Cluster::connect(config)
             .await
             .context("joining the cluster")?;
+        let cache_sync = CacheSync::start(&cluster, store).await?;
         let info = NodeInfo {
             id: settings.node_id.clone(),
             instance: domain::secret_token(),
@@ -69,12 +74,14 @@ impl Membership {
             cluster,
             registration,
             lag_gauge,
+            cache_sync,
         })
     }
 
     /// Leaves the registry now rather than after its TTL.
     pub async fn leave(self) {
         self.lag_gauge.abort();
+        self.cache_sync.stop();
         self.registration.leave().await;
     }
 }

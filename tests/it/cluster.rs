@@ -4,9 +4,11 @@
 //! SKIPPED, unless FIELDCAST_REQUIRE_NATS=1.
 
 use crate::harness::*;
+use crate::live::{Phone, next_of, send};
+use crate::orders::sale;
 use fieldcast::config::ClusterSettings;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use store::testing::TestDb;
 
@@ -153,6 +155,121 @@ async fn nodes_see_each_other_and_one_that_stops_leaves_at_once() {
         assert!(Instant::now() < deadline, "node-b is still listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    a.shutdown().await;
+    drop_buckets(&prefix).await;
+}
+
+/// Two nodes on one database and NATS; the second is a bare server.
+async fn two_nodes(prefix: &str) -> Option<(TestApp, fieldcast::Running, tempfile::TempDir)> {
+    if !nats_available().await {
+        return None;
+    }
+    let db = TestDb::postgres().await?;
+    let url = db.url.clone();
+    let a = TestApp::spawn_with(db, |c| {
+        c.cluster = Some(settings(c, prefix, "node-a"));
+    })
+    .await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config_b = a.config.clone();
+    config_b.database_url = url;
+    config_b.data_dir = data_dir.path().to_owned();
+    config_b.cluster = Some(settings(&config_b, prefix, "node-b"));
+    let b = fieldcast::start(config_b).await.expect("node b starts");
+    Some((a, b, data_dir))
+}
+
+/// Polls `probe` until it is true; how long that took.
+async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !probe().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// The caches keep answers for 5 s; across nodes a sign-out and a ban must
+/// not wait for that.
+const CACHE_WINDOW: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once() {
+    let prefix = format!("it{}", domain::secret_token().to_lowercase());
+    let Some((a, b, _dir)) = two_nodes(&prefix).await else {
+        return;
+    };
+
+    // A guest's session, read (and so cached) on node b.
+    let guest = Phone::guest(&a, "赶集的").await;
+    let on_b = |path: &str| guest.http.get(b.url(path)).header("origin", b.url(""));
+    assert_eq!(
+        on_b("/api/v1/session").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Signed out on node a: node b no longer takes the cookie.
+    let out = a.delete(&guest.http, "/api/v1/session").await;
+    assert!(out.status().is_success(), "{}", out.status());
+    let took = within(
+        CACHE_WINDOW / 2,
+        "node b still takes a signed-out session",
+        async || on_b("/api/v1/session").send().await.unwrap().status() == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    println!("a sign-out on node a held on node b after {took:?}");
+
+    // A buyer who reserved on node b (so b cached the shop's bans) ...
+    let s = sale(&a, 10, 5).await;
+    let buyer = Phone::guest(&a, "囤货哥").await;
+    let mut buyer_ws = buyer.connect(&a, &s.broadcast).await;
+    let subject = next_of(&mut buyer_ws, "hello").await["you"]["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reserve_on_b = async |key: &str| {
+        buyer
+            .http
+            .post(b.url(&format!("/api/v1/offers/{}/reservations", s.offer)))
+            .header("origin", b.url(""))
+            .header("idempotency-key", key)
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        reserve_on_b("before-the-ban").await.status(),
+        StatusCode::CREATED
+    );
+    // ... is banned by the farmer on node a, and node b refuses them at once.
+    let owner = Phone::signed_in(&a, "13800138000").await;
+    let mut owner_ws = owner.connect(&a, &s.broadcast).await;
+    next_of(&mut owner_ws, "hello").await;
+    send(
+        &mut owner_ws,
+        json!({"type": "ban", "subject": subject, "reason": "囤货"}),
+    )
+    .await;
+    let mut tap = 0;
+    let took = within(
+        CACHE_WINDOW / 2,
+        "node b still sells to a banned buyer",
+        async || {
+            tap += 1;
+            let res = reserve_on_b(&format!("after-the-ban-{tap}")).await;
+            if res.status() == StatusCode::FORBIDDEN {
+                let problem: Value = res.json().await.unwrap();
+                assert_eq!(problem["code"], "banned", "{problem}");
+                true
+            } else {
+                false
+            }
+        },
+    )
+    .await;
+    println!("a ban on node a held on node b after {took:?}");
+
+    b.shutdown().await.unwrap();
     a.shutdown().await;
     drop_buckets(&prefix).await;
 }

@@ -329,7 +329,10 @@ impl Store {
             .bind(id.as_str())
             .execute(self.pool())
             .await?;
-        self.cache().forget_session(id.as_str());
+        // A later expiry: other nodes' shorter one is still true, so
+        // nobody else needs telling.
+        self.cache()
+            .apply(&crate::CacheChange::Session(id.to_string()));
         Ok(())
     }
 

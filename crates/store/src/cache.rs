@@ -7,7 +7,9 @@
 //! change an answer (revoking a session, sliding its expiry, renaming a guest,
 //! banning or unbanning) drops the affected entries first, so within one
 //! process a revocation or a ban takes effect at once. A write by another
-//! process (another node sharing the database) is seen within [`FRESH`].
+//! process (another node sharing the database) is seen within [`FRESH`], or
+//! at once where the nodes pass each other their [`CacheChange`]s (the
+//! cluster does, over NATS: see `Store::on_cache_change`).
 //!
 //! A read that raced such a write must not put its older answer back: every
 //! invalidation bumps a generation, and a read stores its result only if the
@@ -16,7 +18,7 @@
 use crate::accounts::SessionRecord;
 use domain::UnixMillis;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a cached answer may be served.
@@ -68,6 +70,21 @@ impl<V: Clone> Entries<V> {
     }
 }
 
+/// What a write made stale: the same entries are dropped wherever this is
+/// applied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum CacheChange {
+    /// A session revoked, signed out or slid: by session id.
+    Session(String),
+    /// A person renamed: every session of this user or guest id.
+    Subject(String),
+    /// A ban or unban: the shop's ban list.
+    Bans(String),
+}
+
+type ChangeHook = Box<dyn Fn(&CacheChange) + Send + Sync>;
+
 /// The caches of one [`Store`](crate::Store) (shared by its clones).
 #[derive(Default)]
 pub(crate) struct ReadCache {
@@ -75,6 +92,8 @@ pub(crate) struct ReadCache {
     sessions: Mutex<Entries<SessionRecord>>,
     /// Banned subjects by shop id.
     bans: Mutex<Entries<Arc<HashSet<String>>>>,
+    /// Told of every change this process makes.
+    on_change: OnceLock<ChangeHook>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -108,18 +127,50 @@ impl ReadCache {
 
     /// Drops every cached session with this id.
     pub(crate) fn forget_session(&self, id: &str) {
-        self.sessions
-            .lock()
-            .expect("session cache")
-            .remove_where(|_, s| s.id.as_str() == id);
+        self.changed(CacheChange::Session(id.to_owned()));
     }
 
     /// Drops every cached session of this subject (user or guest id).
     pub(crate) fn forget_subject(&self, subject: &str) {
-        self.sessions
-            .lock()
-            .expect("session cache")
-            .remove_where(|_, s| s.identity.subject().as_str() == subject);
+        self.changed(CacheChange::Subject(subject.to_owned()));
+    }
+
+    pub(crate) fn forget_bans(&self, shop: &str) {
+        self.changed(CacheChange::Bans(shop.to_owned()));
+    }
+
+    /// A change made here: applied, then told to the hook.
+    fn changed(&self, change: CacheChange) {
+        self.apply(&change);
+        if let Some(hook) = self.on_change.get() {
+            hook(&change);
+        }
+    }
+
+    /// Sets the one hook told of this process's changes; false if one is set.
+    pub(crate) fn set_hook(&self, hook: ChangeHook) -> bool {
+        self.on_change.set(hook).is_ok()
+    }
+
+    /// Drops what `change` made stale (made here or by another node).
+    pub(crate) fn apply(&self, change: &CacheChange) {
+        match change {
+            CacheChange::Session(id) => self
+                .sessions
+                .lock()
+                .expect("session cache")
+                .remove_where(|_, s| s.id.as_str() == id),
+            CacheChange::Subject(subject) => self
+                .sessions
+                .lock()
+                .expect("session cache")
+                .remove_where(|_, s| s.identity.subject().as_str() == subject),
+            CacheChange::Bans(shop) => self
+                .bans
+                .lock()
+                .expect("ban cache")
+                .remove_where(|k, _| k == shop),
+        }
     }
 
     /// The cached ban list of `shop`, or the generation to store one under.
@@ -133,13 +184,6 @@ impl ReadCache {
             .lock()
             .expect("ban cache")
             .put(shop.to_owned(), banned, read_under, MAX_SHOPS);
-    }
-
-    pub(crate) fn forget_bans(&self, shop: &str) {
-        self.bans
-            .lock()
-            .expect("ban cache")
-            .remove_where(|k, _| k == shop);
     }
 }
 
@@ -160,5 +204,30 @@ mod tests {
         let banned: HashSet<String> = ["gst_troll".to_owned()].into();
         cache.put_bans("shp_1", Arc::new(banned), generation);
         assert!(cache.bans("shp_1").unwrap().contains("gst_troll"));
+    }
+
+    #[test]
+    fn changes_made_here_are_told_and_changes_from_elsewhere_are_not() {
+        let cache = ReadCache::default();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        assert!(cache.set_hook(Box::new(move |c| sink.lock().unwrap().push(c.clone()))));
+        assert!(!cache.set_hook(Box::new(|_| {})), "one hook");
+
+        let generation = cache.bans("shp_1").unwrap_err();
+        cache.put_bans("shp_1", Arc::new(HashSet::new()), generation);
+        cache.forget_bans("shp_1");
+        assert!(cache.bans("shp_1").is_err());
+        assert_eq!(*told.lock().unwrap(), [CacheChange::Bans("shp_1".into())]);
+
+        // Another node's ban: dropped here, not told back.
+        let generation = cache.bans("shp_2").unwrap_err();
+        cache.put_bans("shp_2", Arc::new(HashSet::new()), generation);
+        cache.apply(&CacheChange::Bans("shp_2".into()));
+        assert!(cache.bans("shp_2").is_err());
+        assert_eq!(told.lock().unwrap().len(), 1);
+
+        let wire = serde_json::to_string(&CacheChange::Session("ses_1".into())).unwrap();
+        assert_eq!(wire, r#"{"kind":"session","id":"ses_1"}"#);
     }
 }

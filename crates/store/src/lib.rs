@@ -22,6 +22,7 @@ pub mod testing;
 
 pub use accounts::{NewSession, SessionRecord, SessionSubject, UserRecord};
 pub use broadcasts::{BroadcastRecord, BroadcastUpdate, NewBroadcast};
+pub use cache::CacheChange;
 #[allow(unused_imports)] // filled by the live-channel work
 pub use chat::*;
 pub use error::StoreError;
@@ -150,6 +151,18 @@ impl Store {
 
     pub(crate) fn cache(&self) -> &ReadCache {
         &self.cache
+    }
+
+    /// Tells `hook` of every cache entry a write through this store made
+    /// stale, so other nodes can drop theirs too. One hook per store (and
+    /// its clones); false if one was set already.
+    pub fn on_cache_change(&self, hook: impl Fn(&CacheChange) + Send + Sync + 'static) -> bool {
+        self.cache.set_hook(Box::new(hook))
+    }
+
+    /// Drops what a write elsewhere (another node) made stale.
+    pub fn apply_cache_change(&self, change: &CacheChange) {
+        self.cache.apply(change);
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
