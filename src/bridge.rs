@@ -208,6 +208,8 @@ impl Bridge {
                     offer: offer_id,
                 },
             ),
+            // Other nodes' rooms hear of it from `cluster_sync`.
+            Happening::Live(LiveEvent::ShopWide { .. }) => {}
             Happening::Live(LiveEvent::Banned { shop, subject }) => {
                 // Only buyers (accounts, guests) hold units.
                 let Ok(buyer) = domain::Subject::parse(&subject) else {

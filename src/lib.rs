@@ -3,7 +3,7 @@
 //! under `crates/`; this package only puts them together.
 
 mod bridge;
-mod cache_sync;
+mod cluster_sync;
 mod commerce;
 pub mod config;
 mod demo;

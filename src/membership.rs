@@ -1,10 +1,11 @@
 //! This node in the cluster (`--cluster`): it connects to NATS, enters the
 //! node registry with its URL, media addresses and load, and leaves it on
-//! shutdown; its cache changes reach the other nodes (`cache_sync`). The
+//! shutdown; its cache and moderation changes reach the other nodes
+//! (`cluster_sync`). The
 //! registry itself (heartbeats, TTL, a dead node vanishing) is the `cluster`
 //! crate's.
 
-use crate::cache_sync::CacheSync;
+use crate::cluster_sync::ClusterSync;
 use crate::config::ClusterSettings;
 use anyhow::Context;
 use cluster::{Cluster, ClusterConfig, NodeInfo, NodeLoad, Registration};
@@ -15,7 +16,7 @@ pub struct Membership {
     pub cluster: Cluster,
     registration: Registration,
     lag_gauge: tokio::task::JoinHandle<()>,
-    cache_sync: CacheSync,
+    cluster_sync: ClusterSync,
 }
 
 impl Membership {
@@ -30,7 +31,7 @@ impl Membership {
         let cluster = Cluster::connect(config)
             .await
             .context("joining the cluster")?;
-        let cache_sync = CacheSync::start(&cluster, store).await?;
+        let cluster_sync = ClusterSync::start(&cluster, store, live).await?;
         let info = NodeInfo {
             id: settings.node_id.clone(),
             instance: domain::secret_token(),
@@ -74,14 +75,14 @@ impl Membership {
             cluster,
             registration,
             lag_gauge,
-            cache_sync,
+            cluster_sync,
         })
     }
 
     /// Leaves the registry now rather than after its TTL.
     pub async fn leave(self) {
         self.lag_gauge.abort();
-        self.cache_sync.stop();
+        self.cluster_sync.stop();
         self.registration.leave().await;
     }
 }

@@ -194,7 +194,7 @@ async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> boo
 const CACHE_WINDOW: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once() {
+async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once_and_close_its_socket_there() {
     let prefix = format!("it{}", domain::secret_token().to_lowercase());
     let Some((a, b, _dir)) = two_nodes(&prefix).await else {
         return;
@@ -241,6 +241,9 @@ async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once() {
         reserve_on_b("before-the-ban").await.status(),
         StatusCode::CREATED
     );
+    // ... and watches the room on node b too.
+    let mut buyer_on_b = buyer.connect_at(&b.url(""), &s.broadcast).await;
+    next_of(&mut buyer_on_b, "hello").await;
     // ... is banned by the farmer on node a, and node b refuses them at once.
     let owner = Phone::signed_in(&a, "13800138000").await;
     let mut owner_ws = owner.connect(&a, &s.broadcast).await;
@@ -268,6 +271,19 @@ async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once() {
     )
     .await;
     println!("a ban on node a held on node b after {took:?}");
+    // Node b's room closed the banned viewer's socket too.
+    let closed = tokio::time::timeout(CACHE_WINDOW, async {
+        use futures::StreamExt;
+        while let Some(msg) = buyer_on_b.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("node b's room closes the banned viewer's socket");
+    assert_eq!(closed, Some(4001), "closed as banned");
 
     b.shutdown().await.unwrap();
     a.shutdown().await;

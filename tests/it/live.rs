@@ -74,11 +74,14 @@ impl Phone {
     }
 
     pub async fn connect(&self, app: &TestApp, broadcast: &str) -> Socket {
-        let url = app
-            .url(&format!("/api/v1/broadcasts/{broadcast}/live"))
-            .replacen("http", "ws", 1);
+        self.connect_at(&app.url(""), broadcast).await
+    }
+
+    /// The live channel of a server at `base` (another node, say).
+    pub async fn connect_at(&self, base: &str, broadcast: &str) -> Socket {
+        let url = format!("{base}/api/v1/broadcasts/{broadcast}/live").replacen("http", "ws", 1);
         let mut request = url.as_str().into_client_request().unwrap();
-        if let Some(cookie) = self.jar.cookies(&app.url("/").parse().unwrap()) {
+        if let Some(cookie) = self.jar.cookies(&format!("{base}/").parse().unwrap()) {
             request.headers_mut().insert("cookie", cookie);
         }
         let (socket, _) = tokio_tungstenite::connect_async(request)

@@ -51,6 +51,10 @@ pub(crate) struct Inner {
 pub enum LiveEvent {
     /// A moderator banned `subject` from every broadcast of `shop`.
     Banned { shop: ShopId, subject: String },
+    /// A ban, unban, timeout or blocked-word change made here, for every
+    /// broadcast of `shop`: this node's rooms have it; other nodes' rooms
+    /// get it through [`LiveHub::apply_shop_event`].
+    ShopWide { shop: ShopId, event: ShopEvent },
 }
 
 #[derive(Clone)]
@@ -262,12 +266,27 @@ impl LiveHub {
             .filter(|h| h.shop == *shop)
             .cloned()
             .collect();
+        let event = ShopEvent::Unbanned {
+            subject: subject.to_owned(),
+        };
         for room in rooms {
-            let _ = room.events.send(RoomEvent::Shop(ShopEvent::Unbanned {
-                subject: subject.to_owned(),
-            }));
+            let _ = room.events.send(RoomEvent::Shop(event.clone()));
         }
+        let _ = self.inner.events.send(LiveEvent::ShopWide {
+            shop: shop.clone(),
+            event,
+        });
         Ok(true)
+    }
+
+    /// A shop-wide change another node made: to this node's open rooms of
+    /// the shop (rooms opened later read it from the database).
+    pub fn apply_shop_event(&self, shop: &ShopId, event: ShopEvent) {
+        for h in self.inner.rooms().values() {
+            if h.shop == *shop {
+                let _ = h.events.send(RoomEvent::Shop(event.clone()));
+            }
+        }
     }
 
     /// The shop's moderation log, newest first, for the owner and moderators
@@ -686,6 +705,10 @@ impl RoomTask {
                             });
                         }
                         self.inner.shop_wide(&info.shop, &info.broadcast, &ev);
+                        let _ = self.inner.events.send(LiveEvent::ShopWide {
+                            shop: info.shop.clone(),
+                            event: ev,
+                        });
                     }
                 }
             }

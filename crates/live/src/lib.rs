@@ -38,6 +38,7 @@ pub use fanout::{
 pub use hub::{LiveEvent, LiveHub, RoomStats};
 pub use limits::{ChatGate, GateRefusal, GateRules, StrikeCounter};
 pub use replay::{ReplayBuffer, Resume};
+pub use room::ShopEvent;
 
 use domain::{BroadcastId, BroadcastState, DisplayName, Identity, OfferId, Role, ShopId};
 use protocol::{BuyRefusal, OfferCard, ReservationInfo};

@@ -77,7 +77,8 @@ pub fn fold(raw: &str) -> String {
 
 /// A shop's blocked words, folded. A message is blocked when its folded text
 /// contains any of them (substring match: Chinese has no spaces to split on).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct BlockedWords {
     words: Vec<String>,
 }

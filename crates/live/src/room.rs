@@ -105,8 +105,10 @@ impl Command {
 }
 
 /// A sanction or setting that holds in every broadcast of the shop; the hub
-/// passes it to the shop's other open rooms.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// passes it to the shop's other open rooms (and, in a cluster, the binary
+/// to other nodes': see [`LiveEvent::ShopWide`](crate::LiveEvent)).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShopEvent {
     Banned { subject: String },
     Unbanned { subject: String },
