@@ -864,3 +864,137 @@ async fn a_second_studio_takes_over_once_and_the_first_is_told_not_to_fight() {
     drop(driver);
     app.shutdown().await;
 }
+
+// ── 13: the picture and the chat on one phone screen ──────────────────────
+
+/// The on-screen rectangle of `css` as [top, bottom, left, right, height]
+/// and how many chat messages it holds; `null` when it has no box.
+async fn rect_of(b: &Browser, css: &str) -> Value {
+    b.js(&format!(
+        "const e = document.querySelector({}); if (!e || !e.getClientRects().length) return null; \
+         const r = e.getBoundingClientRect(); \
+         return {{top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height, \
+                  messages: e.querySelectorAll('.msg-text').length}};",
+        js_str(css)
+    ))
+    .await
+}
+
+/// 13. Unscrolled, both `video` and `chat` intersect the phone's screen,
+/// the chat with real height and the messages in it. `chat` is the message
+/// list: in the room the chat's slot is `display: contents` (its parts are
+/// laid out by the panel over the video), so the slot itself has no box and
+/// measures 0 px, which is what an earlier version of this check measured.
+async fn video_and_chat_together(b: &Browser, video: &str, chat: &str, what: &str) {
+    b.js("window.scrollTo(0, 0); return true;").await;
+    let screen = b
+        .js("return [window.innerWidth, window.innerHeight];")
+        .await;
+    let (w, h) = (screen[0].as_f64().unwrap(), screen[1].as_f64().unwrap());
+    let (v, c) = (rect_of(b, video).await, rect_of(b, chat).await);
+    eprintln!("{what}: screen {w}x{h}, video {v}, chat {c}");
+    let on_screen = |r: &Value| {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        (f("bottom").min(h) - f("top").max(0.0)).max(0.0)
+            * (f("right").min(w) - f("left").max(0.0)).max(0.0).signum()
+    };
+    assert!(!v.is_null() && !c.is_null(), "{what}: video {v}, chat {c}");
+    assert!(
+        on_screen(&v) >= 200.0,
+        "{what}: the video is on screen: {v} on {w}x{h}"
+    );
+    assert!(
+        on_screen(&c) >= 60.0 && c["height"].as_f64().unwrap() >= 60.0,
+        "{what}: the chat is on screen with real height: {c} on {w}x{h}"
+    );
+    assert!(
+        c["messages"].as_u64().unwrap() >= 3,
+        "{what}: the messages are in the chat: {c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_picture_and_the_chat_share_the_screen() {
+    let Some(tools) = tools("on_a_phone_the_picture_and_the_chat_share_the_screen") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    // The busiest moment: a product pinned over the picture while people talk.
+    let s = sale(&app, 3, 2).await;
+    let broadcast = s.broadcast.clone();
+    let driver = Driver::start(tools).await;
+    let farmer = driver.browser().await;
+    studio_sign_in(&farmer, &app, "13800138000").await;
+    farmer.visible("#view-home", "the dashboard").await;
+    go_live_in_studio(&farmer, &app, &broadcast).await;
+    let _owner_ws = pin_offer(&app, &broadcast, &s.offer).await;
+    let viewer = driver.browser().await;
+    viewer.goto(&app.url(&format!("/live/{broadcast}"))).await;
+    viewer
+        .wait(
+            "document.getElementById('stage').dataset.status === 'playing' && document.getElementById('player').videoWidth > 0",
+            Duration::from_secs(30),
+            "the viewer's picture",
+        )
+        .await;
+    viewer
+        .visible(".offer .btn-buy", "the pinned product")
+        .await;
+
+    // A buyer says a few things in the room.
+    let li = Phone::guest(&app, "小李").await;
+    let mut li_ws = li.connect(&app, &broadcast).await;
+    next_of(&mut li_ws, "hello").await;
+    for (i, text) in ["小米今年黄不黄？", "多少钱一袋", "能寄到太原吗"]
+        .iter()
+        .enumerate()
+    {
+        send(
+            &mut li_ws,
+            json!({"type": "chat", "text": text, "nonce": format!("n{i}")}),
+        )
+        .await;
+        next_of(&mut li_ws, "accepted").await;
+    }
+    for (b, who) in [(&viewer, "the viewer"), (&farmer, "the studio")] {
+        b.wait(
+            &format!("{}.includes('能寄到太原吗')", text_of(".chat-list")),
+            SOON,
+            &format!("{who}'s chat"),
+        )
+        .await;
+    }
+    video_and_chat_together(&viewer, "#player", "#chat-slot .chat-list", "the viewer").await;
+    // Nothing floats over the chat: the tap-for-sound button sits under
+    // the title, and "直播中" is said once.
+    let (unmute, list) = (
+        rect_of(&viewer, "#unmute").await,
+        rect_of(&viewer, "#chat-slot .chat-list").await,
+    );
+    assert!(!unmute.is_null(), "a muted player offers sound");
+    assert!(
+        unmute["bottom"].as_f64() <= list["top"].as_f64(),
+        "the sound button stays above the chat: {unmute} / {list}"
+    );
+    let live_words = viewer
+        .js("return [...document.querySelectorAll('.room-head *')].filter((e) => e.getClientRects().length && e.children.length === 0 && e.textContent.trim() === '直播中').length;")
+        .await;
+    assert_eq!(live_words, json!(1), "one 直播中 over the picture");
+    shot(&viewer, "pages-room-video-and-chat").await;
+    video_and_chat_together(
+        &farmer,
+        "#preview",
+        "#studio-chat-slot .chat-list",
+        "the studio",
+    )
+    .await;
+    shot(&farmer, "pages-studio-camera-and-chat").await;
+    fits_the_phone(&viewer, "the room").await;
+    fits_the_phone(&farmer, "the cockpit").await;
+    farmer.assert_no_script_errors("the farmer").await;
+    viewer.assert_no_script_errors("the viewer").await;
+    viewer.close().await;
+    farmer.close().await;
+    drop(driver);
+    app.shutdown().await;
+}
