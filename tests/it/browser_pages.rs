@@ -880,7 +880,7 @@ async fn rect_of(b: &Browser, css: &str) -> Value {
     .await
 }
 
-/// 13. Unscrolled, both `video` and `chat` intersect the phone's screen,
+/// Item 13: unscrolled, both `video` and `chat` intersect the phone's screen,
 /// the chat with real height and the messages in it. `chat` is the message
 /// list: in the room the chat's slot is `display: contents` (its parts are
 /// laid out by the panel over the video), so the slot itself has no box and
