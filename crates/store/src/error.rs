@@ -14,6 +14,10 @@ pub enum StoreError {
     /// A row held something our own code would never have written.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Cluster mode: another node took over this offer's writer (its
+    /// fencing token is newer); nothing of the refused write was kept.
+    #[error("another node writes this offer now")]
+    Fenced,
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -167,6 +167,22 @@ macro_rules! reservation_columns {
     };
 }
 
+/// Keyed reservations with their offer's price (see
+/// [`Store::keyed_reservations_since`]); the caller adds the filter.
+macro_rules! keyed_reservations_select {
+    () => {
+        "SELECT r.id, r.offer_id, r.buyer, r.quantity, r.state, r.created_at, r.expires_at, \
+         r.closed_at, r.idempotency_key, o.price_fen \
+         FROM reservations r JOIN offers o ON o.id = r.offer_id"
+    };
+}
+
+/// A fencing token as the BIGINT column holds it.
+fn fence_value(token: u64) -> Result<i64, StoreError> {
+    i64::try_from(token)
+        .map_err(|_| StoreError::Corrupt(format!("fencing token {token} too large")))
+}
+
 impl TryFrom<ReservationRow> for ReservationRecord {
     type Error = StoreError;
     fn try_from(r: ReservationRow) -> Result<Self, StoreError> {
@@ -509,6 +525,10 @@ pub struct OfferGroup {
     /// Ends the offer at this time, after the rest of the group: whatever is
     /// then available goes back to the product.
     pub end_at: Option<UnixMillis>,
+    /// Cluster mode: the writer's fencing token. The group commits only if
+    /// the offer's `writer_fence` is still this token, else
+    /// [`StoreError::Fenced`]. `None` on a single server.
+    pub fence: Option<u64>,
 }
 
 impl OfferGroup {
@@ -524,6 +544,7 @@ impl OfferGroup {
             delta: CountsDelta::default(),
             ended_before,
             end_at: None,
+            fence: None,
         }
     }
 
@@ -813,15 +834,38 @@ impl Store {
         &self,
         since: UnixMillis,
     ) -> Result<Vec<KeyedReservationRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.offer_id, r.buyer, r.quantity, r.state, r.created_at, r.expires_at, r.closed_at, \
-             r.idempotency_key, o.price_fen \
-             FROM reservations r JOIN offers o ON o.id = r.offer_id \
-             WHERE r.idempotency_key IS NOT NULL AND r.created_at >= $1 ORDER BY r.created_at, r.id",
-        )
+        let rows = sqlx::query(concat!(
+            keyed_reservations_select!(),
+            " WHERE r.idempotency_key IS NOT NULL AND r.created_at >= $1 ORDER BY r.created_at, r.id"
+        ))
         .bind(since.millis())
         .fetch_all(self.pool())
         .await?;
+        Self::keyed_records(rows)
+    }
+
+    /// [`Store::keyed_reservations_since`] of one offer: what a node taking
+    /// over the offer's writer must answer repeated taps with.
+    pub async fn keyed_reservations_of_offer_since(
+        &self,
+        offer: &OfferId,
+        since: UnixMillis,
+    ) -> Result<Vec<KeyedReservationRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            keyed_reservations_select!(),
+            " WHERE r.offer_id = $1 AND r.idempotency_key IS NOT NULL AND r.created_at >= $2 \
+             ORDER BY r.created_at, r.id"
+        ))
+        .bind(offer.as_str())
+        .bind(since.millis())
+        .fetch_all(self.pool())
+        .await?;
+        Self::keyed_records(rows)
+    }
+
+    fn keyed_records(
+        rows: Vec<sqlx::any::AnyRow>,
+    ) -> Result<Vec<KeyedReservationRecord>, StoreError> {
         rows.into_iter()
             .map(|row| {
                 let price: i64 = row.try_get("price_fen")?;
@@ -874,6 +918,22 @@ impl Store {
         row.try_into()
     }
 
+    /// Cluster mode: makes `token` the offer's fence, so only the writer
+    /// holding it can commit from now on. Done before the new writer reads
+    /// the offer back: whatever an older writer committed is then in what
+    /// it reads, and nothing it tries later commits. False if the fence is
+    /// already at `token` or newer (a newer writer exists) or there is no
+    /// such offer.
+    pub async fn raise_offer_fence(&self, offer: &OfferId, token: u64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE offers SET writer_fence = $1 WHERE id = $2 AND writer_fence < $1")
+                .bind(fence_value(token)?)
+                .bind(offer.as_str())
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Writes one group in one transaction. On any error nothing of the
     /// group is written. A release or confirmation of a reservation that is
     /// not held in the database means memory and database disagree: the
@@ -881,6 +941,22 @@ impl Store {
     pub async fn commit_offer_group(&self, group: &OfferGroup) -> Result<GroupOutcome, StoreError> {
         let mut tx = self.pool().begin().await?;
         let offer = group.offer_id.as_str();
+
+        if let Some(token) = group.fence {
+            // First, so the offer's row stays locked (PostgreSQL) until the
+            // commit: a takeover raising the fence waits for this group or
+            // this group sees the raised fence, never both writers at once.
+            let ours = sqlx::query(
+                "UPDATE offers SET writer_fence = writer_fence WHERE id = $1 AND writer_fence = $2",
+            )
+            .bind(offer)
+            .bind(fence_value(token)?)
+            .execute(&mut *tx)
+            .await?;
+            if ours.rows_affected() != 1 {
+                return Err(StoreError::Fenced);
+            }
+        }
 
         // New reservations first: a release in the same group may refer to one.
         let mut rest = &group.holds[..];

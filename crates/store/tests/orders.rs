@@ -626,3 +626,61 @@ fn ms(millis: i64) -> domain::UnixMillis {
 fn sub(raw: &str) -> domain::Subject {
     domain::Subject::from_trusted(raw)
 }
+
+on_both_engines!(
+    a_fenced_off_writer_commits_nothing,
+    |store: Store| async move {
+        let s = setup(&store, 100).await;
+        let o = offer(&store, &s, 10).await.unwrap();
+        // A single server's groups carry no fence.
+        let mut g = group(&o, false);
+        hold(&mut g, "gst_single", 1, None);
+        store.commit_offer_group(&g).await.unwrap();
+
+        // A cluster node takes the offer with token 5.
+        assert!(store.raise_offer_fence(&o.id, 5).await.unwrap());
+        assert!(
+            !store.raise_offer_fence(&o.id, 5).await.unwrap(),
+            "the same token twice"
+        );
+        assert!(
+            !store.raise_offer_fence(&o.id, 3).await.unwrap(),
+            "an older token"
+        );
+        let mut g = group(&o, false);
+        g.fence = Some(5);
+        hold(&mut g, "gst_first", 1, Some("k1"));
+        store.commit_offer_group(&g).await.unwrap();
+
+        // Another node takes over with token 9; the first one, paused,
+        // wakes up and tries to commit: refused, and nothing is written.
+        assert!(store.raise_offer_fence(&o.id, 9).await.unwrap());
+        let mut late = group(&o, false);
+        late.fence = Some(5);
+        let lost = hold(&mut late, "gst_paused", 2, Some("k2"));
+        assert!(matches!(
+            store.commit_offer_group(&late).await,
+            Err(StoreError::Fenced)
+        ));
+        assert!(
+            store.reservation(&lost).await.is_err(),
+            "the hold is not there"
+        );
+        let audit = store.audit_offer(&o.id).await.unwrap();
+        assert!(audit.is_consistent(), "{audit:?}");
+        assert_eq!(audit.counts.held, 2);
+
+        // The new writer commits, and finds the old one's keyed taps.
+        let mut g = group(&o, false);
+        g.fence = Some(9);
+        hold(&mut g, "gst_second", 1, None);
+        store.commit_offer_group(&g).await.unwrap();
+        let keyed = store
+            .keyed_reservations_of_offer_since(&o.id, ms(0))
+            .await
+            .unwrap();
+        assert_eq!(keyed.len(), 1);
+        assert_eq!(keyed[0].reservation.idempotency_key.as_deref(), Some("k1"));
+        assert_eq!(store.audit_offer(&o.id).await.unwrap().counts.held, 3);
+    }
+);
