@@ -94,7 +94,7 @@ impl OrderAction {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("cannot {} an order that is {}", action.as_str(), from.as_str())]
 pub struct OrderTransitionError {
     pub from: OrderState,

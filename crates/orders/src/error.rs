@@ -52,7 +52,10 @@ pub enum OrdersError {
 }
 
 /// The thing exists but is in a state where the action makes no sense.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum StateConflict {
     #[error("the reservation has expired")]
     ReservationExpired,

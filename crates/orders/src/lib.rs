@@ -25,6 +25,7 @@ mod error;
 mod idempotency;
 pub mod ledger;
 mod model;
+mod placement;
 mod service;
 mod writer;
 
@@ -35,5 +36,6 @@ pub use model::{
     BuyerReservation, Checkout, Clock, NewOffer, OfferEvent, OfferSnapshot, OrderRecord,
     OrdersConfig, ReservationView, ReserveRequest,
 };
+pub use placement::{ForwardedCalls, OfferClaim, Placement, Unreachable};
 pub use service::{MAX_IDEMPOTENCY_KEY_LEN, MAX_LISTED_RESERVATIONS, OrderService};
 pub use store::OrderFilter;

@@ -8,7 +8,7 @@ use domain::{
     PersonName, ProductId, ProductTitle, ReservationId, ShipDate, ShopId, StockCounts, Subject,
     Unit, UnixMillis, field,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ pub struct NewOffer {
 }
 
 /// What a room shows about an offer, and what the farmer's studio shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferSnapshot {
     pub offer_id: OfferId,
     pub broadcast_id: BroadcastId,
@@ -148,8 +148,9 @@ pub struct BuyerReservation {
     pub state: domain::ReservationState,
 }
 
-/// What the buyer enters to turn a reservation into an order.
-#[derive(Clone, Debug)]
+/// What the buyer enters to turn a reservation into an order. Serde only
+/// for a call forwarded to the offer's node (cluster mode).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkout {
     pub name: PersonName,
     pub mobile: Mobile,
@@ -190,7 +191,7 @@ pub use store::OrderRecord;
 /// What the live channel hears from the order service. Emitted only after
 /// the change is committed. Events with a `buyer` are private: deliver them
 /// to that subject's connections only.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OfferEvent {
     /// Counts, state, price, limit or times of an offer changed. Emitted at

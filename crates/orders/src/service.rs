@@ -2,7 +2,10 @@
 //! every permission check, so the HTTP routes and the live channel stay thin.
 
 use crate::idempotency::{Begin, IdempotencyIndex};
-use crate::writer::{self, Command, HoldOutcome, OfferHandle, WriterSetup};
+use crate::placement::{
+    Answer, Call, ForwardedCalls, OfferClaim, Placement, Unreachable, WireAnswer,
+};
+use crate::writer::{self, Command, EventSink, HoldOutcome, OfferHandle, WriterSetup};
 use crate::{
     BuyerReservation, Checkout, OfferEvent, OfferSnapshot, OrdersConfig, OrdersError,
     ReservationView, ReserveRequest, StateConflict, csv,
@@ -29,17 +32,41 @@ pub struct OrderService {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Store,
     config: OrdersConfig,
     writers: RwLock<HashMap<OfferId, OfferHandle>>,
+    /// Cluster mode: which node writes which offer.
+    placement: Option<Arc<dyn Placement>>,
+    /// Offers another node writes, as learnt lately (see [`ELSEWHERE_FOR`]).
+    elsewhere: Mutex<HashMap<OfferId, (Arc<OfferRecord>, std::time::Instant)>>,
     /// Serializes starting writers, so an offer never gets two.
     spawning: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     keys: IdempotencyIndex,
     persons: Persons,
-    events: broadcast::Sender<OfferEvent>,
+    events: EventSink,
     stopping: AtomicBool,
+}
+
+/// How long "another node writes this offer" is believed without asking
+/// the cluster again; a call it cannot deliver forgets it at once.
+const ELSEWHERE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most offers remembered as written elsewhere; past it the memory starts over.
+const ELSEWHERE_REMEMBERED: usize = 10_000;
+/// How long a call waits for an offer's writer to be reachable again (its
+/// node died: the lease runs out, another node takes over and rebuilds).
+const FAILOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+/// Pause between attempts to reach a writer that is moving.
+const FAILOVER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often a cluster node looks for live offers nobody writes (their
+/// node died) and takes them over, so holds still expire.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where an offer's writer is.
+enum Route {
+    Here(OfferHandle),
+    Elsewhere(Arc<dyn Placement>),
 }
 
 /// Most guests whose person is remembered; past that the memory starts
@@ -135,7 +162,30 @@ impl OrderService {
     /// passed while the server was down) and per-buyer tallies, and the
     /// idempotency keys of the last `idempotency_ttl`.
     pub async fn start(store: Store, config: OrdersConfig) -> Result<OrderService, OrdersError> {
-        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        Self::start_placed(store, config, None).await
+    }
+
+    /// [`OrderService::start`] on one node of a cluster: an offer is written
+    /// by the node holding its claim; calls for offers written elsewhere are
+    /// forwarded there, and live offers nobody writes are taken over.
+    /// [`OrderService::outward_events`] are this node's writers' events, for
+    /// the other nodes.
+    pub async fn start_in_cluster(
+        store: Store,
+        config: OrdersConfig,
+        placement: Arc<dyn Placement>,
+    ) -> Result<OrderService, OrdersError> {
+        Self::start_placed(store, config, Some(placement)).await
+    }
+
+    async fn start_placed(
+        store: Store,
+        config: OrdersConfig,
+        placement: Option<Arc<dyn Placement>>,
+    ) -> Result<OrderService, OrdersError> {
+        let capacity = config.event_capacity.max(16);
+        let (local, _) = broadcast::channel(capacity);
+        let outward = placement.is_some().then(|| broadcast::channel(capacity).0);
         let ttl = config.idempotency_ttl;
         let service = OrderService {
             inner: Arc::new(Inner {
@@ -144,9 +194,11 @@ impl OrderService {
                 store,
                 config,
                 writers: RwLock::new(HashMap::new()),
+                placement,
+                elsewhere: Mutex::new(HashMap::new()),
                 spawning: tokio::sync::Mutex::new(()),
                 tasks: Mutex::new(Vec::new()),
-                events,
+                events: EventSink { local, outward },
                 stopping: AtomicBool::new(false),
             }),
         };
@@ -157,31 +209,47 @@ impl OrderService {
             .keyed_reservations_since(now.saturating_sub(ttl))
             .await?
         {
-            let r = keyed.reservation;
-            let Some(key) = r.idempotency_key.clone() else {
-                continue;
-            };
-            inner.keys.restore(
-                &r.buyer,
-                &key,
-                ReservationView {
-                    total: keyed.unit_price.times(r.quantity),
-                    id: r.id,
-                    offer_id: r.offer_id,
-                    quantity: r.quantity,
-                    unit_price: keyed.unit_price,
-                    created_at: r.created_at,
-                    expires_at: r.expires_at,
-                },
-            );
+            service.restore_key(keyed);
         }
         let offers = inner.store.offers_to_load().await?;
         let count = offers.len();
+        let mut here = 0;
         for record in offers {
-            service.spawn_writer(record).await?;
+            if service.spawn_writer(record).await?.is_some() {
+                here += 1;
+            }
         }
-        tracing::info!(offers = count, "order service started");
+        if inner.placement.is_some() {
+            let task = tokio::spawn(adopt_orphans(Arc::downgrade(inner)));
+            lock(&inner.tasks).push(task);
+        }
+        tracing::info!(offers = count, written_here = here, "order service started");
         Ok(service)
+    }
+
+    /// Remembers a committed keyed tap, so its repeat gets the same answer.
+    fn restore_key(&self, keyed: store::KeyedReservationRecord) {
+        let r = keyed.reservation;
+        let Some(key) = r.idempotency_key.clone() else {
+            return;
+        };
+        self.inner.keys.restore(
+            &r.buyer,
+            &key,
+            ReservationView {
+                total: keyed.unit_price.times(r.quantity),
+                id: r.id,
+                offer_id: r.offer_id,
+                quantity: r.quantity,
+                unit_price: keyed.unit_price,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+            },
+        );
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> OrderService {
+        OrderService { inner }
     }
 
     fn now(&self) -> UnixMillis {
@@ -191,7 +259,26 @@ impl OrderService {
     /// Every event of every offer; filter by [`OfferEvent::broadcast_id`]
     /// and deliver [`OfferEvent::private_to`] events to that buyer only.
     pub fn events(&self) -> broadcast::Receiver<OfferEvent> {
-        self.inner.events.subscribe()
+        self.inner.events.local.subscribe()
+    }
+
+    /// Cluster mode: the events of the offers this node writes, for the
+    /// other nodes' rooms (each node hands them to
+    /// [`OrderService::apply_remote_event`]). `None` on a single server.
+    pub fn outward_events(&self) -> Option<broadcast::Receiver<OfferEvent>> {
+        self.inner.events.outward.as_ref().map(|o| o.subscribe())
+    }
+
+    /// An event of an offer another node writes: this node's rooms hear it
+    /// as if it were written here.
+    pub fn apply_remote_event(&self, event: OfferEvent) {
+        if let OfferEvent::Snapshot { snapshot } = &event
+            && self.loaded(&snapshot.offer_id).is_some()
+        {
+            // Written here now (it moved): this node's own snapshots rule.
+            return;
+        }
+        let _ = self.inner.events.local.send(event);
     }
 
     // ------------------------------------------------------------ offers --
@@ -324,9 +411,13 @@ impl OrderService {
                 other => other.into(),
             })?;
         tracing::info!(offer = %record.id, broadcast = %record.broadcast_id, units = new.quantity, "offer created");
-        let handle = self.spawn_writer(record).await?;
-        let snapshot = handle.snapshot.borrow().clone();
-        let _ = self.inner.events.send(OfferEvent::Snapshot {
+        let snapshot = match self.spawn_writer(record.clone()).await? {
+            Some(handle) => handle.snapshot.borrow().clone(),
+            // Cluster mode: another node took it over at once (it looks for
+            // offers nobody writes); it is on sale all the same.
+            None => Arc::new(snapshot_from_record(&record, self.now())),
+        };
+        self.inner.events.send(OfferEvent::Snapshot {
             snapshot: snapshot.clone(),
         });
         Ok((*snapshot).clone())
@@ -342,9 +433,9 @@ impl OrderService {
         offer: &OfferId,
     ) -> Result<OfferSnapshot, OrdersError> {
         self.check_running()?;
-        let handle = self.writer_for(offer).await?;
-        self.require_owner(owner, &handle.info.shop_id).await?;
-        self.end_with(&handle).await
+        let info = self.offer_info(offer).await?;
+        self.require_owner(owner, &info.shop_id).await?;
+        self.end_with(offer).await
     }
 
     /// Ends every offer of a broadcast (for the server when the broadcast
@@ -355,17 +446,17 @@ impl OrderService {
     ) -> Result<(), OrdersError> {
         for record in self.inner.store.offers_of_broadcast(broadcast).await? {
             if record.ended_at.is_none() {
-                let handle = self.writer_for(&record.id).await?;
-                self.end_with(&handle).await?;
+                self.end_with(&record.id).await?;
             }
         }
         Ok(())
     }
 
-    async fn end_with(&self, handle: &OfferHandle) -> Result<OfferSnapshot, OrdersError> {
-        let (reply, answer) = oneshot::channel();
-        send(handle, Command::End { reply }).await?;
-        answer.await.map_err(|_| OrdersError::Unavailable)?
+    async fn end_with(&self, offer: &OfferId) -> Result<OfferSnapshot, OrdersError> {
+        match self.on_writer(offer, Call::End).await? {
+            Answer::Ended(result) => result,
+            _ => Err(mismatched()),
+        }
     }
 
     /// The offer as a room shows it, from memory when its writer runs.
@@ -429,9 +520,30 @@ impl OrderService {
                 "must be at least 1",
             ));
         }
+        if let Some(key) = &req.idempotency_key {
+            check_key(key)?;
+        }
+        let call = Call::Reserve {
+            buyer: req.buyer,
+            quantity: req.quantity,
+            key: req.idempotency_key,
+            room: room.cloned(),
+        };
+        match self.on_writer(&req.offer, call).await? {
+            Answer::Reserved(result) => result,
+            _ => Err(mismatched()),
+        }
+    }
+
+    /// A tap, on the node that writes the offer.
+    async fn reserve_here(
+        &self,
+        handle: &OfferHandle,
+        req: ReserveRequest,
+        room: Option<&BroadcastId>,
+    ) -> Result<ReservationView, OrdersError> {
         // Before the key is looked at: a banned buyer gets no reservation,
         // not even one held before the ban.
-        let handle = self.writer_for(&req.offer).await?;
         if room.is_some_and(|room| *room != handle.info.broadcast_id) {
             return Err(OrdersError::NotFound);
         }
@@ -446,7 +558,6 @@ impl OrderService {
         let ticket = match &req.idempotency_key {
             None => None,
             Some(key) => {
-                check_key(key)?;
                 match self
                     .inner
                     .keys
@@ -469,7 +580,7 @@ impl OrderService {
         let account = req.buyer.is_account();
         let (reply, answer) = oneshot::channel();
         send(
-            &handle,
+            handle,
             Command::Reserve {
                 buyer: req.buyer,
                 person,
@@ -497,18 +608,14 @@ impl OrderService {
         if record.state != ReservationState::Held {
             return settled_cancel(record.state);
         }
-        let handle = self.writer_for(&record.offer_id).await?;
-        let (reply, answer) = oneshot::channel();
-        send(
-            &handle,
-            Command::CancelReservation {
-                buyer: buyer.clone(),
-                reservation: reservation.clone(),
-                reply,
-            },
-        )
-        .await?;
-        match answer.await.map_err(|_| OrdersError::Unavailable)? {
+        let call = Call::CancelReservation {
+            buyer: buyer.clone(),
+            reservation: reservation.clone(),
+        };
+        let Answer::Cancelled(result) = self.on_writer(&record.offer_id, call).await? else {
+            return Err(mismatched());
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(HoldOutcome::NotYours) => Err(OrdersError::Forbidden),
             Err(HoldOutcome::Failed(e)) => Err(e),
@@ -539,24 +646,19 @@ impl OrderService {
             if record.state != ReservationState::Held {
                 continue;
             }
-            // An offer that ended has released its holds already.
-            let Ok(handle) = self.writer_for(&record.offer_id).await else {
+            let Ok(info) = self.offer_info(&record.offer_id).await else {
                 continue;
             };
-            if handle.info.shop_id != *shop {
+            if info.shop_id != *shop {
                 continue;
             }
-            let (reply, answer) = oneshot::channel();
-            send(
-                &handle,
-                Command::CancelReservation {
-                    buyer: buyer.clone(),
-                    reservation: record.id.clone(),
-                    reply,
-                },
-            )
-            .await?;
-            if answer.await.map_err(|_| OrdersError::Unavailable)?.is_ok() {
+            let call = Call::CancelReservation {
+                buyer: buyer.clone(),
+                reservation: record.id.clone(),
+            };
+            // A writer that cannot be reached keeps the hold until it
+            // expires; the ban already refuses its confirmation.
+            if let Ok(Answer::Cancelled(Ok(()))) = self.on_writer(&record.offer_id, call).await {
                 released += 1;
             }
         }
@@ -581,31 +683,28 @@ impl OrderService {
         if record.state != ReservationState::Held {
             return self.settled_confirm(&record).await;
         }
-        let handle = self.writer_for(&record.offer_id).await?;
+        let info = self.offer_info(&record.offer_id).await?;
         // Banned while the hold was open: the hold is not theirs to keep.
         if self
             .inner
             .store
-            .is_chat_banned(&handle.info.shop_id, buyer)
+            .is_chat_banned(&info.shop_id, buyer)
             .await?
         {
             return Err(OrdersError::Banned);
         }
-        let (reply, answer) = oneshot::channel();
-        send(
-            &handle,
-            Command::Confirm {
-                buyer: buyer.clone(),
-                reservation: reservation.clone(),
-                checkout,
-                reply,
-            },
-        )
-        .await?;
-        match answer.await.map_err(|_| OrdersError::Unavailable)? {
+        let call = Call::Confirm {
+            buyer: buyer.clone(),
+            reservation: reservation.clone(),
+            checkout,
+        };
+        let Answer::Confirmed(result) = self.on_writer(&record.offer_id, call).await? else {
+            return Err(mismatched());
+        };
+        match result {
             Ok(order) => {
                 tracing::info!(order = %order.id, offer = %order.offer_id, quantity = order.quantity, "order placed");
-                Ok(order)
+                Ok(*order)
             }
             Err(HoldOutcome::NotYours) => Err(OrdersError::Forbidden),
             Err(HoldOutcome::Failed(e)) => Err(e),
@@ -835,28 +934,24 @@ impl OrderService {
             let applied = if action == OrderAction::Cancel && from.cancel_returns_units() {
                 // Units change hands: the offer's writer does it, in order
                 // with everything else that moves its counts.
-                let handle = self.writer_for(&record.offer_id).await?;
                 let person = self
                     .inner
                     .persons
                     .of(&self.inner.store, &record.buyer)
                     .await?;
-                let (reply, answer) = oneshot::channel();
-                send(
-                    &handle,
-                    Command::CancelOrder {
-                        order: record.id.clone(),
-                        person,
-                        quantity: record.quantity,
-                        from,
-                        reason: reason
-                            .clone()
-                            .unwrap_or_else(|| domain::Reason::from_trusted(String::new())),
-                        reply,
-                    },
-                )
-                .await?;
-                answer.await.map_err(|_| OrdersError::Unavailable)??
+                let call = Call::CancelOrder {
+                    order: record.id.clone(),
+                    person,
+                    quantity: record.quantity,
+                    from,
+                    reason: reason
+                        .clone()
+                        .unwrap_or_else(|| domain::Reason::from_trusted(String::new())),
+                };
+                match self.on_writer(&record.offer_id, call).await? {
+                    Answer::OrderCancelled(result) => result?,
+                    _ => return Err(mismatched()),
+                }
             } else {
                 self.inner
                     .store
@@ -955,55 +1050,372 @@ impl OrderService {
         self.inner.writers.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The offer's writer on this node, if it runs here (a writer that
+    /// stopped, e.g. because it lost its claim, does not count).
     fn loaded(&self, offer: &OfferId) -> Option<OfferHandle> {
-        self.read_writers().get(offer).cloned()
+        self.read_writers()
+            .get(offer)
+            .filter(|handle| !handle.tx.is_closed())
+            .cloned()
     }
 
-    /// The writer of an offer, started from the database on first use
-    /// (offers that had ended before the last start are loaded lazily).
-    async fn writer_for(&self, offer: &OfferId) -> Result<OfferHandle, OrdersError> {
+    /// What does not change about an offer (its shop, broadcast, product),
+    /// from memory when this node writes it or knows who does.
+    async fn offer_info(&self, offer: &OfferId) -> Result<Arc<OfferRecord>, OrdersError> {
         if let Some(handle) = self.loaded(offer) {
-            return Ok(handle);
+            return Ok(handle.info);
+        }
+        if let Some((info, _)) = lock(&self.inner.elsewhere).get(offer) {
+            return Ok(info.clone());
+        }
+        Ok(Arc::new(self.inner.store.offer(offer).await?))
+    }
+
+    /// Where the offer's writer is: here (started from the database on
+    /// first use; offers that had ended before the last start are loaded
+    /// lazily), or, in cluster mode, on the node holding its claim.
+    async fn route(&self, offer: &OfferId) -> Result<Route, OrdersError> {
+        if let Some(handle) = self.loaded(offer) {
+            return Ok(Route::Here(handle));
+        }
+        let placement = self.inner.placement.clone();
+        if let Some(placement) = &placement {
+            let known = lock(&self.inner.elsewhere)
+                .get(offer)
+                .is_some_and(|(_, until)| *until > std::time::Instant::now());
+            if known {
+                return Ok(Route::Elsewhere(placement.clone()));
+            }
         }
         let record = self.inner.store.offer(offer).await?;
-        self.spawn_writer(record).await
+        match (self.spawn_writer(record.clone()).await?, placement) {
+            (Some(handle), _) => Ok(Route::Here(handle)),
+            (None, Some(placement)) => {
+                let mut elsewhere = lock(&self.inner.elsewhere);
+                if elsewhere.len() >= ELSEWHERE_REMEMBERED {
+                    elsewhere.clear();
+                }
+                elsewhere.insert(
+                    offer.clone(),
+                    (Arc::new(record), std::time::Instant::now() + ELSEWHERE_FOR),
+                );
+                Ok(Route::Elsewhere(placement))
+            }
+            (None, None) => Err(OrdersError::Unavailable),
+        }
     }
 
-    async fn spawn_writer(&self, record: OfferRecord) -> Result<OfferHandle, OrdersError> {
+    /// Asks the offer's writer, wherever it runs. A writer that is moving
+    /// (its node died or handed it over) is waited for up to
+    /// [`FAILOVER_WAIT`]; a call that may have been done but got no answer
+    /// is repeated only if that is harmless (a tap with an idempotency key,
+    /// an end), else the caller hears "unavailable".
+    async fn on_writer(&self, offer: &OfferId, call: Call) -> Result<Answer, OrdersError> {
+        let give_up = std::time::Instant::now() + FAILOVER_WAIT;
+        loop {
+            let placement = match self.route(offer).await? {
+                Route::Here(handle) => match self.answer_here(&handle, call.clone()).await {
+                    // It stopped between the lookup and the call (its claim
+                    // was lost): nothing was done, look again.
+                    Answer::NotHere => None,
+                    answer => return Ok(answer),
+                },
+                Route::Elsewhere(placement) => Some(placement),
+            };
+            if let Some(placement) = placement {
+                let encoded = serde_json::to_vec(&call).expect("a call serializes");
+                match placement.forward(offer, encoded).await {
+                    Ok(bytes) => match serde_json::from_slice::<WireAnswer>(&bytes) {
+                        Ok(WireAnswer::NotHere) => {}
+                        Ok(answer) => return self.answer_from_wire(answer).await,
+                        Err(e) => {
+                            tracing::error!(%offer, error = %e, "unreadable answer from the offer's node");
+                            return Err(OrdersError::Unavailable);
+                        }
+                    },
+                    Err(Unreachable::NoWriter) => {}
+                    // Asking again cannot do it twice: the writer, old or
+                    // new, answers a known key with what it answered.
+                    Err(Unreachable::Unknown) if call.is_repeatable() => {}
+                    Err(Unreachable::Unknown) => return Err(OrdersError::Unavailable),
+                }
+            }
+            lock(&self.inner.elsewhere).remove(offer);
+            self.check_running()?;
+            if std::time::Instant::now() >= give_up {
+                tracing::warn!(%offer, "no node writes this offer; the call is refused");
+                return Err(OrdersError::Unavailable);
+            }
+            tokio::time::sleep(FAILOVER_RETRY).await;
+        }
+    }
+
+    /// A forwarded answer as a local one.
+    async fn answer_from_wire(&self, answer: WireAnswer) -> Result<Answer, OrdersError> {
+        Ok(match answer {
+            WireAnswer::Reserved { result } => {
+                Answer::Reserved(result.map(ReservationView::from).map_err(Into::into))
+            }
+            WireAnswer::Confirmed { result } => Answer::Confirmed(match result {
+                // Committed on the writer's node, so it is in the database.
+                Ok(order) => Ok(Box::new(self.inner.store.order(&order).await?)),
+                Err(hold) => Err(hold.into()),
+            }),
+            WireAnswer::Cancelled { result } => Answer::Cancelled(result.map_err(Into::into)),
+            WireAnswer::OrderCancelled { result } => {
+                Answer::OrderCancelled(result.map_err(Into::into))
+            }
+            WireAnswer::Ended { result } => Answer::Ended(result.map_err(Into::into)),
+            WireAnswer::NotHere => Answer::NotHere,
+            WireAnswer::Unreadable => return Err(OrdersError::Unavailable),
+        })
+    }
+
+    /// A call another node forwarded for an offer this node claimed.
+    pub(crate) async fn answer_forwarded(&self, offer: &OfferId, call: Call) -> Answer {
+        if self.check_running().is_err() {
+            return Answer::NotHere;
+        }
+        let handle = match self.loaded(offer) {
+            Some(handle) => Some(handle),
+            None => {
+                // Claimed, and still being started: that holds this lock
+                // until the writer is in the map.
+                let _starting = self.inner.spawning.lock().await;
+                self.loaded(offer)
+            }
+        };
+        match handle {
+            Some(handle) => self.answer_here(&handle, call).await,
+            None => Answer::NotHere,
+        }
+    }
+
+    /// Runs a call on this node's writer of the offer.
+    async fn answer_here(&self, handle: &OfferHandle, call: Call) -> Answer {
+        // A writer that stopped has not done the call: the caller looks again.
+        fn gone<T, E>(e: E) -> Result<T, E> {
+            Err(e)
+        }
+        match call {
+            Call::Reserve {
+                buyer,
+                quantity,
+                key,
+                room,
+            } => {
+                let req = ReserveRequest {
+                    offer: handle.info.id.clone(),
+                    buyer,
+                    quantity,
+                    idempotency_key: key,
+                };
+                match self.reserve_here(handle, req, room.as_ref()).await {
+                    Err(OrdersError::Unavailable) if handle.tx.is_closed() => Answer::NotHere,
+                    result => Answer::Reserved(result),
+                }
+            }
+            Call::Confirm {
+                buyer,
+                reservation,
+                checkout,
+            } => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::Confirm {
+                    buyer,
+                    reservation,
+                    checkout,
+                    reply,
+                };
+                if send(handle, command).await.is_err() {
+                    return Answer::NotHere;
+                }
+                Answer::Confirmed(
+                    answer
+                        .await
+                        .unwrap_or_else(|_| gone(HoldOutcome::Failed(OrdersError::Unavailable)))
+                        .map(Box::new),
+                )
+            }
+            Call::CancelReservation { buyer, reservation } => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::CancelReservation {
+                    buyer,
+                    reservation,
+                    reply,
+                };
+                if send(handle, command).await.is_err() {
+                    return Answer::NotHere;
+                }
+                Answer::Cancelled(
+                    answer
+                        .await
+                        .unwrap_or_else(|_| gone(HoldOutcome::Failed(OrdersError::Unavailable))),
+                )
+            }
+            Call::CancelOrder {
+                order,
+                person,
+                quantity,
+                from,
+                reason,
+            } => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::CancelOrder {
+                    order,
+                    person,
+                    quantity,
+                    from,
+                    reason,
+                    reply,
+                };
+                if send(handle, command).await.is_err() {
+                    return Answer::NotHere;
+                }
+                Answer::OrderCancelled(
+                    answer
+                        .await
+                        .unwrap_or_else(|_| gone(OrdersError::Unavailable)),
+                )
+            }
+            Call::End => {
+                let (reply, answer) = oneshot::channel();
+                if send(handle, Command::End { reply }).await.is_err() {
+                    return Answer::NotHere;
+                }
+                Answer::Ended(
+                    answer
+                        .await
+                        .unwrap_or_else(|_| gone(OrdersError::Unavailable)),
+                )
+            }
+        }
+    }
+
+    /// Starts the offer's writer here. `Ok(None)` in cluster mode when
+    /// another node holds the offer's claim.
+    async fn spawn_writer(&self, record: OfferRecord) -> Result<Option<OfferHandle>, OrdersError> {
         let _guard = self.inner.spawning.lock().await;
         if let Some(handle) = self.loaded(&record.id) {
-            return Ok(handle);
+            return Ok(Some(handle));
         }
         self.check_running()?;
-        // Re-read under the lock: the record may predate a writer that ran
-        // and stopped meanwhile.
-        let record = self.inner.store.offer(&record.id).await?;
-        let ledger = writer::load_ledger(&self.inner.store, &record).await?;
+        let claim = match &self.inner.placement {
+            None => None,
+            Some(placement) => {
+                let calls = ForwardedCalls {
+                    service: Arc::downgrade(&self.inner),
+                    offer: record.id.clone(),
+                };
+                match placement.claim(&record.id, calls).await? {
+                    Some(claim) => Some(claim),
+                    None => return Ok(None),
+                }
+            }
+        };
+        match self.start_writer(&record.id, claim.clone()).await {
+            Ok(handle) => Ok(handle),
+            Err(e) => {
+                if let Some(claim) = claim {
+                    claim.release().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_writer(
+        &self,
+        offer: &OfferId,
+        claim: Option<Arc<dyn OfferClaim>>,
+    ) -> Result<Option<OfferHandle>, OrdersError> {
+        let store = &self.inner.store;
+        if let Some(claim) = &claim {
+            // Fenced before it is read: everything an older writer
+            // committed is in what is read next, nothing it tries later is.
+            if !store.raise_offer_fence(offer, claim.token()).await? {
+                tracing::warn!(%offer, "a newer writer of this offer exists; not taking it");
+                claim.release().await;
+                return Ok(None);
+            }
+            let since = self.now().saturating_sub(self.inner.config.idempotency_ttl);
+            for keyed in store
+                .keyed_reservations_of_offer_since(offer, since)
+                .await?
+            {
+                self.restore_key(keyed);
+            }
+            lock(&self.inner.elsewhere).remove(offer);
+        }
+        // Read under the lock: an earlier record may predate a writer that
+        // ran and stopped meanwhile.
+        let record = store.offer(offer).await?;
+        let ledger = writer::load_ledger(store, &record).await?;
         let config = &self.inner.config;
         let id = record.id.clone();
+        if claim.is_some() {
+            tracing::info!(offer = %id, "this node writes the offer now");
+        }
         let (handle, task) = writer::spawn(
             WriterSetup {
-                store: self.inner.store.clone(),
+                store: store.clone(),
                 clock: config.clock,
                 events: self.inner.events.clone(),
                 max_group: config.max_group,
                 command_capacity: config.command_capacity,
+                claim,
             },
             record,
             ledger,
         );
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+        lock(&self.inner.tasks).push(task);
         self.inner
             .writers
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, handle.clone());
-        Ok(handle)
+        Ok(Some(handle))
     }
+}
+
+/// Cluster mode: takes over the live offers nobody writes (their node died,
+/// or shut down), so taps find a writer and holds still expire.
+async fn adopt_orphans(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(ADOPT_EVERY).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let service = OrderService { inner };
+        if service.check_running().is_err() {
+            return;
+        }
+        let offers = match service.inner.store.offers_to_load().await {
+            Ok(offers) => offers,
+            Err(error) => {
+                tracing::warn!(%error, "looking for offers nobody writes failed");
+                continue;
+            }
+        };
+        for record in offers {
+            if service.loaded(&record.id).is_some() {
+                continue;
+            }
+            if let Err(error) = service.spawn_writer(record).await {
+                tracing::debug!(%error, "taking an offer over failed; trying again soon");
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A writer answered a call with the answer to another: a bug.
+fn mismatched() -> OrdersError {
+    tracing::error!("an offer's writer answered a different call");
+    OrdersError::Unavailable
 }
 
 async fn send(handle: &OfferHandle, command: Command) -> Result<(), OrdersError> {

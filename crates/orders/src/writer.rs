@@ -15,6 +15,7 @@
 
 use crate::idempotency::Ticket;
 use crate::ledger::{Decision, HoldError, OfferTerms, Refusal, Released, StockLedger, Tap};
+use crate::placement::OfferClaim;
 use crate::{Checkout, Clock, OfferEvent, OfferSnapshot, OrdersError, ReservationView};
 use domain::{
     OrderId, OrderState, Reason, ReservationId, ReservationState, Subject, UnitsReturn, UnixMillis,
@@ -87,6 +88,7 @@ pub(crate) enum Command {
 /// What a room or a route needs to reach an offer's writer.
 #[derive(Clone)]
 pub(crate) struct OfferHandle {
+    /// Closed once the writer stops (shutdown, or its claim was lost).
     pub tx: mpsc::Sender<Command>,
     pub snapshot: watch::Receiver<Arc<OfferSnapshot>>,
     pub info: Arc<OfferRecord>,
@@ -147,9 +149,29 @@ struct InFlight {
 pub(crate) struct WriterSetup {
     pub store: Store,
     pub clock: Clock,
-    pub events: broadcast::Sender<OfferEvent>,
+    pub events: EventSink,
     pub max_group: usize,
     pub command_capacity: usize,
+    /// Cluster mode: this node's claim on the offer. Its token fences every
+    /// commit; when it is lost the writer stops.
+    pub claim: Option<Arc<dyn OfferClaim>>,
+}
+
+/// Where a writer's events go: this node's subscribers, and (cluster mode)
+/// the other nodes, through whoever publishes `outward`.
+#[derive(Clone)]
+pub(crate) struct EventSink {
+    pub local: broadcast::Sender<OfferEvent>,
+    pub outward: Option<broadcast::Sender<OfferEvent>>,
+}
+
+impl EventSink {
+    pub fn send(&self, event: OfferEvent) {
+        if let Some(outward) = &self.outward {
+            let _ = outward.send(event.clone());
+        }
+        let _ = self.local.send(event);
+    }
 }
 
 pub(crate) fn terms_of(record: &OfferRecord) -> OfferTerms {
@@ -241,6 +263,7 @@ pub(crate) fn spawn(
         in_flight: None,
         ended_durable,
         max_group: setup.max_group.max(1),
+        claim: setup.claim,
         degraded: false,
         rx_done: false,
         stopping: false,
@@ -256,7 +279,8 @@ struct Writer {
     ledger: StockLedger,
     store: Store,
     clock: Clock,
-    events: broadcast::Sender<OfferEvent>,
+    events: EventSink,
+    claim: Option<Arc<dyn OfferClaim>>,
     snapshot_tx: watch::Sender<Arc<OfferSnapshot>>,
     published: Arc<OfferSnapshot>,
     rx: mpsc::Receiver<Command>,
@@ -275,6 +299,14 @@ struct Writer {
 impl Writer {
     async fn run(mut self) {
         let mut commands = Vec::with_capacity(RECV_BATCH);
+        let claim = self.claim.clone();
+        let lost = async move {
+            match claim {
+                Some(claim) => claim.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lost);
         loop {
             if self.in_flight.is_none() && !self.pending.is_empty() {
                 self.start_commit();
@@ -325,9 +357,45 @@ impl Writer {
                 _ = tokio::time::sleep(RELOAD_RETRY), if self.degraded => {
                     self.reload().await;
                 }
+                () = &mut lost, if !self.rx_done => {
+                    tracing::warn!("lost the claim on this offer; another node writes it now");
+                    self.give_up();
+                }
             }
         }
+        if let Some(claim) = &self.claim {
+            claim.release().await;
+        }
         tracing::debug!("offer writer stopped");
+    }
+
+    /// Another node writes the offer now: nothing more is decided or
+    /// committed here. What was decided but not committed is refused
+    /// ("unavailable": callers ask again and reach the new writer); a
+    /// commit in flight finishes, or is refused by the fence.
+    fn give_up(&mut self) {
+        self.rx.close();
+        while let Ok(command) = self.rx.try_recv() {
+            refuse_unavailable(command);
+        }
+        self.rx_done = true;
+        self.stopping = true;
+        self.degraded = false;
+        let pending = self.take_pending();
+        fail(pending.acks, &OrdersError::Unavailable);
+    }
+
+    /// What was decided but not yet committed, leaving an empty batch.
+    fn take_pending(&mut self) -> Batch {
+        let empty = Batch {
+            group: OfferGroup::new(
+                self.info.id.clone(),
+                self.info.product_id.clone(),
+                self.ended_durable,
+            ),
+            acks: Vec::new(),
+        };
+        std::mem::replace(&mut self.pending, empty)
     }
 
     fn handle(&mut self, command: Command, now: UnixMillis) {
@@ -521,18 +589,7 @@ impl Writer {
     }
 
     fn start_commit(&mut self) {
-        let fresh = OfferGroup::new(
-            self.info.id.clone(),
-            self.info.product_id.clone(),
-            self.ended_durable,
-        );
-        let mut batch = std::mem::replace(
-            &mut self.pending,
-            Batch {
-                group: fresh,
-                acks: Vec::new(),
-            },
-        );
+        let mut batch = self.take_pending();
         let now = self.clock.now();
         if batch.group.is_empty() {
             // Only answers that had to wait for earlier commits: nothing to write.
@@ -542,6 +599,7 @@ impl Writer {
         // Decided now, after the previous group committed.
         batch.group.ended_before = self.ended_durable;
         batch.group.now = now;
+        batch.group.fence = self.claim.as_ref().map(|claim| claim.token());
         let ends = batch.group.end_at.is_some();
         let store = self.store.clone();
         let group = batch.group;
@@ -578,20 +636,17 @@ impl Writer {
                 self.complete(flight.acks, outcome, now);
                 self.publish(now);
             }
+            Err(StoreError::Fenced) => {
+                tracing::warn!("a newer writer on another node fenced this one off");
+                // Closed first: a caller told "unavailable" sees a stopped
+                // writer, and knows nothing was done.
+                self.give_up();
+                fail(flight.acks, &OrdersError::Unavailable);
+            }
             Err(error) => {
                 tracing::error!(%error, "group commit failed; rebuilding the offer from the database");
                 let error = OrdersError::Store(Arc::new(error));
-                let pending = std::mem::replace(
-                    &mut self.pending,
-                    Batch {
-                        group: OfferGroup::new(
-                            self.info.id.clone(),
-                            self.info.product_id.clone(),
-                            self.ended_durable,
-                        ),
-                        acks: Vec::new(),
-                    },
-                );
+                let pending = self.take_pending();
                 fail(flight.acks, &error);
                 fail(pending.acks, &error);
                 self.degraded = true;
@@ -637,13 +692,13 @@ impl Writer {
                     let _ = reply.send(result);
                 }
                 Ack::Confirmed { reply, order } => {
-                    let _ = self.events.send(OfferEvent::Sale {
+                    self.events.send(OfferEvent::Sale {
                         offer_id: self.info.id.clone(),
                         broadcast_id: self.info.broadcast_id.clone(),
                         quantity: order.quantity,
                         place: order.coarse_place.clone(),
                     });
-                    let _ = self.events.send(OfferEvent::OrderPlaced {
+                    self.events.send(OfferEvent::OrderPlaced {
                         buyer: order.buyer.clone(),
                         broadcast_id: self.info.broadcast_id.clone(),
                         reservation_id: order.reservation_id.clone(),
@@ -661,7 +716,7 @@ impl Writer {
                     let _ = reply.send(Err(HoldOutcome::NotHeld));
                 }
                 Ack::Expired { buyer, reservation } => {
-                    let _ = self.events.send(OfferEvent::ReservationExpired {
+                    self.events.send(OfferEvent::ReservationExpired {
                         buyer,
                         broadcast_id: self.info.broadcast_id.clone(),
                         offer_id: self.info.id.clone(),
@@ -698,7 +753,7 @@ impl Writer {
         let snapshot = Arc::new(snapshot);
         self.published = snapshot.clone();
         self.snapshot_tx.send_replace(snapshot.clone());
-        let _ = self.events.send(OfferEvent::Snapshot { snapshot });
+        self.events.send(OfferEvent::Snapshot { snapshot });
     }
 }
 

@@ -1499,3 +1499,178 @@ fn ms(millis: i64) -> domain::UnixMillis {
 fn sub(raw: &str) -> domain::Subject {
     domain::Subject::from_trusted(raw)
 }
+
+// ---------------------------------------------------------------- cluster --
+
+/// Claims on offers for services sharing one database, kept in memory and
+/// answered in process: the seam the server fills with NATS leases and
+/// request/reply. A claim can be taken away without its holder noticing,
+/// as from a node that was paused past its lease.
+#[derive(Clone, Default)]
+struct Claims(std::sync::Arc<std::sync::Mutex<ClaimBoard>>);
+
+#[derive(Default)]
+struct ClaimBoard {
+    last_token: u64,
+    holders: HashMap<OfferId, (u64, ForwardedCalls, tokio::sync::watch::Sender<bool>)>,
+    /// Claims taken away from holders that did not notice.
+    unnoticed: Vec<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Claims {
+    fn board(&self) -> std::sync::MutexGuard<'_, ClaimBoard> {
+        self.0.lock().unwrap()
+    }
+
+    fn node(&self) -> std::sync::Arc<dyn Placement> {
+        std::sync::Arc::new(self.clone())
+    }
+
+    fn token_of(&self, offer: &OfferId) -> Option<u64> {
+        self.board().holders.get(offer).map(|(token, ..)| *token)
+    }
+
+    /// The holder's claim ends, and the holder is not told.
+    fn take_away_unnoticed(&self, offer: &OfferId) {
+        let mut board = self.board();
+        let (_, _, lost) = board.holders.remove(offer).expect("a holder");
+        board.unnoticed.push(lost);
+    }
+}
+
+struct HeldClaim {
+    claims: Claims,
+    offer: OfferId,
+    token: u64,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl OfferClaim for HeldClaim {
+    fn token(&self) -> u64 {
+        self.token
+    }
+
+    async fn lost(&self) {
+        let _ = self.lost.clone().wait_for(|lost| *lost).await;
+    }
+
+    async fn release(&self) {
+        let mut board = self.claims.board();
+        if board
+            .holders
+            .get(&self.offer)
+            .is_some_and(|(t, ..)| *t == self.token)
+        {
+            let (_, _, lost) = board.holders.remove(&self.offer).unwrap();
+            let _ = lost.send(true);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Placement for Claims {
+    async fn claim(
+        &self,
+        offer: &OfferId,
+        calls: ForwardedCalls,
+    ) -> Result<Option<std::sync::Arc<dyn OfferClaim>>, OrdersError> {
+        let mut board = self.board();
+        if board.holders.contains_key(offer) {
+            return Ok(None);
+        }
+        board.last_token += 1;
+        let token = board.last_token;
+        let (tx, lost) = tokio::sync::watch::channel(false);
+        board.holders.insert(offer.clone(), (token, calls, tx));
+        Ok(Some(std::sync::Arc::new(HeldClaim {
+            claims: self.clone(),
+            offer: offer.clone(),
+            token,
+            lost,
+        })))
+    }
+
+    async fn forward(&self, offer: &OfferId, call: Vec<u8>) -> Result<Vec<u8>, Unreachable> {
+        let calls = self
+            .board()
+            .holders
+            .get(offer)
+            .map(|(_, calls, _)| calls.clone());
+        match calls {
+            Some(calls) => Ok(calls.answer(&call).await),
+            None => Err(Unreachable::NoWriter),
+        }
+    }
+}
+
+async fn a_paused_writer_that_lost_its_claim_commits_nothing(db: TestDb) {
+    let store = db.store().await.unwrap();
+    let farm = farm(&store, 1_000).await;
+    let claims = Claims::default();
+    let start =
+        || OrderService::start_in_cluster(store.clone(), OrdersConfig::default(), claims.node());
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let offer = a
+        .create_offer(&farm.owner.id, new_offer(&farm, 4, 3))
+        .await
+        .unwrap();
+    let first = claims.token_of(&offer.offer_id).expect("node a writes it");
+
+    // A tap on node b is decided by node a's writer; its retry on node a
+    // is the same reservation, and the limit is the writer's.
+    let held = b
+        .reserve(tap(&offer, "gst_b1", 1, Some("k1")))
+        .await
+        .unwrap();
+    let again = a
+        .reserve(tap(&offer, "gst_b1", 1, Some("k1")))
+        .await
+        .unwrap();
+    assert_eq!(held.id, again.id);
+    assert!(matches!(
+        b.reserve(tap(&offer, "gst_b1", 3, None)).await,
+        Err(OrdersError::OverLimit {
+            limit: 3,
+            already: 1
+        })
+    ));
+
+    // Node a stalls past its claim without noticing; node b takes over and
+    // sells the last three bags.
+    claims.take_away_unnoticed(&offer.offer_id);
+    b.reserve(tap(&offer, "gst_b2", 3, None)).await.unwrap();
+    let second = claims.token_of(&offer.offer_id).expect("node b writes it");
+    assert!(second > first, "a newer claim, a larger token");
+    // Node a wakes with three bags in its memory and decides a tap: the
+    // fence refuses its commit, and the tap goes to node b's writer.
+    assert!(matches!(
+        a.reserve(tap(&offer, "gst_a1", 1, None)).await,
+        Err(OrdersError::SoldOut { available: 0 })
+    ));
+    // Node b knows the keys node a's writer had answered.
+    assert_eq!(
+        a.reserve(tap(&offer, "gst_b1", 1, Some("k1")))
+            .await
+            .unwrap()
+            .id,
+        held.id
+    );
+
+    let audit = store.audit_offer(&offer.offer_id).await.unwrap();
+    assert!(audit.is_consistent(), "{audit:?}");
+    assert_eq!(audit.counts.held, 4, "sold once, never over");
+    assert_eq!(
+        a.offer_snapshot(&offer.offer_id).await.unwrap().counts,
+        audit.counts
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    store.close().await;
+}
+
+both_engines!(
+    #[tokio::test]
+    a_fenced_writer_in_a_cluster,
+    a_paused_writer_that_lost_its_claim_commits_nothing
+);
