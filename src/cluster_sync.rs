@@ -7,15 +7,20 @@
 //! * Open rooms: a ban, unban, timeout or blocked-word change reaches the
 //!   shop's rooms on other nodes, so a banned viewer's socket there closes
 //!   too.
+//! * Offers: what an offer's writer (on one node) committed (stock, a sale,
+//!   a private "order placed" or "hold expired") reaches the rooms on every
+//!   node.
 //!
 //! Core NATS, at most once: a cache change lost costs at most the 5 s
-//! window; a room that missed a change has it when it next opens.
+//! window; a room that missed a change has it when it next opens; an offer
+//! event lost is corrected by the offer's next snapshot.
 
 use anyhow::Context;
 use cluster::Cluster;
 use domain::ShopId;
 use futures::StreamExt;
 use live::{LiveEvent, LiveHub, ShopEvent};
+use orders::{OfferEvent, OrderService};
 use serde::{Deserialize, Serialize};
 use store::{CacheChange, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -36,11 +41,12 @@ struct Notice {
 enum Change {
     Cache { change: CacheChange },
     Shop { shop: ShopId, event: ShopEvent },
+    Offer { event: OfferEvent },
 }
 
 /// Publishes this node's changes and applies other nodes' until stopped.
 pub(crate) struct ClusterSync {
-    tasks: [JoinHandle<()>; 3],
+    tasks: [JoinHandle<()>; 4],
 }
 
 impl ClusterSync {
@@ -48,6 +54,7 @@ impl ClusterSync {
         cluster: &Cluster,
         store: &Store,
         live: &LiveHub,
+        orders: &OrderService,
     ) -> anyhow::Result<ClusterSync> {
         let subject = format!("{}.changes", cluster.config().prefix);
         let node = cluster.node_id().to_owned();
@@ -74,6 +81,28 @@ impl ClusterSync {
         }) {
             anyhow::bail!("this store's cache changes are already published");
         }
+        let offers = match orders.outward_events() {
+            Some(mut events) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match events.recv().await {
+                            Ok(event) => {
+                                if tx.send(Change::Offer { event }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(RecvError::Lagged(n)) => tracing::warn!(
+                                missed = n,
+                                "offer events not published: other nodes' rooms catch up at the next snapshot"
+                            ),
+                            Err(RecvError::Closed) => return,
+                        }
+                    }
+                })
+            }
+            None => anyhow::bail!("the order service was not started for a cluster"),
+        };
         let mut events = live.events();
         let rooms = tokio::spawn(async move {
             loop {
@@ -109,6 +138,7 @@ impl ClusterSync {
         };
         let store = store.clone();
         let live = live.clone();
+        let orders = orders.clone();
         let listener = tokio::spawn(async move {
             while let Some(message) = incoming.next().await {
                 match serde_json::from_slice::<Notice>(&message.payload) {
@@ -121,12 +151,16 @@ impl ClusterSync {
                         change: Change::Shop { shop, event },
                         ..
                     }) => live.apply_shop_event(&shop, event),
+                    Ok(Notice {
+                        change: Change::Offer { event },
+                        ..
+                    }) => orders.apply_remote_event(event),
                     Err(e) => tracing::warn!(error = %e, "unreadable change on NATS, ignored"),
                 }
             }
         });
         Ok(ClusterSync {
-            tasks: [rooms, publisher, listener],
+            tasks: [rooms, offers, publisher, listener],
         })
     }
 

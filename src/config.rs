@@ -864,6 +864,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_cluster_node_file_is_valid() {
+        let file: FileConfig = toml::from_str(include_str!("../deploy/cluster/node.toml")).unwrap();
+        let c = Config::resolve(SettingsArgs::default(), file).unwrap();
+        let cluster = c.cluster.expect("a cluster node");
+        assert_eq!(cluster.node_id, "county-1");
+        assert_eq!(cluster.node_url, "http://10.0.0.1:8080");
+        assert_eq!(c.public_url, "https://live.example.cn");
+    }
+
+    #[test]
     fn bad_settings_are_explained() {
         let file: Result<FileConfig, _> = toml::from_str("bnid = \"x\"");
         assert!(file.unwrap_err().to_string().contains("unknown field"));

@@ -8,6 +8,7 @@ mod commerce;
 pub mod config;
 mod demo;
 mod membership;
+mod offer_placement;
 mod recording;
 pub mod telemetry;
 
@@ -90,25 +91,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("starting the media server (check the UDP/TCP media ports are free)")?;
     let media = sfu.clone();
-    let orders = orders::OrderService::start(store.clone(), config.orders.clone())
-        .await
-        .context("starting the order service")?;
+    let cluster = match &config.cluster {
+        Some(settings) => Some(membership::Membership::connect(settings).await?),
+        None => None,
+    };
+    let orders = match &cluster {
+        None => orders::OrderService::start(store.clone(), config.orders.clone()).await,
+        Some(cluster) => {
+            let placement = offer_placement::NatsPlacement::new(cluster).await?;
+            orders::OrderService::start_in_cluster(
+                store.clone(),
+                config.orders.clone(),
+                std::sync::Arc::new(placement),
+            )
+            .await
+        }
+    }
+    .context("starting the order service")?;
     let live = live::LiveHub::new(
         store.clone(),
         std::sync::Arc::new(commerce::OrderCommerce::new(orders.clone())),
         config.live.clone(),
     );
-    let membership = match &config.cluster {
-        Some(settings) => {
+    let membership = match (&config.cluster, cluster) {
+        (Some(settings), Some(cluster)) => {
             let mut settings = settings.clone();
             // The node's URL defaults to the public URL, which follows the
             // real port in tests.
             if settings.node_url == config.public_url {
                 settings.node_url = public_url.clone();
             }
-            Some(membership::Membership::join(&settings, &sfu, &live, &store).await?)
+            Some(
+                membership::Membership::join(cluster, &settings, &sfu, &live, &store, &orders)
+                    .await?,
+            )
         }
-        None => None,
+        _ => None,
     };
     let recordings = recording_store(&config);
     let bridge = bridge::Bridge::new(store.clone(), sfu.clone(), orders.clone(), live.clone());

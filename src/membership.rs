@@ -20,18 +20,25 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Connects to the cluster's NATS (before the services start: the order
+    /// service places its writers through it).
+    pub async fn connect(settings: &ClusterSettings) -> anyhow::Result<Cluster> {
+        let mut config = ClusterConfig::new(settings.url.clone(), settings.node_id.clone());
+        config.prefix = settings.prefix.clone();
+        Cluster::connect(config)
+            .await
+            .context("joining the cluster")
+    }
+
     pub async fn join(
+        cluster: Cluster,
         settings: &ClusterSettings,
         sfu: &sfu::Sfu,
         live: &live::LiveHub,
         store: &store::Store,
+        orders: &orders::OrderService,
     ) -> anyhow::Result<Membership> {
-        let mut config = ClusterConfig::new(settings.url.clone(), settings.node_id.clone());
-        config.prefix = settings.prefix.clone();
-        let cluster = Cluster::connect(config)
-            .await
-            .context("joining the cluster")?;
-        let cluster_sync = ClusterSync::start(&cluster, store, live).await?;
+        let cluster_sync = ClusterSync::start(&cluster, store, live, orders).await?;
         let info = NodeInfo {
             id: settings.node_id.clone(),
             instance: domain::secret_token(),

@@ -14,12 +14,12 @@ use store::testing::TestDb;
 
 const OPERATOR_TOKEN: &str = "operator-token-for-the-tests";
 
-fn nats_url() -> String {
+pub fn nats_url() -> String {
     std::env::var("FIELDCAST_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
 /// NATS is there, or the test is skipped (or fails, when required).
-async fn nats_available() -> bool {
+pub async fn nats_available() -> bool {
     let url = nats_url();
     let addr = url.trim_start_matches("nats://").to_owned();
     match tokio::net::TcpStream::connect(&addr).await {
@@ -36,7 +36,7 @@ async fn nats_available() -> bool {
 
 /// Cluster settings as `serve --cluster` resolves them: the node's URL is
 /// the public URL (which the server then follows to its real port).
-fn settings(config: &fieldcast::Config, prefix: &str, node: &str) -> ClusterSettings {
+pub fn settings(config: &fieldcast::Config, prefix: &str, node: &str) -> ClusterSettings {
     ClusterSettings {
         url: nats_url(),
         node_id: node.to_owned(),
@@ -180,7 +180,7 @@ async fn two_nodes(prefix: &str) -> Option<(TestApp, fieldcast::Running, tempfil
 }
 
 /// Polls `probe` until it is true; how long that took.
-async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) -> Duration {
+pub async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !probe().await {
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
@@ -291,7 +291,7 @@ async fn a_sign_out_and_a_ban_on_one_node_hold_on_the_other_at_once_and_close_it
 }
 
 /// The test's buckets go, so runs do not pile up on the shared NATS server.
-async fn drop_buckets(prefix: &str) {
+pub async fn drop_buckets(prefix: &str) {
     let mut config = cluster::ClusterConfig::new(nats_url(), "cleanup");
     config.prefix = prefix.to_owned();
     let c = cluster::Cluster::connect(config).await.unwrap();

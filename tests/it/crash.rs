@@ -35,9 +35,15 @@ fn free_port() -> u16 {
 }
 
 pub async fn start_server(database_url: &str, data_dir: &Path) -> Server {
+    start_server_with(database_url, data_dir, &[]).await
+}
+
+/// [`start_server`] with more `serve` arguments (a cluster node's, say).
+pub async fn start_server_with(database_url: &str, data_dir: &Path, extra: &[&str]) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .args(["--media-udp-port", "0", "--media-tcp-port", "0"])
         // Every buyer here is a guest from 127.0.0.1; the per-address guest
         // limit is tested elsewhere (hostile_auth).
@@ -64,20 +70,16 @@ pub async fn start_server(database_url: &str, data_dir: &Path) -> Server {
     Server { child, base }
 }
 
-async fn post(client: &Client, url: String, body: Value) -> Value {
+pub async fn post(client: &Client, url: String, body: Value) -> Value {
     let res = client.post(url).json(&body).send().await.unwrap();
     assert!(res.status().is_success(), "{}", res.status());
     res.json().await.unwrap()
 }
 
-/// The crash scenario on the database behind `db`.
-async fn crash_and_recover(db: TestDb) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(&db.url, data_dir.path()).await;
-    let base = server.base.clone();
-
-    // A farmer puts 300 bags on sale.
-    let owner = phone(&base);
+/// A farmer signs up on `base`, opens a shop and a broadcast and puts
+/// `allotted` bags on sale, at most `per_buyer` each; the offer's id.
+pub async fn farmer_with_offer(base: &str, allotted: u32, per_buyer: u32) -> String {
+    let owner = phone(base);
     post(
         &owner,
         format!("{base}/api/v1/accounts"),
@@ -106,10 +108,20 @@ async fn crash_and_recover(db: TestDb) {
     let offer = post(
         &owner,
         format!("{base}/api/v1/broadcasts/{}/offers", broadcast["id"].as_str().unwrap()),
-        json!({"product_id": product["id"], "price_fen": 100, "quantity": ALLOTTED, "per_buyer_limit": PER_BUYER}),
+        json!({"product_id": product["id"], "price_fen": 100, "quantity": allotted, "per_buyer_limit": per_buyer}),
     )
     .await;
-    let offer_id = offer["id"].as_str().unwrap().to_owned();
+    offer["id"].as_str().unwrap().to_owned()
+}
+
+/// The crash scenario on the database behind `db`.
+async fn crash_and_recover(db: TestDb) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(&db.url, data_dir.path()).await;
+    let base = server.base.clone();
+
+    // A farmer puts 300 bags on sale.
+    let offer_id = farmer_with_offer(&base, ALLOTTED, PER_BUYER).await;
 
     // Many guests, each tapping many times at once.
     let mut buyers = Vec::new();
@@ -299,7 +311,7 @@ pub fn phone(base: &str) -> Client {
         .unwrap()
 }
 
-async fn guest_at(base: &str, nickname: &str) -> Client {
+pub async fn guest_at(base: &str, nickname: &str) -> Client {
     let client = phone(base);
     post(
         &client,

@@ -10,6 +10,7 @@ mod browser_live;
 mod browser_media;
 mod browser_pages;
 mod cluster;
+mod cluster_orders;
 mod crash;
 mod harness;
 mod hostile_auth;

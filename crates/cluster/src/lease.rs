@@ -309,6 +309,15 @@ impl Lease {
         let _ = lost.wait_for(|l| *l).await;
     }
 
+    /// [`Lease::lost`] as a future that owns what it needs, for a task that
+    /// outlives this borrow.
+    pub fn on_lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            let _ = lost.wait_for(|l| *l).await;
+        }
+    }
+
     /// Gives the lease back so another node can take it without waiting for
     /// the TTL.
     pub async fn release(mut self) {

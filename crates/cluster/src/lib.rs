@@ -64,6 +64,19 @@ pub enum ClusterError {
     Nats(String),
 }
 
+/// Why [`Cluster::ask`] got no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unanswered {
+    /// Nobody serves the subject: the request reached no one.
+    #[error("nobody serves this subject")]
+    NoResponders,
+    /// Nobody answered in time: the request may have been acted on.
+    #[error("no answer in time")]
+    TimedOut,
+    #[error("request failed: {0}")]
+    Failed(String),
+}
+
 impl ClusterError {
     fn nats(e: impl std::fmt::Display) -> Self {
         ClusterError::Nats(e.to_string())
@@ -212,6 +225,27 @@ impl Cluster {
     /// Whether the NATS connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Sends a request to whoever serves `subject` and waits up to `timeout`
+    /// for the first answer.
+    pub async fn ask(
+        &self,
+        subject: String,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, Unanswered> {
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(timeout));
+        match self.client.send_request(subject, request).await {
+            Ok(message) => Ok(message.payload),
+            Err(e) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => Unanswered::NoResponders,
+                async_nats::RequestErrorKind::TimedOut => Unanswered::TimedOut,
+                _ => Unanswered::Failed(e.to_string()),
+            }),
+        }
     }
 
     /// The node registry of this cluster (creates its bucket if needed).
